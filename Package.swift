@@ -1,0 +1,54 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Parley: end-to-end encrypted messaging (Signal v3 protocol), relay and client.
+// Dependencies flow down this list only; ParleyCrypto and ParleyProtocol do no I/O.
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Parley",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "ParleyCrypto", targets: ["ParleyCrypto"]),
+        .library(name: "ParleyProtocol", targets: ["ParleyProtocol"]),
+        .executable(name: "parley-conformance", targets: ["parley-conformance"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // MARK: system libraries
+        .systemLibrary(
+            name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(
+            name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]),
+
+        // MARK: crypto core
+        .target(
+            name: "ParleyCrypto",
+            dependencies: ["CSodium", "COpenSSL", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
+        .target(
+            name: "ParleyProtocol",
+            dependencies: ["ParleyCrypto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Proto"],
+            swiftSettings: strict),
+        .target(name: "ParleyConformance", dependencies: ["ParleyProtocol"], swiftSettings: strict),
+
+        // MARK: executables (thin: argument parsing and wiring only)
+        .executableTarget(
+            name: "parley-conformance",
+            dependencies: ["ParleyConformance", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+
+        // MARK: tests
+    ],
+    swiftLanguageModes: [.v6]
+)

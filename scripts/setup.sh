@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what Parley needs on a Debian machine, only when something is missing.
+# Sourced by scripts/test.sh and scripts/demo.sh; safe to run on its own.
+set -euo pipefail
+
+PACKAGES=(libsodium-dev libssl-dev libsqlite3-dev pkg-config)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "parley setup: installing ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  if [ -x /opt/swift/usr/bin/swift ]; then
+    export PATH="/opt/swift/usr/bin:$PATH"
+  else
+    echo "parley setup: Swift 6 toolchain not found (expected 'swift' on PATH or /opt/swift)" >&2
+    exit 1
+  fi
+fi
