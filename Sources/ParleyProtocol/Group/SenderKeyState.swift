@@ -1,0 +1,30 @@
+import ParleyCrypto
+
+/// One sender key of one member in one group: its chain, its signing key (with the private half
+/// only on the sender's own device) and skipped message keys.
+struct SenderKeyState: Sendable {
+    var keyId: UInt32
+    var chainKey: SenderChainKey
+    var signingPublic: PublicKey
+    var signingPrivate: PrivateKey?
+    var skippedKeys: [SenderMessageKey] = []
+}
+
+/// Every sender-key state kept for one (group, sender), newest first, at most
+/// `Limits.maxSenderKeyStates`.
+public struct SenderKeyRecord: Sendable {
+    var states: [SenderKeyState] = []
+
+    public init() {}
+
+    init(states: [SenderKeyState]) { self.states = states }
+
+    public var isEmpty: Bool { states.isEmpty }
+
+    func stateIndex(keyId: UInt32) -> Int? { states.firstIndex { $0.keyId == keyId } }
+
+    mutating func add(_ state: SenderKeyState) {
+        states.insert(state, at: 0)
+        if states.count > Limits.maxSenderKeyStates { states.removeLast(states.count - Limits.maxSenderKeyStates) }
+    }
+}

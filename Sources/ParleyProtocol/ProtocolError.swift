@@ -1,0 +1,63 @@
+import ParleyCrypto
+
+/// Why a protocol operation failed. A failed operation never changes any store.
+public enum ProtocolError: Error, Equatable, Sendable {
+    /// The message's version nibble is below 3 (a legacy format Parley does not speak).
+    case legacyVersion(UInt8)
+    /// The message's version nibble is above 3 (a newer format, e.g. PQXDH's 4).
+    case unknownVersion(UInt8)
+    /// The bytes do not parse: bad protobuf tag, wire type or length, a missing required field,
+    /// or too short to hold the version byte and MAC. `what` names the structure.
+    case malformed(String)
+    /// A key inside the message is not a valid Curve25519 public key.
+    case invalidKey(String)
+    /// The MAC did not verify under any session state for this address, or the message came from
+    /// a receiving chain that is no longer kept.
+    case badMAC
+    /// The message's counter was already used (or its key was already dropped).
+    case duplicateMessage(chainIndex: UInt32, counter: UInt32)
+    /// The counter is more than `Limits.maxForwardJumps` beyond the chain's next expected one.
+    case tooFarAhead(chainIndex: UInt32, counter: UInt32)
+    /// The body did not decrypt (bad padding) although the MAC verified.
+    case invalidCiphertext
+    /// The peer's identity key differs from the one recorded for this address.
+    case untrustedIdentity(address: ProtocolAddress)
+    /// A signature (signed prekey, sender-key message) did not verify.
+    case badSignature
+    /// There is no session with this address.
+    case noSession(ProtocolAddress)
+    /// The PreKeySignalMessage names a one-time prekey this device does not have.
+    case missingPreKey(UInt32)
+    /// The PreKeySignalMessage names a signed prekey this device does not have.
+    case missingSignedPreKey(UInt32)
+    /// No sender-key state for this (group, sender, key id).
+    case noSenderKey(distributionId: String, keyId: UInt32?)
+    /// Stored state could not be decoded.
+    case corruptState(String)
+    /// A primitive failed (should not happen with valid keys).
+    case crypto(CryptoError)
+}
+
+extension ProtocolError {
+    /// A stable short name for the error kind, used by the conformance runner, logs and the
+    /// interop tooling ("bad_mac", "duplicate", ...).
+    public var kind: String {
+        switch self {
+        case .legacyVersion, .unknownVersion: return "bad_version"
+        case .malformed: return "truncated"
+        case .invalidKey: return "invalid_key"
+        case .badMAC: return "bad_mac"
+        case .duplicateMessage: return "duplicate"
+        case .tooFarAhead: return "too_far_ahead"
+        case .invalidCiphertext: return "invalid_ciphertext"
+        case .untrustedIdentity: return "untrusted_identity"
+        case .badSignature: return "bad_signature"
+        case .noSession: return "no_session"
+        case .missingPreKey: return "missing_prekey"
+        case .missingSignedPreKey: return "missing_signed_prekey"
+        case .noSenderKey: return "no_sender_key"
+        case .corruptState: return "corrupt_state"
+        case .crypto: return "crypto"
+        }
+    }
+}

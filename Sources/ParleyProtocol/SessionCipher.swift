@@ -1,0 +1,201 @@
+import ParleyCrypto
+
+/// Encrypts and decrypts pairwise messages (the Double Ratchet).
+///
+/// Every operation loads the record, works on a copy, and stores it only when the whole
+/// operation succeeded: a message that fails to decrypt changes no session, consumes no prekey
+/// and loses no skipped key.
+public enum SessionCipher {
+    // MARK: Encrypt
+
+    /// Encrypts `plaintext` for `address` under the current session.
+    public static func encrypt<S: IdentityKeyStore & SessionStore>(
+        _ plaintext: [UInt8], for address: ProtocolAddress, store: S
+    ) throws -> CiphertextMessage {
+        guard var record = try store.loadSession(for: address), var state = record.current else {
+            throw ProtocolError.noSession(address)
+        }
+        let (keys, nextChainKey) = state.senderChain.chainKey.step()
+        let body = try keys.withCipherKey { (key, iv) throws(ProtocolError) -> [UInt8] in
+            do { return try AES256CBC.encrypt(plaintext, key: key, iv: iv) } catch { throw .crypto((error as? CryptoError) ?? .cipherFailure) }
+        }
+        let message = try SignalMessage(
+            macKey: keys, senderRatchetKey: state.senderChain.ratchetKey.publicKey, counter: keys.counter,
+            previousCounter: state.previousCounter, ciphertext: body,
+            senderIdentity: state.localIdentity, receiverIdentity: state.remoteIdentity)
+        let result: CiphertextMessage
+        if let pending = state.pendingPreKey {
+            result = .preKey(
+                try PreKeySignalMessage(
+                    registrationId: state.localRegistrationId, preKeyId: pending.preKeyId,
+                    signedPreKeyId: pending.signedPreKeyId, baseKey: pending.baseKey,
+                    identityKey: state.localIdentity, message: message))
+        } else {
+            result = .signal(message)
+        }
+        state.senderChain.chainKey = nextChainKey
+
+        guard try store.isTrustedIdentity(state.remoteIdentity, for: address, direction: .sending) else {
+            throw ProtocolError.untrustedIdentity(address: address)
+        }
+        try store.saveIdentity(state.remoteIdentity, for: address)
+        record.current = state
+        try store.storeSession(record, for: address)
+        return result
+    }
+
+    // MARK: Decrypt
+
+    /// Decrypts a SignalMessage from `address`. Draws one ratchet key when the message starts a
+    /// new receiving chain.
+    public static func decrypt<S: IdentityKeyStore & SessionStore>(
+        _ message: SignalMessage, from address: ProtocolAddress, store: S, random: any RandomSource = SystemRandom.shared
+    ) throws -> [UInt8] {
+        guard var record = try store.loadSession(for: address) else { throw ProtocolError.noSession(address) }
+        let plaintext = try decrypt(record: &record, message: message, random: random)
+        guard let identity = record.current?.remoteIdentity else { throw ProtocolError.noSession(address) }
+        guard try store.isTrustedIdentity(identity, for: address, direction: .receiving) else {
+            throw ProtocolError.untrustedIdentity(address: address)
+        }
+        try store.saveIdentity(identity, for: address)
+        try store.storeSession(record, for: address)
+        return plaintext
+    }
+
+    /// Decrypts a PreKeySignalMessage from `address`: runs X3DH as the responder unless a
+    /// session from the same base key exists, then decrypts the inner message. The one-time
+    /// prekey is removed only when the message decrypted.
+    public static func decrypt<S: IdentityKeyStore & SessionStore & PreKeyStore & SignedPreKeyStore>(
+        _ message: PreKeySignalMessage, from address: ProtocolAddress, store: S,
+        random: any RandomSource = SystemRandom.shared
+    ) throws -> [UInt8] {
+        guard try store.isTrustedIdentity(message.identityKey, for: address, direction: .receiving) else {
+            throw ProtocolError.untrustedIdentity(address: address)
+        }
+        var record = try store.loadSession(for: address) ?? SessionRecord()
+        var consumedPreKey: UInt32? = nil
+        if !record.hasSession(withBaseKey: message.baseKey.serialized) {
+            guard let signed = try store.loadSignedPreKey(id: message.signedPreKeyId) else {
+                throw ProtocolError.missingSignedPreKey(message.signedPreKeyId)
+            }
+            var oneTime: PrivateKey? = nil
+            if let id = message.preKeyId {
+                guard let record = try store.loadPreKey(id: id) else { throw ProtocolError.missingPreKey(id) }
+                oneTime = record.keyPair
+                consumedPreKey = id
+            }
+            var state = try X3DH.bobSession(
+                ourIdentity: try store.identityKeyPair(), ourSignedPreKey: signed.keyPair, ourOneTimePreKey: oneTime,
+                theirIdentity: message.identityKey, theirBaseKey: message.baseKey)
+            state.localRegistrationId = try store.localRegistrationId()
+            state.remoteRegistrationId = message.registrationId
+            record.promote(state)
+        }
+        let plaintext = try decrypt(record: &record, message: message.message, random: random)
+        try store.saveIdentity(message.identityKey, for: address)
+        try store.storeSession(record, for: address)
+        if let id = consumedPreKey { try store.removePreKey(id: id) }
+        return plaintext
+    }
+
+    /// Tries the current state, then each archived one (promoting the one that works). A
+    /// duplicate is reported at once; otherwise the current state's error is reported.
+    static func decrypt(record: inout SessionRecord, message: SignalMessage, random: any RandomSource) throws(ProtocolError) -> [UInt8] {
+        var firstError: ProtocolError? = nil
+        if var state = record.current {
+            do {
+                let plaintext = try decrypt(state: &state, message: message, random: random)
+                record.current = state
+                return plaintext
+            } catch {
+                if case .duplicateMessage = error { throw error }
+                firstError = error
+            }
+        }
+        for index in record.previous.indices {
+            var state = record.previous[index]
+            do {
+                let plaintext = try decrypt(state: &state, message: message, random: random)
+                record.previous.remove(at: index)
+                record.promote(state)
+                return plaintext
+            } catch {
+                if case .duplicateMessage = error { throw error }
+                if firstError == nil { firstError = error }
+            }
+        }
+        throw firstError ?? .badMAC
+    }
+
+    /// Decrypts under one state, mutating `state` (the caller's copy) as it goes.
+    static func decrypt(state: inout SessionState, message: SignalMessage, random: any RandomSource) throws(ProtocolError) -> [UInt8] {
+        guard message.messageVersion == state.version else { throw .unknownVersion(message.messageVersion) }
+        let chainIndex: Int
+        if let existing = state.receiverChainIndex(for: message.senderRatchetKey) {
+            chainIndex = existing
+        } else {
+            try ratchetStep(state: &state, theirRatchetKey: message.senderRatchetKey, random: random)
+            chainIndex = state.receiverChains.count - 1
+        }
+        let keys = try messageKeys(chain: &state.receiverChains[chainIndex], counter: message.counter)
+        guard try message.verifyMAC(senderIdentity: state.remoteIdentity, receiverIdentity: state.localIdentity, keys: keys) else {
+            throw .badMAC
+        }
+        let plaintext = try keys.withCipherKey { (key, iv) throws(ProtocolError) -> [UInt8] in
+            do { return try AES256CBC.decrypt(message.ciphertext, key: key, iv: iv) } catch {
+                throw .invalidCiphertext
+            }
+        }
+        state.pendingPreKey = nil
+        return plaintext
+    }
+
+    /// A DH ratchet step on receiving a new ratchet key: derive the receiving chain, draw our next
+    /// ratchet key, derive the next sending chain.
+    static func ratchetStep(state: inout SessionState, theirRatchetKey: PublicKey, random: any RandomSource) throws(ProtocolError) {
+        let (receivingRoot, receivingChain) = try state.rootKey.createChain(
+            theirRatchetKey: theirRatchetKey, ourRatchetKey: state.senderChain.ratchetKey)
+        let ourNewRatchetKey: PrivateKey
+        do { ourNewRatchetKey = try PrivateKey.generate(using: random) } catch { throw .crypto((error as? CryptoError) ?? .cipherFailure) }
+        let (sendingRoot, sendingChain) = try receivingRoot.createChain(
+            theirRatchetKey: theirRatchetKey, ourRatchetKey: ourNewRatchetKey)
+        state.rootKey = sendingRoot
+        state.addReceiverChain(ReceiverChain(ratchetKey: theirRatchetKey, chainKey: receivingChain))
+        state.previousCounter = max(state.senderChain.chainKey.index, 1) - 1
+        state.senderChain = SenderChain(ratchetKey: ourNewRatchetKey, chainKey: sendingChain)
+    }
+
+    /// The message keys for `counter` on `chain`: a stored skipped key, or the chain stepped
+    /// forward (keeping the keys it skips, at most `Limits.maxMessageKeys`, oldest dropped).
+    static func messageKeys(chain: inout ReceiverChain, counter: UInt32) throws(ProtocolError) -> MessageKeys {
+        let next = chain.chainKey.index
+        if next > counter {
+            guard let i = chain.skippedKeys.firstIndex(where: { $0.counter == counter }) else {
+                throw .duplicateMessage(chainIndex: next, counter: counter)
+            }
+            return chain.skippedKeys.remove(at: i)
+        }
+        guard counter - next <= Limits.maxForwardJumps else { throw .tooFarAhead(chainIndex: next, counter: counter) }
+        var chainKey = chain.chainKey
+        if counter > next {
+            // Keys that would be dropped at once are never derived.
+            let keep = UInt32(Limits.maxMessageKeys)
+            let firstKept = counter - next > keep ? counter - keep : next
+            while chainKey.index < counter {
+                if chainKey.index >= firstKept {
+                    let (skipped, following) = chainKey.step()
+                    chain.skippedKeys.append(skipped)
+                    chainKey = following
+                } else {
+                    chainKey = chainKey.next()
+                }
+            }
+            if chain.skippedKeys.count > Limits.maxMessageKeys {
+                chain.skippedKeys.removeFirst(chain.skippedKeys.count - Limits.maxMessageKeys)
+            }
+        }
+        let (keys, following) = chainKey.step()
+        chain.chainKey = following
+        return keys
+    }
+}
