@@ -5,6 +5,12 @@ import COpenSSL
 /// must be a whole number of 16-byte blocks (the NIST known-answer tests).
 public enum AES256CBC {
     public static let keySize = 32
+
+    /// The cipher implementation, fetched from OpenSSL's provider once: passing the legacy
+    /// `EVP_aes_256_cbc()` to every init makes OpenSSL 3 look it up again each time (locks and
+    /// string compares that cost more than encrypting a 200-byte message). Immutable and
+    /// thread-safe once fetched.
+    nonisolated(unsafe) private static let cipher: OpaquePointer? = EVP_CIPHER_fetch(nil, "AES-256-CBC", nil)
     public static let blockSize = 16
 
     public static func encrypt(
@@ -20,6 +26,7 @@ public enum AES256CBC {
         return try run(encrypt: false, input: ciphertext, key: key, iv: iv, padding: padding)
     }
 
+    @inlinable
     public static func encrypt<P: ByteView, K: ByteView, I: ByteView>(
         _ plaintext: P, key: K, iv: I, padding: Bool = true
     ) throws(CryptoError) -> [UInt8] {
@@ -30,6 +37,7 @@ public enum AES256CBC {
         }
     }
 
+    @inlinable
     public static func decrypt<C: ByteView, K: ByteView, I: ByteView>(
         _ ciphertext: C, key: K, iv: I, padding: Bool = true
     ) throws(CryptoError) -> [UInt8] {
@@ -50,7 +58,7 @@ public enum AES256CBC {
         defer { EVP_CIPHER_CTX_free(ctx) }
         guard let k = key.baseAddress?.assumingMemoryBound(to: UInt8.self),
               let v = iv.baseAddress?.assumingMemoryBound(to: UInt8.self),
-              EVP_CipherInit_ex(ctx, EVP_aes_256_cbc(), nil, k, v, encrypt ? 1 : 0) == 1,
+              EVP_CipherInit_ex2(ctx, cipher, k, v, encrypt ? 1 : 0, nil) == 1,
               EVP_CIPHER_CTX_set_padding(ctx, padding ? 1 : 0) == 1
         else { throw .cipherFailure }
 

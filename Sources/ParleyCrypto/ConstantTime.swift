@@ -10,6 +10,7 @@ public enum ConstantTime {
         return sodium_memcmp(pa, pb, a.count) == 0
     }
 
+    @inlinable
     public static func equals<A: ByteView, B: ByteView>(_ a: A, _ b: B) -> Bool {
         a.withBytes { pa in b.withBytes { pb in equals(pa, pb) } }
     }
@@ -24,19 +25,13 @@ extension Array: ByteView where Element == UInt8 {
     @inlinable
     public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         // Arrays of UInt8 always have contiguous storage.
-        let result: Result<R, E> = self.withUnsafeBufferPointer { buffer in
-            do throws(E) { return .success(try body(UnsafeRawBufferPointer(buffer))) } catch { return .failure(error) }
-        }
-        return try result.get()
+        try self.withUnsafeBufferPointer { (buffer) throws(E) -> R in try body(UnsafeRawBufferPointer(buffer)) }
     }
 }
 
 extension ArraySlice: ByteView where Element == UInt8 {
     @inlinable
     public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        let result: Result<R, E> = self.withUnsafeBufferPointer { buffer in
-            do throws(E) { return .success(try body(UnsafeRawBufferPointer(buffer))) } catch { return .failure(error) }
-        }
-        return try result.get()
+        try self.withUnsafeBufferPointer { (buffer) throws(E) -> R in try body(UnsafeRawBufferPointer(buffer)) }
     }
 }

@@ -1,3 +1,4 @@
+import CSodium
 import Crypto
 import Foundation
 
@@ -83,7 +84,13 @@ public struct PrivateKey: @unchecked Sendable {
         } catch {
             throw .nonContributoryAgreement
         }
-        return shared.withUnsafeBytes { SecretBytes(copying: $0) }
+        let secret = shared.withUnsafeBytes { SecretBytes(copying: $0) }
+        // swift-crypto does not report BoringSSL's all-zero check; do it here (constant time).
+        let allZero = secret.withBytes { bytes in
+            bytes.baseAddress.map { sodium_is_zero($0.assumingMemoryBound(to: UInt8.self), bytes.count) == 1 } ?? true
+        }
+        guard !allZero else { throw .nonContributoryAgreement }
+        return secret
     }
 
     /// The clamped scalar, for signing and for serialization. Wipe the copy when done.

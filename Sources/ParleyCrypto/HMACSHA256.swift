@@ -1,4 +1,5 @@
 import COpenSSL
+import CSodium
 
 /// HMAC-SHA256 (RFC 2104 / RFC 4231).
 ///
@@ -16,9 +17,9 @@ public struct HMACSHA256: Sendable {
 
     /// Prepares a MAC under `key` (any length; keys longer than 64 bytes are hashed first).
     public init(key: UnsafeRawBufferPointer) {
-        var block = [UInt8](repeating: 0, count: Self.blockSize)
-        block.withUnsafeMutableBytes { blockBuf in
+        withUnsafeTemporaryAllocation(byteCount: Self.blockSize, alignment: 16) { blockBuf in
             guard let blockBase = blockBuf.baseAddress else { return }
+            blockBuf.initializeMemory(as: UInt8.self, repeating: 0)
             if key.count > Self.blockSize {
                 var ctx = SHA256_CTX()
                 SHA256_Init(&ctx)
@@ -33,10 +34,11 @@ public struct HMACSHA256: Sendable {
             for i in 0..<Self.blockSize { blockBuf[i] ^= (0x36 ^ 0x5c) }
             SHA256_Init(&outer)
             SHA256_Update(&outer, blockBase, Self.blockSize)
-            blockBuf.initializeMemory(as: UInt8.self, repeating: 0)
+            sodium_memzero(blockBase, Self.blockSize)
         }
     }
 
+    @inlinable
     public init<K: ByteView>(key: K) {
         self = key.withBytes { HMACSHA256(key: $0) }
     }
@@ -53,6 +55,7 @@ public struct HMACSHA256: Sendable {
     }
 
     /// The MAC of `data` as a new array.
+    @inlinable
     public func authenticate<D: ByteView>(_ data: D) -> [UInt8] {
         var stream = start()
         data.withBytes { stream.update($0) }
@@ -79,6 +82,7 @@ public struct HMACSHA256: Sendable {
             if let base = data.baseAddress, data.count > 0 { SHA256_Update(&inner, base, data.count) }
         }
 
+        @inlinable
         public mutating func update<D: ByteView>(_ data: D) {
             data.withBytes { update($0) }
         }

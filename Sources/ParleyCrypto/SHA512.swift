@@ -1,6 +1,6 @@
 import CSodium
 
-/// SHA-512 (libsodium), used by the XEdDSA signature scheme and by fingerprints.
+/// SHA-512 (libsodium), used by the XEdDSA signature scheme.
 public struct SHA512Hasher {
     private var state = crypto_hash_sha512_state()
 

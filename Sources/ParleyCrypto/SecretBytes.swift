@@ -1,55 +1,54 @@
 import CSodium
 
-/// Fixed-length secret key material on the heap, wiped with `sodium_memzero` when the last
-/// reference goes away. Immutable after initialisation, so sharing it between copies of a
-/// session state is safe and cheap; a new key is a new `SecretBytes`.
+/// Fixed-length secret key material, wiped with `sodium_memzero` when the last reference goes
+/// away. Immutable after initialisation, so copies of a session state share it safely and
+/// cheaply; a new key is a new `SecretBytes`. The bytes live in the same heap block as their
+/// header (one allocation per secret).
 ///
 /// Swift may still leave copies of secrets in registers or in arrays a caller made with
 /// `copyBytes()`; this type makes sure the long-lived copies are wiped.
-public final class SecretBytes: @unchecked Sendable {
-    @usableFromInline let storage: UnsafeMutableRawBufferPointer
-    public let count: Int
-
-    /// Allocates `count` bytes and lets `initializer` fill them.
-    @inlinable
-    public init<E: Error>(count: Int, _ initializer: (UnsafeMutableRawBufferPointer) throws(E) -> Void) throws(E) {
-        self.count = count
-        storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
-        storage.initializeMemory(as: UInt8.self, repeating: 0)
-        let view = UnsafeMutableRawBufferPointer(rebasing: storage[0..<count])
-        do {
-            try initializer(view)
-        } catch {
-            Self.wipe(storage)
-            storage.deallocate()
-            throw error
-        }
-    }
-
-    /// Copies `bytes` into a new secret buffer.
-    public convenience init<C: ByteView>(copying bytes: C) {
-        let n = bytes.withBytes { $0.count }
-        self.init(count: n) { (dst: UnsafeMutableRawBufferPointer) in
-            bytes.withBytes { src in
-                if let s = src.baseAddress, let d = dst.baseAddress, n > 0 { d.copyMemory(from: s, byteCount: n) }
+public struct SecretBytes: @unchecked Sendable {
+    @usableFromInline
+    final class Storage: ManagedBuffer<Int, UInt8> {
+        deinit {
+            withUnsafeMutablePointers { count, bytes in
+                if count.pointee > 0 { sodium_memzero(bytes, count.pointee) }
             }
         }
     }
 
-    deinit {
-        Self.wipe(storage)
-        storage.deallocate()
+    @usableFromInline let storage: Storage
+
+    public var count: Int { storage.header }
+
+    /// Allocates `count` zeroed bytes and lets `initializer` fill them.
+    @inlinable
+    public init<E: Error>(count: Int, _ initializer: (UnsafeMutableRawBufferPointer) throws(E) -> Void) throws(E) {
+        let buffer = Storage.create(minimumCapacity: count) { _ in count }
+        let storage = unsafeDowncast(buffer, to: Storage.self)
+        try storage.withUnsafeMutablePointers { (_, bytes) throws(E) in
+            bytes.initialize(repeating: 0, count: count)
+            try initializer(UnsafeMutableRawBufferPointer(start: bytes, count: count))
+        }
+        self.storage = storage
     }
 
-    @usableFromInline
-    static func wipe(_ buffer: UnsafeMutableRawBufferPointer) {
-        if let base = buffer.baseAddress, buffer.count > 0 { sodium_memzero(base, buffer.count) }
+    /// Copies `bytes` into a new secret buffer.
+    @inlinable
+    public init<C: ByteView>(copying bytes: C) {
+        self = bytes.withBytes { src in
+            SecretBytes(count: src.count) { dst in
+                if let s = src.baseAddress, let d = dst.baseAddress, src.count > 0 { d.copyMemory(from: s, byteCount: src.count) }
+            }
+        }
     }
 
     /// The secret's bytes, for the duration of `body` only.
     @inlinable
     public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try body(UnsafeRawBufferPointer(rebasing: storage[0..<count]))
+        try storage.withUnsafeMutablePointers { (count, bytes) throws(E) -> R in
+            try body(UnsafeRawBufferPointer(start: bytes, count: count.pointee))
+        }
     }
 
     /// A plain copy of the bytes, for serialization. The caller owns (and should wipe) it.
@@ -59,10 +58,8 @@ public final class SecretBytes: @unchecked Sendable {
 
     /// A sub-range of the secret as a new secret.
     public func slice(_ range: Range<Int>) -> SecretBytes {
-        SecretBytes(count: range.count) { (dst: UnsafeMutableRawBufferPointer) in
-            if let d = dst.baseAddress, let s = storage.baseAddress, range.count > 0 {
-                d.copyMemory(from: s + range.lowerBound, byteCount: range.count)
-            }
+        withBytes { src in
+            SecretBytes(copying: UnsafeRawBufferPointer(rebasing: src[range]))
         }
     }
 }
