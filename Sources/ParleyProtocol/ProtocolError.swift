@@ -1,6 +1,8 @@
 import ParleyCrypto
 
-/// Why a protocol operation failed. A failed operation never changes any store.
+/// Why a protocol operation failed. A failed operation never changes any store (the random
+/// draws it made are spent, never reused). A successful one writes several stores; a persistent
+/// store makes them atomic by running the operation inside one transaction.
 public enum ProtocolError: Error, Equatable, Sendable {
     /// The message's version nibble is below 3 (a legacy format Parley does not speak).
     case legacyVersion(UInt8)
@@ -9,15 +11,18 @@ public enum ProtocolError: Error, Equatable, Sendable {
     /// The bytes do not parse: bad protobuf tag, wire type or length, a missing required field,
     /// or too short to hold the version byte and MAC. `what` names the structure.
     case malformed(String)
-    /// A key inside the message is not a valid Curve25519 public key.
+    /// A key inside the message is not a serialized Curve25519 public key (33 bytes, type 0x05).
+    /// A key of small order is caught later, at the key agreement (`crypto`).
     case invalidKey(String)
     /// The MAC did not verify under any session state for this address, or the message came from
     /// a receiving chain that is no longer kept.
     case badMAC
-    /// The message's counter was already used (or its key was already dropped).
-    case duplicateMessage(chainIndex: UInt32, counter: UInt32)
-    /// The counter is more than `Limits.maxForwardJumps` beyond the chain's next expected one.
-    case tooFarAhead(chainIndex: UInt32, counter: UInt32)
+    /// The message's counter was already used (or its key was already dropped); `expected` is
+    /// the chain's next expected counter.
+    case duplicateMessage(expected: UInt32, counter: UInt32)
+    /// The counter is more than `Limits.maxForwardJumps` beyond `expected`, the chain's next
+    /// expected counter.
+    case tooFarAhead(expected: UInt32, counter: UInt32)
     /// The body did not decrypt (bad padding) although the MAC verified.
     case invalidCiphertext
     /// The peer's identity key differs from the one recorded for this address.
@@ -31,7 +36,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
     /// The PreKeySignalMessage names a signed prekey this device does not have.
     case missingSignedPreKey(UInt32)
     /// No sender-key state for this (group, sender, key id).
-    case noSenderKey(distributionId: String, keyId: UInt32?)
+    case noSenderKey(groupId: String, keyId: UInt32?)
     /// Stored state could not be decoded.
     case corruptState(String)
     /// A primitive failed (should not happen with valid keys).

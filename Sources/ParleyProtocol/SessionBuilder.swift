@@ -12,6 +12,9 @@ public enum SessionBuilder {
     public static func process<S: IdentityKeyStore & SessionStore>(
         bundle: PreKeyBundle, for address: ProtocolAddress, store: S, random: any RandomSource = SystemRandom.shared
     ) throws {
+        guard (bundle.preKey == nil) == (bundle.preKeyId == nil) else {
+            throw ProtocolError.malformed("bundle has a one-time prekey without its id, or an id without the key")
+        }
         guard try store.isTrustedIdentity(bundle.identityKey, for: address, direction: .sending) else {
             throw ProtocolError.untrustedIdentity(address: address)
         }
@@ -23,7 +26,7 @@ public enum SessionBuilder {
             ourIdentity: try store.identityKeyPair(), ourBaseKey: baseKey, theirIdentity: bundle.identityKey,
             theirSignedPreKey: bundle.signedPreKey, theirOneTimePreKey: bundle.preKey, random: random)
         state.pendingPreKey = PendingPreKey(
-            preKeyId: bundle.preKey == nil ? nil : bundle.preKeyId, signedPreKeyId: bundle.signedPreKeyId,
+            preKeyId: bundle.preKeyId, signedPreKeyId: bundle.signedPreKeyId,
             baseKey: baseKey.publicKey)
         state.localRegistrationId = try store.localRegistrationId()
         state.remoteRegistrationId = bundle.registrationId

@@ -46,8 +46,9 @@ public enum SessionCipher {
 
     // MARK: Decrypt
 
-    /// Decrypts a SignalMessage from `address`. Draws one ratchet key when the message starts a
-    /// new receiving chain.
+    /// Decrypts a SignalMessage from `address`. Each session state tried (the current one, then
+    /// archived ones) that has no receiving chain for the message's ratchet key draws one new
+    /// ratchet key, failed attempts included.
     public static func decrypt<S: IdentityKeyStore & SessionStore>(
         _ message: SignalMessage, from address: ProtocolAddress, store: S, random: any RandomSource = SystemRandom.shared
     ) throws -> [UInt8] {
@@ -156,7 +157,7 @@ public enum SessionCipher {
         let (receivingRoot, receivingChain) = try state.rootKey.createChain(
             theirRatchetKey: theirRatchetKey, ourRatchetKey: state.senderChain.ratchetKey)
         let ourNewRatchetKey: PrivateKey
-        do { ourNewRatchetKey = try PrivateKey.generate(using: random) } catch { throw .crypto((error as? CryptoError) ?? .cipherFailure) }
+        do { ourNewRatchetKey = try PrivateKey.generate(using: random) } catch { throw .crypto(error) }
         let (sendingRoot, sendingChain) = try receivingRoot.createChain(
             theirRatchetKey: theirRatchetKey, ourRatchetKey: ourNewRatchetKey)
         state.rootKey = sendingRoot
@@ -171,11 +172,11 @@ public enum SessionCipher {
         let next = chain.chainKey.index
         if next > counter {
             guard let i = chain.skippedKeys.firstIndex(where: { $0.counter == counter }) else {
-                throw .duplicateMessage(chainIndex: next, counter: counter)
+                throw .duplicateMessage(expected: next, counter: counter)
             }
             return chain.skippedKeys.remove(at: i)
         }
-        guard counter - next <= Limits.maxForwardJumps else { throw .tooFarAhead(chainIndex: next, counter: counter) }
+        guard counter - next <= Limits.maxForwardJumps else { throw .tooFarAhead(expected: next, counter: counter) }
         var chainKey = chain.chainKey
         if counter > next {
             // Keys that would be dropped at once are never derived.

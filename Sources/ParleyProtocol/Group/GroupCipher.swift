@@ -21,20 +21,22 @@ public enum GroupCipher {
                     signingPublic: signing.publicKey, signingPrivate: signing))
             try store.storeSenderKey(record, for: name)
         }
-        guard let state = record.states.first else { throw ProtocolError.noSenderKey(distributionId: name.groupId, keyId: nil) }
+        guard let state = record.states.first else { throw ProtocolError.noSenderKey(groupId: name.groupId, keyId: nil) }
         return try SenderKeyDistributionMessage(
             keyId: state.keyId, iteration: state.chainKey.iteration, chainKey: state.chainKey.key.copyBytes(),
             signingKey: state.signingPublic)
     }
 
-    /// Installs a member's sender key from its distribution message. A key id already known is
-    /// left as it is (a replayed distribution message must not rewind the chain).
+    /// Installs a member's sender key from its distribution message. A state with the same key
+    /// id and signing key is left as it is (a replayed distribution message must not rewind the
+    /// chain); one with the same key id but another signing key is replaced.
     public static func process<S: SenderKeyStore>(
         _ message: SenderKeyDistributionMessage, for name: SenderKeyName, store: S
     ) throws {
         var record = try store.loadSenderKey(for: name) ?? SenderKeyRecord()
-        if let i = record.stateIndex(keyId: message.keyId), record.states[i].signingPublic == message.signingKey {
-            return
+        if let i = record.stateIndex(keyId: message.keyId) {
+            if record.states[i].signingPublic == message.signingKey { return }
+            record.states.removeAll { $0.keyId == message.keyId }
         }
         record.add(
             SenderKeyState(
@@ -51,7 +53,7 @@ public enum GroupCipher {
     ) throws -> SenderKeyMessage {
         guard var record = try store.loadSenderKey(for: name), var state = record.states.first,
               let signing = state.signingPrivate
-        else { throw ProtocolError.noSenderKey(distributionId: name.groupId, keyId: nil) }
+        else { throw ProtocolError.noSenderKey(groupId: name.groupId, keyId: nil) }
         let (messageKey, next) = state.chainKey.step()
         let body = try messageKey.withKeyAndIV { (key, iv) throws(ProtocolError) -> [UInt8] in
             do { return try AES256CBC.encrypt(plaintext, key: key, iv: iv) } catch { throw .crypto((error as? CryptoError) ?? .cipherFailure) }
@@ -70,7 +72,7 @@ public enum GroupCipher {
         _ message: SenderKeyMessage, from name: SenderKeyName, store: S
     ) throws -> [UInt8] {
         guard var record = try store.loadSenderKey(for: name), let index = record.stateIndex(keyId: message.keyId) else {
-            throw ProtocolError.noSenderKey(distributionId: name.groupId, keyId: message.keyId)
+            throw ProtocolError.noSenderKey(groupId: name.groupId, keyId: message.keyId)
         }
         var state = record.states[index]
         guard message.verifySignature(state.signingPublic) else { throw ProtocolError.badSignature }
@@ -87,12 +89,12 @@ public enum GroupCipher {
         let next = state.chainKey.iteration
         if next > iteration {
             guard let i = state.skippedKeys.firstIndex(where: { $0.iteration == iteration }) else {
-                throw .duplicateMessage(chainIndex: next, counter: iteration)
+                throw .duplicateMessage(expected: next, counter: iteration)
             }
             return state.skippedKeys.remove(at: i)
         }
         guard iteration - next <= Limits.maxSenderKeyForwardJumps else {
-            throw .tooFarAhead(chainIndex: next, counter: iteration)
+            throw .tooFarAhead(expected: next, counter: iteration)
         }
         var chainKey = state.chainKey
         let keep = UInt32(Limits.maxMessageKeys)
