@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "ParleyCrypto", targets: ["ParleyCrypto"]),
         .library(name: "ParleyProtocol", targets: ["ParleyProtocol"]),
         .executable(name: "parley-conformance", targets: ["parley-conformance"]),
+        .executable(name: "parley-bench", targets: ["parley-bench"]),
+        .executable(name: "parley-fuzz", targets: ["parley-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -41,14 +43,24 @@ let package = Package(
             exclude: ["Proto"],
             swiftSettings: strict),
         .target(name: "ParleyConformance", dependencies: ["ParleyProtocol"], swiftSettings: strict),
+        .target(name: "ParleyFuzzTargets", dependencies: ["ParleyProtocol"], swiftSettings: strict),
 
         // MARK: executables (thin: argument parsing and wiring only)
         .executableTarget(
             name: "parley-conformance",
             dependencies: ["ParleyConformance", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+        .executableTarget(
+            name: "parley-bench",
+            dependencies: ["ParleyProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        .executableTarget(name: "parley-fuzz", dependencies: ["ParleyFuzzTargets"], swiftSettings: strict),
 
         // MARK: tests
+        .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto", "ParleyConformance"], swiftSettings: strict),
+        .testTarget(
+            name: "ParleyProtocolTests",
+            dependencies: ["ParleyProtocol", "ParleyConformance", "ParleyFuzzTargets"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )
