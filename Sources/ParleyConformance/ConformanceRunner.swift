@@ -21,6 +21,7 @@ public struct ConformanceRunner {
         var missing: [String] = []
         let fm = FileManager.default
         for path in paths {
+            let path = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else {
                 missing.append(path)

@@ -15,6 +15,7 @@ public enum SessionCipher {
         guard var record = try store.loadSession(for: address), var state = record.current else {
             throw ProtocolError.noSession(address)
         }
+        record.current = nil  // `state` is then the only reference: mutated in place, not copied
         let (keys, nextChainKey) = state.senderChain.chainKey.step()
         let body = try keys.withCipherKey { (key, iv) throws(ProtocolError) -> [UInt8] in
             do { return try AES256CBC.encrypt(plaintext, key: key, iv: iv) } catch { throw .crypto((error as? CryptoError) ?? .cipherFailure) }

@@ -21,7 +21,7 @@ public struct PreKeySignalMessage: Sendable {
         try VersionByte.check(first)
         let proto: Parley_Wire_PreKeySignalMessage
         do {
-            proto = try Parley_Wire_PreKeySignalMessage(serializedBytes: bytes[1...])
+            proto = try Parley_Wire_PreKeySignalMessage(serializedBytes: Array(bytes[1...]))
         } catch {
             throw .malformed("PreKeySignalMessage protobuf")
         }

@@ -17,7 +17,7 @@ public struct SenderKeyMessage: Sendable {
         try VersionByte.check(bytes[0])
         let proto: Parley_Wire_SenderKeyMessage
         do {
-            proto = try Parley_Wire_SenderKeyMessage(serializedBytes: bytes[1..<(bytes.count - XEdDSA.signatureSize)])
+            proto = try Parley_Wire_SenderKeyMessage(serializedBytes: Array(bytes[1..<(bytes.count - XEdDSA.signatureSize)]))
         } catch {
             throw .malformed("SenderKeyMessage protobuf")
         }
@@ -70,7 +70,7 @@ public struct SenderKeyDistributionMessage: Sendable {
         try VersionByte.check(first)
         let proto: Parley_Wire_SenderKeyDistributionMessage
         do {
-            proto = try Parley_Wire_SenderKeyDistributionMessage(serializedBytes: bytes[1...])
+            proto = try Parley_Wire_SenderKeyDistributionMessage(serializedBytes: Array(bytes[1...]))
         } catch {
             throw .malformed("SenderKeyDistributionMessage protobuf")
         }

@@ -20,7 +20,7 @@ public struct SignalMessage: Sendable {
         try VersionByte.check(bytes[0])
         let proto: Parley_Wire_SignalMessage
         do {
-            proto = try Parley_Wire_SignalMessage(serializedBytes: bytes[1..<(bytes.count - Limits.macLength)])
+            proto = try Parley_Wire_SignalMessage(serializedBytes: Array(bytes[1..<(bytes.count - Limits.macLength)]))
         } catch {
             throw .malformed("SignalMessage protobuf")
         }

@@ -23,23 +23,112 @@ struct PendingPreKey: Sendable, Equatable {
 }
 
 /// One Double Ratchet session with one device. A value type: operations run on a copy that
-/// replaces the stored one only when they succeed.
+/// replaces the stored one only when they succeed. The fields live in one copy-on-write box, so
+/// copying a state (into and out of records and stores, several times per message) is a single
+/// reference-count operation instead of one per key.
 struct SessionState: Sendable {
-    var version: UInt8 = Limits.currentVersion
-    var localIdentity: IdentityKey
-    var remoteIdentity: IdentityKey
-    var rootKey: RootKey
-    var previousCounter: UInt32 = 0
-    var senderChain: SenderChain
-    var receiverChains: [ReceiverChain] = []
-    var pendingPreKey: PendingPreKey?
-    var localRegistrationId: UInt32 = 0
-    var remoteRegistrationId: UInt32 = 0
+    final class Storage: @unchecked Sendable {
+        var version: UInt8
+        var localIdentity: IdentityKey
+        var remoteIdentity: IdentityKey
+        var rootKey: RootKey
+        var previousCounter: UInt32
+        var senderChain: SenderChain
+        var receiverChains: [ReceiverChain]
+        var pendingPreKey: PendingPreKey?
+        var localRegistrationId: UInt32
+        var remoteRegistrationId: UInt32
+        var aliceBaseKey: PublicKey?
+
+        init(
+            version: UInt8, localIdentity: IdentityKey, remoteIdentity: IdentityKey, rootKey: RootKey,
+            previousCounter: UInt32, senderChain: SenderChain, receiverChains: [ReceiverChain],
+            pendingPreKey: PendingPreKey?, localRegistrationId: UInt32, remoteRegistrationId: UInt32,
+            aliceBaseKey: PublicKey?
+        ) {
+            self.version = version
+            self.localIdentity = localIdentity
+            self.remoteIdentity = remoteIdentity
+            self.rootKey = rootKey
+            self.previousCounter = previousCounter
+            self.senderChain = senderChain
+            self.receiverChains = receiverChains
+            self.pendingPreKey = pendingPreKey
+            self.localRegistrationId = localRegistrationId
+            self.remoteRegistrationId = remoteRegistrationId
+            self.aliceBaseKey = aliceBaseKey
+        }
+
+        func copy() -> Storage {
+            Storage(
+                version: version, localIdentity: localIdentity, remoteIdentity: remoteIdentity, rootKey: rootKey,
+                previousCounter: previousCounter, senderChain: senderChain, receiverChains: receiverChains,
+                pendingPreKey: pendingPreKey, localRegistrationId: localRegistrationId,
+                remoteRegistrationId: remoteRegistrationId, aliceBaseKey: aliceBaseKey)
+        }
+    }
+
+    private var storage: Storage
+
+    init(localIdentity: IdentityKey, remoteIdentity: IdentityKey, rootKey: RootKey, senderChain: SenderChain) {
+        storage = Storage(
+            version: Limits.currentVersion, localIdentity: localIdentity, remoteIdentity: remoteIdentity, rootKey: rootKey,
+            previousCounter: 0, senderChain: senderChain, receiverChains: [], pendingPreKey: nil,
+            localRegistrationId: 0, remoteRegistrationId: 0, aliceBaseKey: nil)
+    }
+
+    private mutating func unique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+    }
+
+    var version: UInt8 {
+        get { storage.version }
+        set { unique(); storage.version = newValue }
+    }
+    var localIdentity: IdentityKey {
+        get { storage.localIdentity }
+        set { unique(); storage.localIdentity = newValue }
+    }
+    var remoteIdentity: IdentityKey {
+        get { storage.remoteIdentity }
+        set { unique(); storage.remoteIdentity = newValue }
+    }
+    var rootKey: RootKey {
+        get { storage.rootKey }
+        set { unique(); storage.rootKey = newValue }
+    }
+    var previousCounter: UInt32 {
+        get { storage.previousCounter }
+        set { unique(); storage.previousCounter = newValue }
+    }
+    var senderChain: SenderChain {
+        get { storage.senderChain }
+        _modify { unique(); yield &storage.senderChain }
+    }
+    var receiverChains: [ReceiverChain] {
+        get { storage.receiverChains }
+        _modify { unique(); yield &storage.receiverChains }
+    }
+    var pendingPreKey: PendingPreKey? {
+        get { storage.pendingPreKey }
+        set { unique(); storage.pendingPreKey = newValue }
+    }
+    var localRegistrationId: UInt32 {
+        get { storage.localRegistrationId }
+        set { unique(); storage.localRegistrationId = newValue }
+    }
+    var remoteRegistrationId: UInt32 {
+        get { storage.remoteRegistrationId }
+        set { unique(); storage.remoteRegistrationId = newValue }
+    }
     /// The initiator's base key: identifies the X3DH run that created this session.
-    var aliceBaseKey: PublicKey?
+    var aliceBaseKey: PublicKey? {
+        get { storage.aliceBaseKey }
+        set { unique(); storage.aliceBaseKey = newValue }
+    }
 
     func receiverChainIndex(for key: PublicKey) -> Int? {
-        receiverChains.firstIndex { $0.ratchetKey == key }
+        storage.receiverChains.firstIndex { $0.ratchetKey == key }
     }
 
     mutating func addReceiverChain(_ chain: ReceiverChain) {

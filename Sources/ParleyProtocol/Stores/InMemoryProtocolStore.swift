@@ -20,8 +20,9 @@ public final class InMemoryProtocolStore: IdentityKeyStore, PreKeyStore, SignedP
     @discardableResult
     public func saveIdentity(_ key: IdentityKey, for address: ProtocolAddress) -> Bool {
         let old = identities[address]
+        if old == key { return false }
         identities[address] = key
-        return old != nil && old != key
+        return old != nil
     }
 
     public func isTrustedIdentity(_ key: IdentityKey, for address: ProtocolAddress, direction: Direction) -> Bool {
