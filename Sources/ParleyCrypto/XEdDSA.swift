@@ -82,13 +82,31 @@ public enum XEdDSA {
 
     /// True when `signature` is a valid signature of `message` under `publicKey`.
     public static func verify<M: ByteView>(_ signature: [UInt8], of message: M, by publicKey: PublicKey) -> Bool {
+        VerifyingKey(publicKey).verify(signature, of: message)
+    }
+
+    /// A public key prepared for verification: the Edwards y-coordinate is computed once, for a
+    /// key that verifies many signatures (a sender key's signing key).
+    public struct VerifyingKey: Sendable {
+        let edwardsY: [UInt8]?
+
+        public init(_ publicKey: PublicKey) {
+            edwardsY = XEdDSA.edwardsY(fromMontgomeryU: Array(publicKey.u))
+        }
+
+        public func verify<M: ByteView>(_ signature: [UInt8], of message: M) -> Bool {
+            guard let edwardsY else { return false }
+            return XEdDSA.verify(signature, of: message, edwardsY: edwardsY)
+        }
+    }
+
+    static func verify<M: ByteView>(_ signature: [UInt8], of message: M, edwardsY: [UInt8]) -> Bool {
         guard Sodium.ready, signature.count == signatureSize else { return false }
         // The scalar s must be below 2^253 (after removing the sign bit); libsodium then
         // checks s < L.
         if signature[63] & 0x60 != 0 { return false }
-        let signBit = signature[63] & 0x80
-        guard var edPublic = edwardsY(fromMontgomeryU: Array(publicKey.u)) else { return false }
-        edPublic[31] |= signBit
+        var edPublic = edwardsY
+        edPublic[31] |= signature[63] & 0x80
         var sig = signature
         sig[63] &= 0x7F
         return message.withBytes { m in

@@ -75,7 +75,7 @@ public enum GroupCipher {
             throw ProtocolError.noSenderKey(groupId: name.groupId, keyId: message.keyId)
         }
         var state = record.states[index]
-        guard message.verifySignature(state.signingPublic) else { throw ProtocolError.badSignature }
+        guard message.verifySignature(state.verifier) else { throw ProtocolError.badSignature }
         let key = try messageKey(state: &state, iteration: message.iteration)
         let plaintext = try key.withKeyAndIV { (k, iv) throws(ProtocolError) -> [UInt8] in
             do { return try AES256CBC.decrypt(message.ciphertext, key: k, iv: iv) } catch { throw .invalidCiphertext }

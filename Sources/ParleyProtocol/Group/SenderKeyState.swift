@@ -5,9 +5,20 @@ import ParleyCrypto
 struct SenderKeyState: Sendable {
     var keyId: UInt32
     var chainKey: SenderChainKey
-    var signingPublic: PublicKey
+    var signingPublic: PublicKey { didSet { verifier = XEdDSA.VerifyingKey(signingPublic) } }
     var signingPrivate: PrivateKey?
     var skippedKeys: [SenderMessageKey] = []
+    /// The signing key prepared for verification once, not per message.
+    private(set) var verifier: XEdDSA.VerifyingKey
+
+    init(keyId: UInt32, chainKey: SenderChainKey, signingPublic: PublicKey, signingPrivate: PrivateKey?, skippedKeys: [SenderMessageKey] = []) {
+        self.keyId = keyId
+        self.chainKey = chainKey
+        self.signingPublic = signingPublic
+        self.signingPrivate = signingPrivate
+        self.skippedKeys = skippedKeys
+        self.verifier = XEdDSA.VerifyingKey(signingPublic)
+    }
 }
 
 /// Every sender-key state kept for one (group, sender), newest first, at most

@@ -48,9 +48,9 @@ public struct SenderKeyMessage: Sendable {
         self.serialized = bytes
     }
 
-    func verifySignature(_ key: PublicKey) -> Bool {
+    func verifySignature(_ key: XEdDSA.VerifyingKey) -> Bool {
         let split = serialized.count - XEdDSA.signatureSize
-        return XEdDSA.verify(Array(serialized[split...]), of: serialized[0..<split], by: key)
+        return key.verify(Array(serialized[split...]), of: serialized[0..<split])
     }
 }
 
