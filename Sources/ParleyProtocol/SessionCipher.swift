@@ -167,37 +167,9 @@ public enum SessionCipher {
         state.senderChain = SenderChain(ratchetKey: ourNewRatchetKey, chainKey: sendingChain)
     }
 
-    /// The message keys for `counter` on `chain`: a stored skipped key, or the chain stepped
-    /// forward (keeping the keys it skips, at most `Limits.maxMessageKeys`, oldest dropped).
+    /// The message keys for `counter` on `chain` (see `SkippedKeyWalk`).
     static func messageKeys(chain: inout ReceiverChain, counter: UInt32) throws(ProtocolError) -> MessageKeys {
-        let next = chain.chainKey.index
-        if next > counter {
-            guard let i = chain.skippedKeys.firstIndex(where: { $0.counter == counter }) else {
-                throw .duplicateMessage(expected: next, counter: counter)
-            }
-            return chain.skippedKeys.remove(at: i)
-        }
-        guard counter - next <= Limits.maxForwardJumps else { throw .tooFarAhead(expected: next, counter: counter) }
-        var chainKey = chain.chainKey
-        if counter > next {
-            // Keys that would be dropped at once are never derived.
-            let keep = UInt32(Limits.maxMessageKeys)
-            let firstKept = counter - next > keep ? counter - keep : next
-            while chainKey.index < counter {
-                if chainKey.index >= firstKept {
-                    let (skipped, following) = chainKey.step()
-                    chain.skippedKeys.append(skipped)
-                    chainKey = following
-                } else {
-                    chainKey = chainKey.next()
-                }
-            }
-            if chain.skippedKeys.count > Limits.maxMessageKeys {
-                chain.skippedKeys.removeFirst(chain.skippedKeys.count - Limits.maxMessageKeys)
-            }
-        }
-        let (keys, following) = chainKey.step()
-        chain.chainKey = following
-        return keys
+        try SkippedKeyWalk.messageKey(
+            chain: &chain.chainKey, skipped: &chain.skippedKeys, at: counter, maxForwardJumps: Limits.maxForwardJumps)
     }
 }

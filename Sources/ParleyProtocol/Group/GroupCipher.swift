@@ -86,33 +86,7 @@ public enum GroupCipher {
     }
 
     static func messageKey(state: inout SenderKeyState, iteration: UInt32) throws(ProtocolError) -> SenderMessageKey {
-        let next = state.chainKey.iteration
-        if next > iteration {
-            guard let i = state.skippedKeys.firstIndex(where: { $0.iteration == iteration }) else {
-                throw .duplicateMessage(expected: next, counter: iteration)
-            }
-            return state.skippedKeys.remove(at: i)
-        }
-        guard iteration - next <= Limits.maxSenderKeyForwardJumps else {
-            throw .tooFarAhead(expected: next, counter: iteration)
-        }
-        var chainKey = state.chainKey
-        let keep = UInt32(Limits.maxMessageKeys)
-        let firstKept = iteration - next > keep ? iteration - keep : next
-        while chainKey.iteration < iteration {
-            if chainKey.iteration >= firstKept {
-                let (skipped, following) = chainKey.step()
-                state.skippedKeys.append(skipped)
-                chainKey = following
-            } else {
-                chainKey = chainKey.next()
-            }
-        }
-        if state.skippedKeys.count > Limits.maxMessageKeys {
-            state.skippedKeys.removeFirst(state.skippedKeys.count - Limits.maxMessageKeys)
-        }
-        let (key, following) = chainKey.step()
-        state.chainKey = following
-        return key
+        try SkippedKeyWalk.messageKey(
+            chain: &state.chainKey, skipped: &state.skippedKeys, at: iteration, maxForwardJumps: Limits.maxSenderKeyForwardJumps)
     }
 }
