@@ -21,6 +21,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
@@ -56,7 +57,14 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(name: "parley-fuzz", dependencies: ["ParleyFuzzTargets"], swiftSettings: strict),
 
+        // MARK: client
+        .target(
+            name: "ParleyClient",
+            dependencies: ["ParleyProtocol", "ParleyCrypto", "CSodium", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict),
+
         // MARK: tests
+        .testTarget(name: "ParleyClientTests", dependencies: ["ParleyClient"], swiftSettings: strict),
         .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto", "ParleyConformance"], swiftSettings: strict),
         .testTarget(
             name: "ParleyProtocolTests",

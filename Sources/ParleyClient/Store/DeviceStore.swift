@@ -1,0 +1,212 @@
+import Foundation
+import GRDB
+import ParleyCrypto
+import ParleyProtocol
+
+/// One device's local store: a single SQLite file holding its identity, prekeys, sessions,
+/// sender keys, contacts, conversations and message history.
+///
+/// * The file is opened through one GRDB `DatabaseQueue` (one connection, all access
+///   serialised) in WAL mode with `synchronous = FULL`, `secure_delete = ON` and
+///   `temp_store = MEMORY`. It and its `-wal`/`-shm` files have mode 0600.
+/// * With a passphrase, every private key, session record, sender-key record and message body
+///   is sealed (`ValueProtection`); without one they are stored in the clear.
+/// * It implements all the ParleyProtocol store protocols. Each method is atomic on its own; run
+///   a whole protocol operation (for example `SessionCipher.decrypt` plus storing the message)
+///   inside `transaction(_:)` to make all its writes commit together or not at all.
+///
+/// Thread-safe: calls from several threads are serialised on the connection's queue. Open one
+/// `DeviceStore` per file at a time: a sealed store's search index lives in its connection's
+/// memory and does not see rows written through another connection.
+public final class DeviceStore: Sendable {
+    /// The database file.
+    public let path: String
+    let queue: DatabaseQueue
+    let protection: ValueProtection
+    let clock: StoreClock
+
+    private init(path: String, queue: DatabaseQueue, protection: ValueProtection, clock: @escaping StoreClock) {
+        self.path = path
+        self.queue = queue
+        self.protection = protection
+        self.clock = clock
+    }
+
+    /// Whether secret values are sealed under a passphrase.
+    public var isSealed: Bool { protection.isSealed }
+
+    // MARK: create and open
+
+    /// Creates a new store at `path` (which must not exist) for a device with `identity` and
+    /// `registrationId`. With `passphrase`, derives the store key with Argon2id at `cost` and
+    /// seals secret values; without, stores them in the clear.
+    public static func create(
+        at path: String, identity: IdentityKeyPair, registrationId: UInt32, passphrase: Passphrase? = nil,
+        cost: KeyDerivationCost = .moderate, clock: @escaping StoreClock = SystemStoreClock.now
+    ) throws(DeviceStoreError) -> DeviceStore {
+        let files = StoreFiles(path: path)
+        try files.createExclusive()
+        let queue: DatabaseQueue
+        do {
+            queue = try openQueue(files)
+        } catch {
+            files.removeAll()
+            throw error
+        }
+        do {
+            let protection = try run {
+                try StoreSchema.migrator().migrate(queue)
+                return try queue.write { db in
+                    let protection = try StoreMetadata.initialise(db, passphrase: passphrase, cost: cost)
+                    let sealed = try protection.protect(identity.privateKey.rawBytes(), context: SealContext.localIdentity)
+                    try db.execute(
+                        sql: """
+                            INSERT INTO local_identity (id, public_key, private_key_sealed, registration_id, created_at)
+                            VALUES (1, ?, ?, ?, ?)
+                            """,
+                        arguments: [Data(identity.identityKey.serialized), sealed, Int64(registrationId), clock()])
+                    return protection
+                }
+            }
+            try files.restrictPermissions()
+            return DeviceStore(path: path, queue: queue, protection: protection, clock: clock)
+        } catch {
+            try? queue.close()
+            files.removeAll()
+            throw error
+        }
+    }
+
+    /// Opens the existing store at `path`, upgrading its schema if it is older than this client.
+    /// Throws `passphraseRequired`, `notSealed` or `wrongPassphrase` when `passphrase` does not
+    /// match how the store was created, and `schemaTooNew` (leaving the file untouched) when a
+    /// newer client wrote it.
+    public static func open(
+        at path: String, passphrase: Passphrase? = nil, clock: @escaping StoreClock = SystemStoreClock.now
+    ) throws(DeviceStoreError) -> DeviceStore {
+        let files = StoreFiles(path: path)
+        guard files.exists() else { throw .notFound(path: path) }
+        try files.restrictPermissions()
+        let queue: DatabaseQueue
+        do {
+            queue = try openQueue(files)
+        } catch .database(let code, _) where code & 0xff == Self.sqliteNotADatabase {
+            throw .notInitialised
+        }
+        do {
+            let migrator = StoreSchema.migrator()
+            let protection = try run {
+                let applied = try queue.read { db in try migrator.appliedIdentifiers(db) }
+                let unknown = applied.subtracting(migrator.migrations)
+                guard unknown.isEmpty else { throw DeviceStoreError.schemaTooNew(unknownMigrations: unknown.sorted()) }
+                guard !applied.isEmpty else { throw DeviceStoreError.notInitialised }
+                try migrator.migrate(queue)
+                return try queue.read { db in try StoreMetadata.unlock(db, passphrase: passphrase) }
+            }
+            try files.restrictPermissions()
+            return DeviceStore(path: path, queue: queue, protection: protection, clock: clock)
+        } catch .database(let code, _) where code & 0xff == Self.sqliteNotADatabase {
+            try? queue.close()
+            throw .notInitialised
+        } catch {
+            try? queue.close()
+            throw error
+        }
+    }
+
+    /// SQLITE_NOTADB: the file is not an SQLite database at all.
+    private static let sqliteNotADatabase: Int32 = 26
+
+    /// Closes the connection (checkpointing the WAL). Later calls fail.
+    public func close() throws(DeviceStoreError) {
+        try Self.run { try queue.close() }
+    }
+
+    private static func openQueue(_ files: StoreFiles) throws(DeviceStoreError) -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.journalMode = .wal
+        configuration.busyMode = .timeout(10)
+        configuration.label = "ParleyClient.DeviceStore"
+        configuration.prepareDatabase { db in
+            // A committed ratchet step must survive power loss: the relay deletes what we acked.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            // Freed pages (removed prekeys, replaced session records) are zeroed, not left behind.
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+            // The in-memory search index of a sealed store must never reach a temp file.
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
+        }
+        return try run { try DatabaseQueue(path: files.path, configuration: configuration) }
+    }
+
+    // MARK: transactions
+
+    /// Runs `body` in one transaction: every store write made inside it (through this store,
+    /// including the ParleyProtocol store methods that `body` calls) commits when `body` returns
+    /// and is rolled back when it throws; the error is rethrown unchanged (SQLite errors become
+    /// `DeviceStoreError.database`). Nested calls use savepoints.
+    ///
+    /// `body` runs on the store's database queue: it must not wait for another thread that uses
+    /// this store.
+    public func transaction<T>(_ body: (DeviceStore) throws -> T) throws -> T {
+        do {
+            return try queue.unsafeReentrantWrite { db in
+                try Self.atomically(db) { _ in try body(self) }
+            }
+        } catch let error as DatabaseError {
+            throw Self.storeError(error)
+        }
+    }
+
+    /// Runs `body` atomically: inside the caller's transaction as a savepoint, otherwise in a
+    /// transaction of its own. All errors come out as `DeviceStoreError`.
+    func write<T>(_ body: (Database) throws -> T) throws(DeviceStoreError) -> T {
+        try Self.run {
+            try queue.unsafeReentrantWrite { db in try Self.atomically(db, body) }
+        }
+    }
+
+    /// Runs `body` (reads only) on the connection, seeing the caller's transaction if any.
+    func read<T>(_ body: (Database) throws -> T) throws(DeviceStoreError) -> T {
+        try Self.run {
+            try queue.unsafeReentrantWrite { db in try body(db) }
+        }
+    }
+
+    private static func atomically<T>(_ db: Database, _ body: (Database) throws -> T) throws -> T {
+        var result: T? = nil
+        if db.isInsideTransaction {
+            try db.inSavepoint {
+                result = try body(db)
+                return .commit
+            }
+        } else {
+            try db.inTransaction(.immediate) {
+                result = try body(db)
+                return .commit
+            }
+        }
+        guard let result else { throw DeviceStoreError.invalidArgument("transaction produced no result") }
+        return result
+    }
+
+    /// Runs `body`, converting whatever it throws into a `DeviceStoreError`.
+    static func run<T>(_ body: () throws -> T) throws(DeviceStoreError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    static func storeError(_ error: any Error) -> DeviceStoreError {
+        switch error {
+        case let error as DeviceStoreError:
+            return error
+        case let error as DatabaseError:
+            return .database(code: error.extendedResultCode.rawValue, message: error.message ?? "\(error.resultCode)")
+        default:
+            return .database(code: -1, message: String(describing: error))
+        }
+    }
+}

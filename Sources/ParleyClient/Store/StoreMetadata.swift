@@ -1,0 +1,86 @@
+import Foundation
+import GRDB
+import ParleyCrypto
+
+/// The `meta` table: what kind of file this is and how its secret values are protected.
+///
+/// | name | value |
+/// | --- | --- |
+/// | `format` | `parley-client-store` |
+/// | `sealing` | `none`, or `argon2id13+xchacha20poly1305` |
+/// | `kdf_opslimit`, `kdf_memlimit` | Argon2id passes and memory in bytes (sealed stores) |
+/// | `kdf_salt` | 16 random bytes (sealed stores) |
+/// | `check` | a known constant sealed under the store key (sealed stores) |
+enum StoreMetadata {
+    static let format = "parley-client-store"
+    static let sealingNone = "none"
+    static let sealingArgon2XChaCha = "argon2id13+xchacha20poly1305"
+    static let checkPlaintext = Array("parley-client-store check value v1".utf8)
+    static let checkContext = SealContext(table: "meta", key: ["check"])
+
+    /// Writes the metadata of a new store and returns its value protection.
+    static func initialise(
+        _ db: Database, passphrase: Passphrase?, cost: KeyDerivationCost
+    ) throws -> ValueProtection {
+        try put(db, "format", format)
+        guard let passphrase else {
+            try put(db, "sealing", sealingNone)
+            return .clear
+        }
+        let parameters = try KeyDerivationParameters.fresh(cost: cost)
+        let key = try parameters.deriveKey(from: passphrase)
+        let check = try ValueProtection.seal(checkPlaintext, key: key, context: checkContext)
+        try put(db, "sealing", sealingArgon2XChaCha)
+        try put(db, "kdf_opslimit", Int64(clamping: parameters.opsLimit))
+        try put(db, "kdf_memlimit", Int64(clamping: parameters.memLimit))
+        try put(db, "kdf_salt", Data(parameters.salt))
+        try put(db, "check", check)
+        return .sealed(key: key)
+    }
+
+    /// Reads the metadata of an existing store and unlocks it with `passphrase`.
+    static func unlock(_ db: Database, passphrase: Passphrase?) throws -> ValueProtection {
+        guard try db.tableExists("meta"), try string(db, "format") == format else { throw DeviceStoreError.notInitialised }
+        switch try string(db, "sealing") {
+        case sealingNone:
+            guard passphrase == nil else { throw DeviceStoreError.notSealed }
+            return .clear
+        case sealingArgon2XChaCha:
+            guard let passphrase else { throw DeviceStoreError.passphraseRequired }
+            guard let ops = try integer(db, "kdf_opslimit"), let mem = try integer(db, "kdf_memlimit"),
+                  let salt = try data(db, "kdf_salt"), let check = try data(db, "check"), ops > 0, mem > 0
+            else { throw DeviceStoreError.corruptMetadata("missing or malformed kdf parameters") }
+            let parameters = try KeyDerivationParameters(opsLimit: UInt64(ops), memLimit: UInt64(mem), salt: Array(salt))
+                .validated()
+            let key = try parameters.deriveKey(from: passphrase)
+            guard let opened = ValueProtection.open(check, key: key, context: checkContext),
+                  ConstantTime.equals(opened, checkPlaintext)
+            else { throw DeviceStoreError.wrongPassphrase }
+            return .sealed(key: key)
+        case let other:
+            throw DeviceStoreError.corruptMetadata("unknown sealing \(other ?? "(missing)")")
+        }
+    }
+
+    // MARK: rows
+
+    private static func put(_ db: Database, _ name: String, _ value: some DatabaseValueConvertible) throws {
+        try db.execute(sql: "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", arguments: [name, value])
+    }
+
+    private static func value(_ db: Database, _ name: String) throws -> DatabaseValue? {
+        try DatabaseValue.fetchOne(db, sql: "SELECT value FROM meta WHERE name = ?", arguments: [name])
+    }
+
+    private static func string(_ db: Database, _ name: String) throws -> String? {
+        try value(db, name).flatMap { String.fromDatabaseValue($0) }
+    }
+
+    private static func integer(_ db: Database, _ name: String) throws -> Int64? {
+        try value(db, name).flatMap { Int64.fromDatabaseValue($0) }
+    }
+
+    private static func data(_ db: Database, _ name: String) throws -> Data? {
+        try value(db, name).flatMap { Data.fromDatabaseValue($0) }
+    }
+}

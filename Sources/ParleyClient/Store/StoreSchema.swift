@@ -1,0 +1,128 @@
+import GRDB
+
+/// The device store's schema, created and upgraded by GRDB migrations (recorded in the
+/// `grdb_migrations` table). Migrations are applied in order and only ever add: a released
+/// migration is never edited; a change is a new migration appended here.
+///
+/// * `client-v1`: metadata, the protocol stores (local identity, remote identities, prekeys,
+///   signed prekeys, sessions, sender keys), contacts and their devices, conversations,
+///   messages with per-recipient status, and the full-text index of clear bodies.
+///
+/// Conventions: timestamps are INTEGER milliseconds since 1970 UTC; uint32 ids are INTEGER;
+/// columns named `*_sealed` hold `ValueProtection` output (sealed or clear, see `meta.sealing`).
+enum StoreSchema {
+    static func migrator() -> DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("client-v1") { db in
+            try createVersion1(db)
+        }
+        return migrator
+    }
+
+    private static func createVersion1(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE meta (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    value BLOB NOT NULL
+                ) WITHOUT ROWID;
+
+                CREATE TABLE local_identity (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    public_key BLOB NOT NULL,
+                    private_key_sealed BLOB NOT NULL,
+                    registration_id INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL
+                );
+
+                CREATE TABLE remote_identity (
+                    name TEXT NOT NULL,
+                    device_id INTEGER NOT NULL,
+                    public_key BLOB NOT NULL,
+                    verified INTEGER NOT NULL DEFAULT 0,
+                    first_seen INTEGER NOT NULL,
+                    PRIMARY KEY (name, device_id)
+                ) WITHOUT ROWID;
+
+                CREATE TABLE prekey (
+                    id INTEGER PRIMARY KEY,
+                    public_key BLOB NOT NULL,
+                    private_key_sealed BLOB NOT NULL
+                );
+
+                CREATE TABLE signed_prekey (
+                    id INTEGER PRIMARY KEY,
+                    public_key BLOB NOT NULL,
+                    private_key_sealed BLOB NOT NULL,
+                    signature BLOB NOT NULL,
+                    timestamp INTEGER NOT NULL
+                );
+
+                CREATE TABLE session (
+                    name TEXT NOT NULL,
+                    device_id INTEGER NOT NULL,
+                    record_sealed BLOB NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    PRIMARY KEY (name, device_id)
+                ) WITHOUT ROWID;
+
+                CREATE TABLE sender_key (
+                    group_id TEXT NOT NULL,
+                    sender_name TEXT NOT NULL,
+                    sender_device_id INTEGER NOT NULL,
+                    record_sealed BLOB NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    PRIMARY KEY (group_id, sender_name, sender_device_id)
+                ) WITHOUT ROWID;
+
+                CREATE TABLE contact (
+                    account TEXT PRIMARY KEY NOT NULL,
+                    display_name TEXT,
+                    created_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+
+                CREATE TABLE contact_device (
+                    account TEXT NOT NULL REFERENCES contact(account) ON DELETE CASCADE,
+                    device_id INTEGER NOT NULL,
+                    registration_id INTEGER NOT NULL,
+                    PRIMARY KEY (account, device_id)
+                ) WITHOUT ROWID;
+
+                CREATE TABLE conversation (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind TEXT NOT NULL CHECK (kind IN ('direct', 'group')),
+                    peer_account TEXT UNIQUE,
+                    group_id TEXT UNIQUE,
+                    title TEXT,
+                    created_at INTEGER NOT NULL,
+                    CHECK ((kind = 'direct' AND peer_account IS NOT NULL AND group_id IS NULL)
+                        OR (kind = 'group' AND group_id IS NOT NULL AND peer_account IS NULL))
+                );
+
+                CREATE TABLE message (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    conversation_id INTEGER NOT NULL REFERENCES conversation(id) ON DELETE CASCADE,
+                    server_id BLOB UNIQUE,
+                    sender_account TEXT NOT NULL,
+                    sender_device_id INTEGER NOT NULL,
+                    outgoing INTEGER NOT NULL,
+                    sent_at INTEGER,
+                    received_at INTEGER,
+                    sort_at INTEGER NOT NULL,
+                    body_sealed BLOB,
+                    undecryptable INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX message_by_conversation ON message (conversation_id, sort_at, id);
+
+                CREATE TABLE message_status (
+                    message_id INTEGER NOT NULL REFERENCES message(id) ON DELETE CASCADE,
+                    recipient_account TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'delivered', 'read', 'failed')),
+                    updated_at INTEGER NOT NULL,
+                    PRIMARY KEY (message_id, recipient_account)
+                ) WITHOUT ROWID;
+
+                CREATE VIRTUAL TABLE message_search USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
+                """)
+    }
+}
