@@ -1,4 +1,9 @@
 import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// AES-256 in CBC mode (NIST SP 800-38A), through OpenSSL's EVP interface (AES-NI where the CPU
 /// has it). `padding: true` is PKCS#7, what the Signal protocol uses; without padding the input
@@ -54,12 +59,11 @@ public enum AES256CBC {
         guard key.count == keySize else { throw .invalidKeyLength(expected: keySize, actual: key.count) }
         guard iv.count == blockSize else { throw .invalidIVLength(iv.count) }
         if !padding && input.count % blockSize != 0 { throw .invalidPadding }
-        guard let ctx = EVP_CIPHER_CTX_new() else { throw .cipherFailure }
-        defer { EVP_CIPHER_CTX_free(ctx) }
+        guard let contexts = ThreadContexts.current() else { throw .cipherFailure }
+        let ctx = padding ? contexts.padded : contexts.unpadded
         guard let k = key.baseAddress?.assumingMemoryBound(to: UInt8.self),
               let v = iv.baseAddress?.assumingMemoryBound(to: UInt8.self),
-              EVP_CipherInit_ex2(ctx, cipher, k, v, encrypt ? 1 : 0, nil) == 1,
-              EVP_CIPHER_CTX_set_padding(ctx, padding ? 1 : 0) == 1
+              EVP_CipherInit_ex2(ctx, nil, k, v, encrypt ? 1 : 0, nil) == 1
         else { throw .cipherFailure }
 
         var output = [UInt8](repeating: 0, count: input.count + blockSize)
@@ -83,5 +87,59 @@ public enum AES256CBC {
         }
         output.removeLast(output.count - Int(total))
         return output
+    }
+
+    /// One padded and one unpadded cipher context per thread, set up once and re-keyed for each
+    /// message (`EVP_CipherInit_ex2` with no cipher keeps the provider context and the padding
+    /// mode). Creating, configuring and freeing a context per message cost more than the AES
+    /// itself. A context keeps the last message key's schedule until the next call on its thread
+    /// or the thread's exit (then it is cleansed by `EVP_CIPHER_CTX_free`); the chain keys that
+    /// derive every later key are in memory for the session's life anyway.
+    private final class ThreadContexts {
+        let padded: OpaquePointer
+        let unpadded: OpaquePointer
+
+        private init?() {
+            guard let cipher = AES256CBC.cipher, let padded = EVP_CIPHER_CTX_new() else { return nil }
+            guard let unpadded = EVP_CIPHER_CTX_new() else {
+                EVP_CIPHER_CTX_free(padded)
+                return nil
+            }
+            self.padded = padded
+            self.unpadded = unpadded
+            let zeros = [UInt8](repeating: 0, count: 32)
+            guard EVP_CipherInit_ex2(padded, cipher, zeros, zeros, 1, nil) == 1,
+                  EVP_CipherInit_ex2(unpadded, cipher, zeros, zeros, 1, nil) == 1,
+                  EVP_CIPHER_CTX_set_padding(padded, 1) == 1,
+                  EVP_CIPHER_CTX_set_padding(unpadded, 0) == 1
+            else { return nil }
+        }
+
+        deinit {
+            EVP_CIPHER_CTX_free(padded)
+            EVP_CIPHER_CTX_free(unpadded)
+        }
+
+        private static let key: pthread_key_t? = {
+            var key = pthread_key_t()
+            let created = pthread_key_create(&key) { pointer in
+                guard let pointer else { return }
+                Unmanaged<ThreadContexts>.fromOpaque(pointer).release()
+            }
+            return created == 0 ? key : nil
+        }()
+
+        static func current() -> ThreadContexts? {
+            guard let key else { return nil }
+            if let existing = pthread_getspecific(key) {
+                return Unmanaged<ThreadContexts>.fromOpaque(existing).takeUnretainedValue()
+            }
+            guard let made = ThreadContexts() else { return nil }
+            guard pthread_setspecific(key, Unmanaged.passRetained(made).toOpaque()) == 0 else {
+                Unmanaged.passUnretained(made).release()
+                return nil
+            }
+            return made
+        }
     }
 }

@@ -65,6 +65,31 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         #expect(throws: CryptoError.invalidPadding) { try AES256CBC.decrypt([UInt8](), key: key, iv: iv) }
     }
 
+    /// Cipher contexts are per thread and re-keyed per call: interleaved padded and unpadded
+    /// operations with different keys on many threads must not disturb each other.
+    @Test func concurrentAndInterleavedUse() {
+        let failures = ManagedAtomicCounter()
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            for i in 0..<300 {
+                let key = [UInt8](repeating: UInt8(truncatingIfNeeded: worker * 31 + i), count: 32)
+                let iv = [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: 16)
+                let plaintext = [UInt8](repeating: UInt8(truncatingIfNeeded: worker), count: (i % 5) * 16)
+                do {
+                    let padded = try AES256CBC.encrypt(plaintext, key: key, iv: iv)
+                    let raw = try AES256CBC.encrypt(plaintext, key: key, iv: iv, padding: false)
+                    let back = try AES256CBC.decrypt(padded, key: key, iv: iv)
+                    let rawBack = try AES256CBC.decrypt(raw, key: key, iv: iv, padding: false)
+                    if back != plaintext || rawBack != plaintext || raw != Array(padded.prefix(plaintext.count)) {
+                        failures.increment()
+                    }
+                } catch {
+                    failures.increment()
+                }
+            }
+        }
+        #expect(failures.value == 0)
+    }
+
     @Test func wrongKeyOrIVLength() {
         #expect(throws: CryptoError.invalidKeyLength(expected: 32, actual: 16)) {
             try AES256CBC.encrypt([1], key: [UInt8](repeating: 0, count: 16), iv: iv)
@@ -129,4 +154,12 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             try XEdDSA.sign([1], with: key, random: Array(z.dropLast()))
         }
     }
+}
+
+/// A lock-protected counter for tests that run work on several threads.
+final class ManagedAtomicCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }
