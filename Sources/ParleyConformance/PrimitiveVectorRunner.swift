@@ -1,11 +1,13 @@
 import ParleyCrypto
+import ParleyProtocol
 
-/// Runs one case of a primitive known-answer file (`TestVectors/primitives/`).
+/// Runs one case of a known-answer file: the primitives (`TestVectors/primitives/`) and
+/// safety numbers (`TestVectors/fingerprint/`).
 struct PrimitiveVectorRunner {
     let kind: String
     let testCase: JSONValue
 
-    static let kinds: Set<String> = ["x25519", "hkdf_sha256", "hmac_sha256", "aes_256_cbc", "xeddsa"]
+    static let kinds: Set<String> = ["x25519", "hkdf_sha256", "hmac_sha256", "aes_256_cbc", "xeddsa", "fingerprint"]
 
     func run() throws {
         let c = testCase
@@ -61,6 +63,21 @@ struct PrimitiveVectorRunner {
             }
             guard XEdDSA.verify(signature, of: message, by: publicKey) == valid else {
                 throw VectorError.mismatch(valid ? "valid signature rejected" : "invalid signature accepted")
+            }
+        case "fingerprint":
+            let alice = try IdentityKey(serialized: try c["alice_identity"].hex())
+            let bob = try IdentityKey(serialized: try c["bob_identity"].hex())
+            let aliceId = Array(try c["alice_id"].string().utf8), bobId = Array(try c["bob_id"].string().utf8)
+            let iterations = try c["iterations"].int(), version = try c["version"].uint32()
+            let a = try SafetyNumber(localId: aliceId, localKey: alice, remoteId: bobId, remoteKey: bob, iterations: iterations, version: version)
+            let b = try SafetyNumber(localId: bobId, localKey: bob, remoteId: aliceId, remoteKey: alice, iterations: iterations, version: version)
+            guard a.displayString == (try c["display"].string()), b.displayString == a.displayString else {
+                throw VectorError.mismatch("display \(a.displayString) / \(b.displayString)")
+            }
+            try expect(a.scannable, try c["alice_scannable"].hex(), "alice scannable")
+            try expect(b.scannable, try c["bob_scannable"].hex(), "bob scannable")
+            guard try a.matches(scanned: b.scannable), try b.matches(scanned: a.scannable), !(try a.matches(scanned: a.scannable)) else {
+                throw VectorError.mismatch("scanned comparison")
             }
         default:
             throw VectorError.mismatch("unknown kind \"\(kind)\"")

@@ -1,3 +1,4 @@
+import ParleyConformance
 import ParleyCrypto
 @testable import ParleyProtocol
 import Testing
@@ -208,5 +209,26 @@ import Testing
             corrupt[Int.random(in: 0..<corrupt.count, using: &rng)] ^= UInt8.random(in: 1...255, using: &rng)
             _ = try? SessionRecord(serialized: corrupt)  // must not crash; either a typed error or a record
         }
+    }
+}
+
+@Suite struct SafetyNumberTests {
+    @Test func independentVectors() {
+        let path = repositoryRoot.appendingPathComponent("TestVectors/fingerprint").path
+        let outcomes = ParleyConformance.ConformanceRunner().run(paths: [path])
+        #expect(outcomes.count == 2)
+        for o in outcomes { #expect(o.passed, "\(o.line)") }
+    }
+
+    @Test func aManInTheMiddleChangesTheNumber() throws {
+        let a = try IdentityKeyPair.generate().identityKey, b = try IdentityKeyPair.generate().identityKey
+        let m = try IdentityKeyPair.generate().identityKey
+        let aliceView = try SafetyNumber(localId: Array("alice".utf8), localKey: a, remoteId: Array("bob".utf8), remoteKey: m, iterations: 1024)
+        let bobView = try SafetyNumber(localId: Array("bob".utf8), localKey: b, remoteId: Array("alice".utf8), remoteKey: a, iterations: 1024)
+        #expect(aliceView.displayString.count == 60)
+        #expect(aliceView.displayString != bobView.displayString)
+        #expect(try !aliceView.matches(scanned: bobView.scannable))
+        #expect(throws: ProtocolError.self) { try aliceView.matches(scanned: [0x08]) }
+        #expect(throws: ProtocolError.self) { _ = try SafetyNumber(localId: [], localKey: a, remoteId: [], remoteKey: b, iterations: 1) }
     }
 }
