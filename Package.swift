@@ -60,7 +60,11 @@ let package = Package(
         // MARK: client
         .target(
             name: "ParleyClient",
-            dependencies: ["ParleyProtocol", "ParleyCrypto", "CSodium", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "ParleyProtocol", "ParleyCrypto", "CSodium", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Content/Proto"],
             swiftSettings: strict),
 
         // MARK: tests
