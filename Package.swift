@@ -17,12 +17,22 @@ let package = Package(
         .executable(name: "parley-conformance", targets: ["parley-conformance"]),
         .executable(name: "parley-bench", targets: ["parley-bench"]),
         .executable(name: "parley-fuzz", targets: ["parley-fuzz"]),
+        .library(name: "ParleyWire", targets: ["ParleyWire"]),
+        .library(name: "ParleyRelay", targets: ["ParleyRelay"]),
+        .executable(name: "parley-relay", targets: ["parley-relay"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // MARK: system libraries
@@ -57,6 +67,28 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(name: "parley-fuzz", dependencies: ["ParleyFuzzTargets"], swiftSettings: strict),
 
+        // MARK: relay (wire format, server library, executable)
+        .target(name: "ParleyWire", swiftSettings: strict),
+        .target(
+            name: "ParleyRelay",
+            dependencies: [
+                "ParleyWire",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "parley-relay",
+            dependencies: ["ParleyRelay", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+
         // MARK: client
         .target(
             name: "ParleyClient",
@@ -73,6 +105,16 @@ let package = Package(
         .testTarget(
             name: "ParleyProtocolTests",
             dependencies: ["ParleyProtocol", "ParleyConformance", "ParleyFuzzTargets"], swiftSettings: strict),
+        .testTarget(
+            name: "ParleyRelayTests",
+            dependencies: [
+                "ParleyRelay", "ParleyWire",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

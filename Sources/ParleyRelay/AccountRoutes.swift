@@ -1,0 +1,41 @@
+import Foundation
+import Hummingbird
+import ParleyWire
+
+/// Registration, device listing and removal.
+struct AccountRoutes {
+    let core: RelayCore
+    var auth: Authenticator { Authenticator(store: core.store) }
+
+    func register(on router: Router<some RequestContext>) {
+        router.post("/v1/accounts") { request, _ in
+            let body = try await HTTPSupport.decode(RegisterAccountRequest.self, from: request)
+            try AccountName.validate(body.name)
+            try InputValidation.check(body.device)
+            let token = Credentials.newToken()
+            _ = try await core.store.createAccount(
+                name: body.name, device: body.device, credentialHash: Credentials.hash(token), now: RelayClock.nowMillis())
+            core.logger.info("account registered", metadata: ["account": "\(body.name)"])
+            return try HTTPSupport.json(DeviceCredentials(account: body.name, deviceId: 1, credential: token), status: .created)
+        }
+        router.get("/v1/devices") { request, _ in
+            let device = try await auth.authenticate(request.headers)
+            let devices = try await core.store.devices(account: device.account)
+            return try HTTPSupport.json(DeviceListResponse(account: device.account, devices: devices))
+        }
+        router.get("/v1/accounts/:name/devices") { request, context in
+            _ = try await auth.authenticate(request.headers)
+            guard let name = context.parameters.get("name") else { throw RelayError.notFound("unknown account") }
+            let devices = try await core.store.devices(account: name)
+            return try HTTPSupport.json(DeviceListResponse(account: name, devices: devices))
+        }
+        router.delete("/v1/devices/:deviceId") { request, context in
+            let device = try await auth.authenticate(request.headers)
+            let target = try HTTPSupport.uint32Parameter(context, "deviceId")
+            try await core.store.removeDevice(accountId: device.accountId, deviceId: target)
+            await core.hub.send(.close(.deviceRemoved), to: DeviceAddress(accountId: device.accountId, deviceId: target))
+            core.logger.info("device removed", metadata: ["account": "\(device.account)", "device": "\(target)"])
+            return HTTPSupport.noContent()
+        }
+    }
+}

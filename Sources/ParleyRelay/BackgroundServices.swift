@@ -1,0 +1,60 @@
+import Logging
+import ServiceLifecycle
+
+/// Deletes expired queue entries periodically (retention), and refreshes the queue-depth gauge.
+struct ExpiryService: Service {
+    let core: RelayCore
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await sweep()
+                try await Task.sleep(for: .seconds(core.limits.expirySweepSeconds))
+            }
+        }
+    }
+
+    func sweep() async {
+        do {
+            let now = RelayClock.nowMillis()
+            var total = 0
+            while true {
+                let result = try await core.store.deleteExpired(now: now)
+                total += result.expiredMessages
+                if result.expiredMessages < RelayLimits.expiryBatchSize { break }
+            }
+            if total > 0 {
+                core.metrics.expired.increment(by: Int64(total))
+                core.logger.notice("expired undelivered messages", metadata: ["count": "\(total)"])
+            }
+            core.metrics.queueDepth.set(Int64(try await core.store.totalQueued()))
+        } catch {
+            core.logger.error("expiry sweep failed", metadata: ["error": "\(type(of: error))"])
+        }
+    }
+}
+
+/// On graceful shutdown, asks every WebSocket session to close (before the HTTP server stops).
+struct SessionCloser: Service {
+    let core: RelayCore
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await core.hub.closeAll()
+    }
+}
+
+/// Closes the store at the very end of a graceful shutdown (it is the first service, so it stops last).
+struct StoreCloser: Service {
+    let core: RelayCore
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        do {
+            try core.store.close()
+        } catch {
+            core.logger.warning("closing the database failed", metadata: ["error": "\(type(of: error))"])
+        }
+        core.logger.info("relay stopped")
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import Hummingbird
+import ParleyWire
+
+/// Groups: membership management (members only) and group sends (one ciphertext, fanned out).
+struct GroupRoutes {
+    let core: RelayCore
+    var auth: Authenticator { Authenticator(store: core.store) }
+
+    func register(on router: Router<some RequestContext>) {
+        router.post("/v1/groups") { request, _ in
+            let device = try await auth.authenticate(request.headers)
+            let body = try await HTTPSupport.decode(CreateGroupRequest.self, from: request)
+            try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
+            let now = RelayClock.nowMillis()
+            let (info, affected) = try await core.store.createGroup(
+                creator: device, members: body.members, now: now, expiresAt: core.expiry(from: now),
+                maxMembers: core.limits.maxGroupMembers)
+            await core.announce(affected.devices)
+            return try HTTPSupport.json(info, status: .created)
+        }
+        router.get("/v1/groups") { request, _ in
+            let device = try await auth.authenticate(request.headers)
+            return try HTTPSupport.json(GroupListResponse(groups: try await core.store.groups(of: device.accountId)))
+        }
+        router.get("/v1/groups/:id") { request, context in
+            let device = try await auth.authenticate(request.headers)
+            let groupId = try HTTPSupport.uuidParameter(context, "id")
+            return try HTTPSupport.json(try await core.store.group(groupId, viewer: device.accountId))
+        }
+        router.post("/v1/groups/:id/members") { request, context in
+            let device = try await auth.authenticate(request.headers)
+            let groupId = try HTTPSupport.uuidParameter(context, "id")
+            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request)
+            try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
+            let now = RelayClock.nowMillis()
+            let (info, affected) = try await core.store.addGroupMembers(
+                actor: device, groupId: groupId, members: body.members, now: now, expiresAt: core.expiry(from: now),
+                maxMembers: core.limits.maxGroupMembers)
+            await core.announce(affected.devices)
+            return try HTTPSupport.json(info)
+        }
+        router.post("/v1/groups/:id/members/remove") { request, context in
+            let device = try await auth.authenticate(request.headers)
+            let groupId = try HTTPSupport.uuidParameter(context, "id")
+            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request)
+            try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
+            let now = RelayClock.nowMillis()
+            let (info, affected) = try await core.store.removeGroupMembers(
+                actor: device, groupId: groupId, members: body.members, now: now, expiresAt: core.expiry(from: now))
+            await core.announce(affected.devices)
+            return try HTTPSupport.json(info)
+        }
+        router.put("/v1/groups/:id/messages") { request, context in
+            let device = try await auth.authenticate(request.headers)
+            let groupId = try HTTPSupport.uuidParameter(context, "id")
+            let body = try await HTTPSupport.decode(SendGroupMessageRequest.self, from: request)
+            try InputValidation.checkCiphertext(type: body.type, content: body.content)
+            let now = RelayClock.nowMillis()
+            let submission = MessageSubmission(
+                sender: device, payload: .group(groupId: groupId, type: body.type, content: body.content),
+                clientTimestamp: body.clientTimestamp, serverTimestamp: now, expiresAt: core.expiry(from: now))
+            let receipt = try await MessageRoutes.submit(submission, core: core)
+            return try HTTPSupport.json(
+                SendMessageResponse(serverTimestamp: receipt.serverTimestamp, queued: receipt.recipients.count, ids: receipt.ids))
+        }
+    }
+
+    static func checkNames(_ names: [String], limit: Int) throws {
+        guard names.count <= limit else { throw RelayError.tooManyItems("at most \(limit) members per request") }
+        for name in names { try AccountName.validate(name) }
+    }
+}

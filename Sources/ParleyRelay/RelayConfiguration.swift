@@ -1,0 +1,27 @@
+import Logging
+
+/// Everything needed to start a relay.
+public struct RelayConfiguration: Sendable {
+    public var host: String
+    /// 0 = pick an ephemeral port (see `RunningRelay.port`).
+    public var port: Int
+    /// SQLite database file; created on first start.
+    public var databasePath: String
+    public var limits: RelayLimits
+    public var logLevel: Logger.Level
+    /// VAPID `sub` claim (RFC 8292): a `mailto:` or `https:` contact for push services.
+    public var vapidSubject: String
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, databasePath: String = "./parley-relay.sqlite",
+        limits: RelayLimits = RelayLimits(), logLevel: Logger.Level = .info,
+        vapidSubject: String = "mailto:admin@localhost"
+    ) {
+        self.vapidSubject = vapidSubject
+        self.host = host
+        self.port = port
+        self.databasePath = databasePath
+        self.limits = limits
+        self.logLevel = logLevel
+    }
+}

@@ -1,0 +1,49 @@
+import Logging
+
+/// The relay's shared components, created once per running relay and used by routes and sessions.
+final class RelayCore: Sendable {
+    let limits: RelayLimits
+    let store: any RelayStore
+    let hub: ConnectionHub
+    let presence: PresenceHub
+    let batcher: MessageWriteBatcher
+    let acks: AckBatcher
+    let metrics: RelayMetrics
+    let bundleLimiter: RateLimiter
+    let vapid: VAPIDSigner
+    let tickets = WebSocketTickets()
+    let push: PushNotifier
+    let logger: Logger
+
+    init(store: any RelayStore, limits: RelayLimits, vapid: VAPIDSigner, logger: Logger) {
+        self.limits = limits
+        self.store = store
+        self.logger = logger
+        let hub = ConnectionHub()
+        self.hub = hub
+        self.presence = PresenceHub(hub: hub, store: store, coalesceMilliseconds: limits.presenceCoalesceMilliseconds)
+        let metrics = RelayMetrics()
+        self.metrics = metrics
+        self.vapid = vapid
+        let push = PushNotifier(store: store, signer: vapid, limits: limits, metrics: metrics, logger: logger)
+        self.push = push
+        self.batcher = MessageWriteBatcher(store: store, limits: limits) { addresses in
+            metrics.messagesIn.increment(by: Int64(addresses.count))
+            let offline = await hub.wake(addresses)
+            if !offline.isEmpty { await push.notify(offline) }
+        }
+        self.acks = AckBatcher(store: store)
+        self.bundleLimiter = RateLimiter(capacity: limits.bundleFetchBurst, ratePerSecond: limits.bundleFetchPerSecond)
+    }
+
+    /// New envelopes were committed outside the batcher (group events): wake or push the devices.
+    func announce(_ addresses: [DeviceAddress]) async {
+        let offline = await hub.wake(addresses)
+        if !offline.isEmpty { await push.notify(offline) }
+    }
+
+    /// Retention time added to a server timestamp to get an expiry time.
+    func expiry(from now: Int64) -> Int64 {
+        now + limits.retentionSeconds * 1000
+    }
+}

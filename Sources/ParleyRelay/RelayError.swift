@@ -1,0 +1,81 @@
+import Foundation
+import Hummingbird
+import ParleyWire
+
+/// Every failure the relay reports to a client. Maps to an HTTP status and an `ErrorResponse` body.
+public enum RelayError: Error, Sendable, Equatable {
+    case malformedRequest(String)
+    case invalidField(String)
+    case unknownField(String)
+    case unauthorized
+    case forbidden(String)
+    case notFound(String)
+    case nameTaken
+    case tooManyDevices
+    case mismatchedDevices(account: String, missing: [UInt32], extra: [UInt32])
+    case staleDevices(account: String, stale: [UInt32])
+    case payloadTooLarge(String)
+    case tooManyItems(String)
+    case queueFull(account: String, deviceId: UInt32)
+    case rateLimited
+    case groupFull
+    case linkCodeUnavailable
+    case internalError
+
+    public var status: HTTPResponse.Status {
+        switch self {
+        case .malformedRequest, .invalidField, .unknownField, .tooManyItems: .badRequest
+        case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
+        case .notFound: .notFound
+        case .nameTaken, .tooManyDevices, .mismatchedDevices, .groupFull, .linkCodeUnavailable: .conflict
+        case .staleDevices: .gone
+        case .payloadTooLarge: .contentTooLarge
+        case .queueFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
+        case .rateLimited: .tooManyRequests
+        case .internalError: .internalServerError
+        }
+    }
+
+    public var body: ErrorResponse {
+        switch self {
+        case .malformedRequest(let m): ErrorResponse(code: .malformedRequest, message: m)
+        case .invalidField(let m): ErrorResponse(code: .invalidField, message: m)
+        case .unknownField(let m): ErrorResponse(code: .unknownField, message: m)
+        case .unauthorized: ErrorResponse(code: .unauthorized, message: "missing or invalid credentials")
+        case .forbidden(let m): ErrorResponse(code: .forbidden, message: m)
+        case .notFound(let m): ErrorResponse(code: .notFound, message: m)
+        case .nameTaken: ErrorResponse(code: .nameTaken, message: "account name already registered")
+        case .tooManyDevices: ErrorResponse(code: .tooManyDevices, message: "device limit reached")
+        case .mismatchedDevices(let account, let missing, let extra):
+            ErrorResponse(
+                code: .mismatchedDevices, message: "device list mismatch", missingDevices: missing,
+                extraDevices: extra, account: account)
+        case .staleDevices(let account, let stale):
+            ErrorResponse(code: .staleDevices, message: "stale registration ids", staleDevices: stale, account: account)
+        case .payloadTooLarge(let m): ErrorResponse(code: .payloadTooLarge, message: m)
+        case .tooManyItems(let m): ErrorResponse(code: .tooManyItems, message: m)
+        case .queueFull(let account, let deviceId):
+            ErrorResponse(code: .queueFull, message: "queue of device \(deviceId) is full", account: account)
+        case .rateLimited: ErrorResponse(code: .rateLimited, message: "rate limit exceeded")
+        case .groupFull: ErrorResponse(code: .groupFull, message: "group member limit reached")
+        case .linkCodeUnavailable: ErrorResponse(code: .linkCodeUnavailable, message: "link code unavailable")
+        case .internalError: ErrorResponse(code: .internalError, message: "internal error")
+        }
+    }
+}
+
+extension RelayError: HTTPResponseError {
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        if case .unauthorized = self {
+            headers[.wwwAuthenticate] = "Basic realm=\"parley-relay\""
+        }
+        if case .rateLimited = self {
+            headers[.retryAfter] = "1"
+        }
+        let data = (try? WireCoding.encoder().encode(body)) ?? Data()
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

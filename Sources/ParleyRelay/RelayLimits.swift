@@ -1,0 +1,90 @@
+/// Every limit the relay enforces, in one place. Defaults are documented in Specs/relay-protocol.md;
+/// the executable exposes the operational ones as flags.
+public struct RelayLimits: Sendable {
+    /// Max size of one ciphertext (`content`), bytes after base64 decoding.
+    public static let maxCiphertextBytes = 256 * 1024
+    /// Max one-time prekeys in one upload (registration, link claim or `PUT /v1/keys`).
+    public static let maxOneTimePreKeysPerUpload = 100
+    /// A device whose remaining one-time prekeys are under this is told to refill.
+    public static let preKeyRefillThreshold = 10
+    /// Max bytes of an HTTP request body.
+    public static let maxRequestBodyBytes = 8 * 1024 * 1024
+    /// Max bytes of one WebSocket message sent by a device.
+    public static let maxClientFrameBytes = 64 * 1024
+    /// Max bytes of one WebSocket frame the relay sends (an envelope with a 256 KiB ciphertext, base64).
+    public static let maxServerFrameBytes = 1024 * 1024
+    /// Account name: 3...32 characters of `a-z`, `0-9`, `_`, `-`.
+    public static let accountNameLength = 3...32
+    /// Max UTF-8 bytes of a device name.
+    public static let maxDeviceNameBytes = 64
+    /// Max public key / signature size accepted in prekey material.
+    public static let maxKeyBytes = 256
+    /// Max envelopes read from the database per delivery page.
+    public static let deliveryPageSize = 200
+    /// Max submissions committed in one write transaction.
+    public static let maxSubmissionsPerTransaction = 2_000
+    /// Max accounts in one presence subscription.
+    public static let maxPresenceSubscriptions = 500
+    /// Max ids in one ack frame.
+    public static let maxAckIds = 1_000
+    /// Max queue entries deleted per expiry transaction (a sweep repeats until done).
+    public static let expiryBatchSize = 10_000
+    /// Max bytes of a Web Push endpoint URL.
+    public static let maxPushEndpointBytes = 2_048
+    /// Lifetime of a VAPID JWT (RFC 8292 allows at most 24 h).
+    public static let vapidTokenLifetimeSeconds: Int64 = 12 * 3600
+    /// Timeout of one push request.
+    public static let pushRequestTimeoutSeconds: Int64 = 10
+
+    /// Devices per account (active + pending link).
+    public var maxDevicesPerAccount: Int = 6
+    /// Queued messages per device before senders get `queueFull`.
+    public var maxQueuedMessagesPerDevice: Int = 10_000
+    /// Queued ciphertext bytes per device before senders get `queueFull`.
+    public var maxQueuedBytesPerDevice: Int = 256 * 1024 * 1024
+    /// Messages older than this are deleted undelivered.
+    public var retentionSeconds: Int64 = 30 * 24 * 3600
+    /// How often the expiry sweep runs.
+    public var expirySweepSeconds: Int64 = 60
+    /// Members per group (including the creator).
+    public var maxGroupMembers: Int = 500
+    /// Lifetime of a device link code.
+    public var linkCodeTTLSeconds: Int64 = 600
+    /// Prekey bundle fetches: bucket size per requesting device.
+    public var bundleFetchBurst: Int = 60
+    /// Prekey bundle fetches: tokens refilled per second per requesting device.
+    public var bundleFetchPerSecond: Double = 1
+    /// WebSocket protocol-level ping interval; a connection that misses a pong is closed.
+    public var pingIntervalSeconds: Int64 = 30
+    /// Malformed or rejected frames tolerated on one WebSocket before the relay closes it.
+    public var maxBadFramesPerConnection: Int = 10
+    /// Client frames per second per connection (token bucket, burst = 5 x rate) before frames are refused.
+    public var clientFramesPerSecond: Double = 50
+    /// Presence changes of one account are coalesced over this window.
+    public var presenceCoalesceMilliseconds: Int64 = 250
+
+    /// Pushes for one offline device are coalesced over this window (one push per burst).
+    public var pushCoalesceMilliseconds: Int64 = 1_000
+    /// Attempts per push (first try + retries) on 429, 5xx or network errors.
+    public var pushMaxAttempts: Int = 4
+    /// Backoff before retry n is base x 2^(n-1).
+    public var pushBackoffBaseMilliseconds: Int64 = 1_000
+    /// `TTL` header of pushes, seconds.
+    public var pushTTLSeconds: Int = 86_400
+    /// Accept `http://` push endpoints (tests, local development only). Off: https only.
+    public var allowInsecurePushEndpoints: Bool = false
+
+    /// HTTP requests per peer address: bucket size (behind a reverse proxy all clients share one address).
+    public var requestBurstPerAddress: Int = 1_000
+    /// HTTP requests per peer address: tokens per second.
+    public var requestsPerSecondPerAddress: Double = 500
+    /// Account registrations + link claims per peer address: bucket size.
+    public var creationBurstPerAddress: Int = 20
+    /// Account registrations + link claims per peer address: tokens per second.
+    public var creationsPerSecondPerAddress: Double = 0.5
+
+    /// Graceful shutdown (SIGTERM/SIGINT) gets this long before the relay cancels what is left.
+    public var gracefulShutdownSeconds: Int64 = 10
+
+    public init() {}
+}

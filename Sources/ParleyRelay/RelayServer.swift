@@ -1,0 +1,149 @@
+import Crypto
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import ServiceLifecycle
+
+/// Builds and runs the relay: Hummingbird HTTP + WebSocket server, SQLite store, background services.
+public enum RelayServer {
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully (executable entry point).
+    public static func run(_ configuration: RelayConfiguration) async throws {
+        let logger = makeLogger(configuration)
+        let (services, _) = try await makeServices(configuration, logger: logger, onPort: { _ in })
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.limits.gracefulShutdownSeconds)
+        try await ServiceGroup(configuration: groupConfiguration).run()
+    }
+
+    /// Starts the relay in the background (tests, embedding). Returns once it listens.
+    public static func start(_ configuration: RelayConfiguration) async throws -> RunningRelay {
+        let logger = makeLogger(configuration)
+        let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
+        let (services, core) = try await makeServices(configuration, logger: logger, onPort: { port in
+            portContinuation.yield(port)
+            portContinuation.finish()
+        })
+        var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.limits.gracefulShutdownSeconds)
+        let group = ServiceGroup(configuration: groupConfiguration)
+        let task = Task {
+            defer { portContinuation.finish() }
+            try await group.run()
+        }
+        var iterator = portStream.makeAsyncIterator()
+        guard let port = await iterator.next() else {
+            try await task.value
+            throw RelayStartError.didNotStart
+        }
+        return RunningRelay(port: port, group: group, task: task, core: core)
+    }
+
+    static func makeLogger(_ configuration: RelayConfiguration) -> Logger {
+        var logger = Logger(label: "parley-relay")
+        logger.logLevel = configuration.logLevel
+        logger[metadataKey: "database"] = "\(URL(fileURLWithPath: configuration.databasePath).lastPathComponent)"
+        return logger
+    }
+
+    static func makeServices(
+        _ configuration: RelayConfiguration, logger: Logger, onPort: @escaping @Sendable (Int) -> Void
+    ) async throws -> ([any Service], RelayCore) {
+        let store = try SQLiteRelayStore(path: configuration.databasePath)
+        let vapid = try await loadVAPIDKey(store: store, subject: configuration.vapidSubject)
+        let core = RelayCore(store: store, limits: configuration.limits, vapid: vapid, logger: logger)
+
+        let router = Router(context: RelayRequestContext.self)
+        router.middlewares.add(ErrorMappingMiddleware(logger: logger))
+        router.middlewares.add(FloodLimitMiddleware(limits: configuration.limits))
+        OpsRoutes(core: core).register(on: router)
+        AccountRoutes(core: core).register(on: router)
+        LinkRoutes(core: core).register(on: router)
+        PreKeyRoutes(core: core).register(on: router)
+        MessageRoutes(core: core).register(on: router)
+        GroupRoutes(core: core).register(on: router)
+        PushRoutes(core: core).register(on: router)
+
+        let wsRouter = Router(context: BasicWebSocketRequestContext.self)
+        wsRouter.middlewares.add(ErrorMappingMiddleware(logger: logger))
+        let authenticator = Authenticator(store: store)
+        wsRouter.ws("/v1/ws") { request, _ in
+            // A ticket is checked here (401 without upgrade) and spent in onUpgrade.
+            if let ticket = request.uri.queryParameters.get("ticket") {
+                guard await core.tickets.isValid(String(ticket)) else { throw RelayError.unauthorized }
+            } else {
+                _ = try await authenticator.authenticate(request.headers)
+            }
+            return .upgrade([:])
+        } onUpgrade: { inbound, outbound, context in
+            let device: AuthenticatedDevice?
+            if let ticket = context.request.uri.queryParameters.get("ticket") {
+                device = await core.tickets.redeem(String(ticket))
+            } else {
+                device = try? await authenticator.authenticate(context.request.headers)
+            }
+            guard let device else {
+                try await outbound.close(.policyViolation, reason: "unauthorized")
+                return
+            }
+            var sessionLogger = logger
+            sessionLogger[metadataKey: "account"] = "\(device.account)"
+            sessionLogger[metadataKey: "device"] = "\(device.deviceId)"
+            try await WebSocketSession(core: core, device: device, logger: sessionLogger).run(
+                inbound: inbound, outbound: outbound)
+        }
+
+        let wsConfiguration = WebSocketServerConfiguration(
+            maxFrameSize: RelayLimits.maxServerFrameBytes,
+            autoPing: .enabled(timePeriod: .seconds(configuration.limits.pingIntervalSeconds)),
+            closeTimeout: .seconds(5))
+        let app = Application(
+            router: router,
+            server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: wsConfiguration)),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley-relay"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                logger.info("relay listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
+                onPort(port)
+            },
+            logger: logger)
+        // ServiceGroup stops services in reverse order: sessions first, the store last.
+        return ([StoreCloser(core: core), app, ExpiryService(core: core), SessionCloser(core: core)], core)
+    }
+}
+
+extension RelayServer {
+    /// The VAPID key is created on first start and kept in the database: push subscriptions are bound to it.
+    static func loadVAPIDKey(store: any RelayStore, subject: String) async throws -> VAPIDSigner {
+        let raw = try await store.setting("vapid_private_key") { P256.Signing.PrivateKey().rawRepresentation }
+        return try VAPIDSigner(rawPrivateKey: raw, subject: subject)
+    }
+}
+
+/// The relay could not be started.
+public enum RelayStartError: Error {
+    case didNotStart
+}
+
+/// A relay started with `RelayServer.start`.
+public final class RunningRelay: Sendable {
+    public let port: Int
+    private let group: ServiceGroup
+    private let task: Task<Void, any Error>
+    let core: RelayCore
+
+    init(port: Int, group: ServiceGroup, task: Task<Void, any Error>, core: RelayCore) {
+        self.port = port
+        self.group = group
+        self.task = task
+        self.core = core
+    }
+
+    /// Graceful shutdown: closes WebSockets, stops the server, waits for it (cancelled after
+    /// `RelayLimits.gracefulShutdownSeconds` if it does not finish).
+    public func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import ParleyWire
+
+/// All persistent state of the relay, behind one protocol so that a PostgreSQL backend can implement it later.
+///
+/// Implementations must make each method atomic (one transaction), and `commit(_:)` must validate every
+/// submission against the device lists and queue limits *inside* the transaction that stores it.
+/// Errors meant for the client are thrown as `RelayError`; anything else is an internal failure.
+protocol RelayStore: Sendable {
+    /// Releases the storage (after the server stopped); no method may be called afterwards.
+    func close() throws
+
+    // MARK: accounts and devices
+    /// Creates the account and its device 1. Throws `.nameTaken`.
+    func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, now: Int64) async throws -> Int64
+    func deviceAuth(account: String, deviceId: UInt32) async throws -> StoredDeviceAuth?
+    /// Active devices of an account, by device id. Throws `.notFound` for an unknown account.
+    func devices(account: String) async throws -> [DeviceInfo]
+    /// Removes a device, its prekeys and its queue. Throws `.notFound`.
+    func removeDevice(accountId: Int64, deviceId: UInt32) async throws
+    func touchDevice(_ address: DeviceAddress, now: Int64) async throws
+    /// Latest `last_seen` over the account's devices (nil if never seen). Throws `.notFound`.
+    func lastSeen(account: String) async throws -> Int64?
+
+    // MARK: prekeys
+    /// Replaces the signed prekey if given, adds one-time prekeys (same key id replaces). Returns the remaining count.
+    func storePreKeys(_ address: DeviceAddress, signed: SignedPreKey?, oneTime: [OneTimePreKey]) async throws -> Int
+    func oneTimePreKeyCount(_ address: DeviceAddress) async throws -> Int
+    /// Bundles of one device (`deviceId` given) or all active devices; each one-time prekey is removed as it is handed out.
+    func takePreKeyBundles(account: String, deviceId: UInt32?) async throws -> [DevicePreKeyBundle]
+
+    // MARK: device linking
+    func createLinkCode(_ creator: DeviceAddress, code: String, now: Int64, expiresAt: Int64) async throws
+    /// Creates a pending device for the code's account. Returns (account name, new device id).
+    func claimLinkCode(
+        code: String, device: NewDeviceKeys, credentialHash: Data, now: Int64, maxDevices: Int
+    ) async throws -> (String, UInt32)
+    func linkInfo(accountId: Int64, code: String, now: Int64) async throws -> LinkClaimInfo
+    /// Activates the claimed device. Throws `.linkCodeUnavailable` unless the code is claimed and not expired.
+    func approveLink(accountId: Int64, code: String, provisioningBlob: Data, now: Int64) async throws
+    func linkStatus(_ address: DeviceAddress) async throws -> LinkStatusResponse
+
+    // MARK: queues
+    /// Validates and stores all submissions in ONE transaction; one result per submission, in order.
+    func commit(_ submissions: [MessageSubmission], limits: RelayLimits) async throws -> [Result<SubmissionReceipt, RelayError>]
+    /// Envelopes of a device queue with `seq > afterSeq`, oldest first.
+    func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int) async throws -> [QueuedEnvelope]
+    /// Removes acknowledged envelopes from device queues, all in ONE transaction. Returns, per entry,
+    /// how many were removed (unknown ids are ignored).
+    func ack(_ batch: [(DeviceAddress, [UUID])]) async throws -> [Int]
+    /// Deletes queue entries that expired at `now`, and stale link state: open or claimed codes past their
+    /// expiry (with the pending devices they created) and approved codes a day after expiry.
+    func deleteExpired(now: Int64) async throws -> ExpiryResult
+    /// Total queued entries (for metrics).
+    func totalQueued() async throws -> Int
+
+    // MARK: push and settings
+    func setPushEndpoint(_ address: DeviceAddress, endpoint: String, now: Int64) async throws
+    /// Removes the device's endpoint; with `ifEndpoint`, only if it is still that one.
+    func removePushEndpoint(_ address: DeviceAddress, ifEndpoint: String?) async throws
+    func pushEndpoint(_ address: DeviceAddress) async throws -> String?
+    /// Returns the stored value of a relay setting, storing `makeDefault()` first if there is none.
+    func setting(_ name: String, orInsert makeDefault: @Sendable () -> Data) async throws -> Data
+
+    // MARK: groups
+    func createGroup(creator: AuthenticatedDevice, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int)
+        async throws -> (GroupInfo, AffectedQueues)
+    func addGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int)
+        async throws -> (GroupInfo, AffectedQueues)
+    func removeGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64)
+        async throws -> (GroupInfo, AffectedQueues)
+    /// Group info; throws `.notFound`, or `.forbidden` if `viewer` is not a member.
+    func group(_ groupId: UUID, viewer: Int64) async throws -> GroupInfo
+    func groups(of accountId: Int64) async throws -> [GroupInfo]
+    /// Account names of the group's members if `accountId` is a member, else throws `.forbidden`/`.notFound`.
+    func groupMemberAccounts(_ groupId: UUID, requester: Int64) async throws -> [String]
+}

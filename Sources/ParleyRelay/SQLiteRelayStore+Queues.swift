@@ -1,0 +1,296 @@
+import Foundation
+import GRDB
+import ParleyWire
+
+extension SQLiteRelayStore {
+    /// One write transaction for all submissions. Each submission is validated (device lists, registration
+    /// ids, membership, queue limits) against the state inside the transaction, then stored, or refused
+    /// with its own error without affecting the others.
+    func commit(_ submissions: [MessageSubmission], limits: RelayLimits) async throws
+        -> [Result<SubmissionReceipt, RelayError>]
+    {
+        try await pool.write { db in
+            let cache = SQLiteCommitCache()
+            var results: [Result<SubmissionReceipt, RelayError>] = []
+            results.reserveCapacity(submissions.count)
+            for submission in submissions {
+                let plan: [PlannedCopy]
+                do {
+                    plan = try Self.plan(db, submission, limits: limits, cache: cache)
+                } catch let error as RelayError {
+                    results.append(.failure(error))
+                    continue
+                }
+                results.append(.success(try Self.store(db, submission, plan, cache: cache)))
+            }
+            try cache.flushCounters(db)
+            return results
+        }
+    }
+
+    /// One ciphertext and the device queues it goes to.
+    struct PlannedCopy {
+        let type: Int
+        let content: Data
+        let targets: [DeviceAddress]
+    }
+
+    private static func plan(
+        _ db: Database, _ submission: MessageSubmission, limits: RelayLimits, cache: SQLiteCommitCache
+    ) throws -> [PlannedCopy] {
+        let sender = submission.sender
+        var copies: [PlannedCopy] = []
+        switch submission.payload {
+        case .direct(let recipient, let messages, let own):
+            guard let recipientId = try cache.accountId(db, name: recipient) else {
+                throw RelayError.notFound("unknown account")
+            }
+            let isSelf = recipientId == sender.accountId
+            var recipientDevices = try cache.activeDevices(db, accountId: recipientId)
+            if isSelf {
+                recipientDevices[sender.deviceId] = nil
+                guard own.isEmpty else {
+                    throw RelayError.invalidField("ownDeviceMessages must be empty when sending to yourself")
+                }
+            }
+            try check(messages, against: recipientDevices, account: recipient)
+            if !isSelf {
+                var ownDevices = try cache.activeDevices(db, accountId: sender.accountId)
+                ownDevices[sender.deviceId] = nil
+                try check(own, against: ownDevices, account: sender.account)
+            }
+            for message in messages {
+                copies.append(
+                    PlannedCopy(
+                        type: message.type, content: message.content,
+                        targets: [DeviceAddress(accountId: recipientId, deviceId: message.deviceId)]))
+            }
+            for message in own {
+                copies.append(
+                    PlannedCopy(
+                        type: message.type, content: message.content,
+                        targets: [DeviceAddress(accountId: sender.accountId, deviceId: message.deviceId)]))
+            }
+            guard !copies.isEmpty else { throw RelayError.invalidField("message addresses no device") }
+        case .group(let groupId, let type, let content):
+            let exists =
+                try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM chat_group WHERE id = ?"), arguments: [groupId])
+                ?? false
+            guard exists else { throw RelayError.notFound("unknown group") }
+            guard try cache.isMember(db, groupId: groupId, accountId: sender.accountId) else {
+                throw RelayError.forbidden("not a member of this group")
+            }
+            var targets = try cache.memberDevices(db, groupId: groupId)
+            targets.removeAll { $0 == sender.address }
+            copies.append(PlannedCopy(type: type, content: content, targets: targets))
+        }
+        // Queue room, counting what this submission itself adds (and earlier ones of the same batch).
+        var adding: [DeviceAddress: SQLiteCommitCache.QueueState] = [:]
+        for copy in copies {
+            for target in copy.targets {
+                adding[target, default: .init(count: 0, bytes: 0)].count += 1
+                adding[target, default: .init(count: 0, bytes: 0)].bytes += copy.content.count
+            }
+        }
+        for (target, extra) in adding {
+            guard let state = try cache.queueState(db, target) else { continue }
+            if state.count + extra.count > limits.maxQueuedMessagesPerDevice
+                || state.bytes + extra.bytes > limits.maxQueuedBytesPerDevice
+            {
+                let name =
+                    try String.fetchOne(db, sql: "SELECT name FROM account WHERE id = ?", arguments: [target.accountId]) ?? ""
+                throw RelayError.queueFull(account: name, deviceId: target.deviceId)
+            }
+        }
+        return copies
+    }
+
+    /// 409 if the addressed device set differs from `expected`, 410 if registration ids differ.
+    private static func check(_ messages: [OutgoingDeviceMessage], against expected: [UInt32: UInt32], account: String) throws {
+        var given: [UInt32: UInt32] = [:]
+        for message in messages {
+            guard given.updateValue(message.registrationId, forKey: message.deviceId) == nil else {
+                throw RelayError.invalidField("device \(message.deviceId) addressed twice")
+            }
+        }
+        let missing = Set(expected.keys).subtracting(given.keys).sorted()
+        let extra = Set(given.keys).subtracting(expected.keys).sorted()
+        if !missing.isEmpty || !extra.isEmpty {
+            throw RelayError.mismatchedDevices(account: account, missing: missing, extra: extra)
+        }
+        let stale = given.filter { expected[$0.key] != $0.value }.keys.sorted()
+        if !stale.isEmpty { throw RelayError.staleDevices(account: account, stale: stale) }
+    }
+
+    private static func store(_ db: Database, _ submission: MessageSubmission, _ plan: [PlannedCopy], cache: SQLiteCommitCache)
+        throws -> SubmissionReceipt
+    {
+        let sender = submission.sender
+        var ids: [UUID] = []
+        var recipients: [DeviceAddress] = []
+        for copy in plan {
+            let id = UUID()
+            let kind: EnvelopeKind
+            let conversation: String
+            let groupId: UUID?
+            switch submission.payload {
+            case .direct(let recipient, _, _):
+                kind = .direct
+                conversation = Envelope.directConversation(sender.account, recipient)
+                groupId = nil
+            case .group(let group, _, _):
+                kind = .group
+                conversation = Envelope.groupConversation(group)
+                groupId = group
+            }
+            try insertMessage(
+                db, id: id, kind: kind, senderAccount: sender.account, senderDevice: sender.deviceId,
+                conversation: conversation, groupId: groupId, type: copy.type, content: copy.content,
+                serverTimestamp: submission.serverTimestamp, clientTimestamp: submission.clientTimestamp,
+                targets: copy.targets, expiresAt: submission.expiresAt, cache: cache)
+            ids.append(id)
+            recipients.append(contentsOf: copy.targets)
+        }
+        return SubmissionReceipt(serverTimestamp: submission.serverTimestamp, ids: ids, recipients: recipients)
+    }
+
+    /// Stores one message row (the ciphertext, once) and one queue entry per target device. With a cache,
+    /// device queue counters are accumulated and written once at the end of the transaction.
+    static func insertMessage(
+        _ db: Database, id: UUID, kind: EnvelopeKind, senderAccount: String, senderDevice: UInt32, conversation: String,
+        groupId: UUID?, type: Int, content: Data, serverTimestamp: Int64, clientTimestamp: Int64?,
+        targets: [DeviceAddress], expiresAt: Int64, cache: SQLiteCommitCache? = nil
+    ) throws {
+        guard !targets.isEmpty else { return }
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO message (id, kind, sender_account, sender_device, conversation, group_id, type, content,
+                    server_ts, client_ts, ref_count)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            id, kind.rawValue, senderAccount, Int64(senderDevice), conversation, groupId, type, content,
+            serverTimestamp, clientTimestamp, targets.count,
+        ])
+        let insertEntry = try db.cachedStatement(
+            sql: "INSERT INTO queue_entry (account_id, device_id, message_id, size, expires_at) VALUES (?, ?, ?, ?, ?)")
+        let bumpCounters = try db.cachedStatement(
+            sql: """
+                UPDATE device SET queue_count = queue_count + 1, queue_bytes = queue_bytes + ?
+                WHERE account_id = ? AND device_id = ?
+                """)
+        for target in targets {
+            try insertEntry.execute(arguments: [target.accountId, Int64(target.deviceId), id, content.count, expiresAt])
+            if let cache {
+                cache.recordInsert(target, bytes: content.count)
+            } else {
+                try bumpCounters.execute(arguments: [content.count, target.accountId, Int64(target.deviceId)])
+            }
+        }
+    }
+
+    /// Drops one reference per id; deletes messages no queue refers to any more.
+    static func releaseMessages(_ db: Database, _ ids: [Data]) throws {
+        for id in ids {
+            try db.execute(sql: "UPDATE message SET ref_count = ref_count - 1 WHERE id = ?", arguments: [id])
+            try db.execute(sql: "DELETE FROM message WHERE id = ? AND ref_count <= 0", arguments: [id])
+        }
+    }
+
+    func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int) async throws -> [QueuedEnvelope] {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT q.seq, m.id, m.kind, m.server_ts, m.client_ts, m.sender_account, m.sender_device,
+                        m.conversation, m.group_id, m.type, m.content
+                    FROM queue_entry q JOIN message m ON m.id = q.message_id
+                    WHERE q.account_id = ? AND q.device_id = ? AND q.seq > ? ORDER BY q.seq LIMIT ?
+                    """,
+                arguments: [address.accountId, Int64(address.deviceId), afterSeq, limit])
+            return rows.map { row in
+                let kind: String = row["kind"]
+                let senderDevice: Int64 = row["sender_device"]
+                let envelope = Envelope(
+                    id: row["id"], kind: EnvelopeKind(rawValue: kind) ?? .direct, serverTimestamp: row["server_ts"],
+                    clientTimestamp: row["client_ts"], senderAccount: row["sender_account"],
+                    senderDevice: UInt32(truncatingIfNeeded: senderDevice), conversation: row["conversation"],
+                    groupId: row["group_id"], type: row["type"], content: row["content"])
+                return QueuedEnvelope(seq: row["seq"], envelope: envelope)
+            }
+        }
+    }
+
+    func ack(_ batch: [(DeviceAddress, [UUID])]) async throws -> [Int] {
+        try await pool.write { db in
+            let select = try db.cachedStatement(
+                sql: "SELECT seq, size FROM queue_entry WHERE account_id = ? AND device_id = ? AND message_id = ?")
+            let deleteEntry = try db.cachedStatement(sql: "DELETE FROM queue_entry WHERE seq = ?")
+            let release = try db.cachedStatement(sql: "UPDATE message SET ref_count = ref_count - 1 WHERE id = ?")
+            let deleteMessage = try db.cachedStatement(sql: "DELETE FROM message WHERE id = ? AND ref_count <= 0")
+            let counters = try db.cachedStatement(
+                sql: """
+                    UPDATE device SET queue_count = queue_count - ?, queue_bytes = queue_bytes - ?
+                    WHERE account_id = ? AND device_id = ?
+                    """)
+            var results: [Int] = []
+            results.reserveCapacity(batch.count)
+            for (address, ids) in batch {
+                var removed = 0
+                var bytes = 0
+                for id in Set(ids) {
+                    guard let row = try Row.fetchOne(select, arguments: [address.accountId, Int64(address.deviceId), id])
+                    else { continue }
+                    let seq: Int64 = row["seq"]
+                    let size: Int = row["size"]
+                    try deleteEntry.execute(arguments: [seq])
+                    try release.execute(arguments: [id])
+                    try deleteMessage.execute(arguments: [id])
+                    removed += 1
+                    bytes += size
+                }
+                if removed > 0 {
+                    try counters.execute(arguments: [removed, bytes, address.accountId, Int64(address.deviceId)])
+                }
+                results.append(removed)
+            }
+            return results
+        }
+    }
+
+    func deleteExpired(now: Int64) async throws -> ExpiryResult {
+        try await pool.write { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT seq, account_id, device_id, message_id, size FROM queue_entry WHERE expires_at <= ?
+                    ORDER BY expires_at LIMIT ?
+                    """,
+                arguments: [now, RelayLimits.expiryBatchSize])
+            var affected = Set<DeviceAddress>()
+            var messageIds: [Data] = []
+            for row in rows {
+                let seq: Int64 = row["seq"]
+                let accountId: Int64 = row["account_id"]
+                let deviceId: Int64 = row["device_id"]
+                let size: Int = row["size"]
+                try db.execute(sql: "DELETE FROM queue_entry WHERE seq = ?", arguments: [seq])
+                try db.execute(
+                    sql: """
+                        UPDATE device SET queue_count = queue_count - 1, queue_bytes = queue_bytes - ?
+                        WHERE account_id = ? AND device_id = ?
+                        """,
+                    arguments: [size, accountId, deviceId])
+                messageIds.append(row["message_id"])
+                affected.insert(DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId)))
+            }
+            try Self.releaseMessages(db, messageIds)
+            try Self.deleteStaleLinks(db, now: now)
+            return ExpiryResult(expiredMessages: rows.count, affected: Array(affected))
+        }
+    }
+
+    func totalQueued() async throws -> Int {
+        try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(queue_count), 0) FROM device") ?? 0 }
+    }
+}

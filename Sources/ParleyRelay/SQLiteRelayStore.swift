@@ -1,0 +1,170 @@
+import Foundation
+import GRDB
+import ParleyWire
+
+/// `RelayStore` on SQLite: a GRDB `DatabasePool` in WAL mode with `synchronous = FULL`, so a commit
+/// is on disk before the relay acknowledges anything.
+final class SQLiteRelayStore: RelayStore {
+    let pool: DatabasePool
+
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try SQLiteSchema.migrator().migrate(pool)
+    }
+
+    /// Closes the pool (checkpoints the WAL).
+    func close() throws {
+        try pool.close()
+    }
+
+    // MARK: helpers used by the extensions
+
+    static func accountId(_ db: Database, name: String) throws -> Int64? {
+        try Int64.fetchOne(db, sql: "SELECT id FROM account WHERE name = ?", arguments: [name])
+    }
+
+    static func requireAccountId(_ db: Database, name: String) throws -> Int64 {
+        guard let id = try accountId(db, name: name) else { throw RelayError.notFound("unknown account") }
+        return id
+    }
+
+    /// Active devices of an account: device id -> registration id.
+    static func activeDevices(_ db: Database, accountId: Int64) throws -> [UInt32: UInt32] {
+        var result: [UInt32: UInt32] = [:]
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT device_id, registration_id FROM device WHERE account_id = ? AND state = 'active'",
+            arguments: [accountId])
+        for row in rows {
+            let deviceId: Int64 = row["device_id"]
+            let registrationId: Int64 = row["registration_id"]
+            result[UInt32(truncatingIfNeeded: deviceId)] = UInt32(truncatingIfNeeded: registrationId)
+        }
+        return result
+    }
+
+    static func insertOneTimePreKeys(_ db: Database, _ address: DeviceAddress, _ keys: [OneTimePreKey]) throws {
+        for key in keys {
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO one_time_prekey (account_id, device_id, key_id, public_key)
+                    VALUES (?, ?, ?, ?)
+                    """,
+                arguments: [address.accountId, Int64(address.deviceId), Int64(key.keyId), key.publicKey])
+        }
+    }
+
+    static func insertDevice(
+        _ db: Database, accountId: Int64, deviceId: UInt32, state: String, keys: NewDeviceKeys, credentialHash: Data,
+        now: Int64
+    ) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO device (account_id, device_id, state, registration_id, identity_key, name, credential_hash,
+                    signed_prekey_id, signed_prekey, signed_prekey_signature, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                accountId, Int64(deviceId), state, Int64(keys.registrationId), keys.identityKey, keys.name,
+                credentialHash, Int64(keys.signedPreKey.keyId), keys.signedPreKey.publicKey,
+                keys.signedPreKey.signature, now,
+            ])
+        try insertOneTimePreKeys(db, DeviceAddress(accountId: accountId, deviceId: deviceId), keys.oneTimePreKeys)
+    }
+
+    // MARK: accounts and devices
+
+    func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, now: Int64) async throws -> Int64 {
+        try await pool.write { db in
+            if try Self.accountId(db, name: name) != nil { throw RelayError.nameTaken }
+            try db.execute(sql: "INSERT INTO account (name, created_at) VALUES (?, ?)", arguments: [name, now])
+            let accountId = db.lastInsertedRowID
+            try Self.insertDevice(
+                db, accountId: accountId, deviceId: 1, state: "active", keys: device, credentialHash: credentialHash,
+                now: now)
+            return accountId
+        }
+    }
+
+    func deviceAuth(account: String, deviceId: UInt32) async throws -> StoredDeviceAuth? {
+        try await pool.read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT a.id AS account_id, d.credential_hash, d.state FROM device d JOIN account a ON a.id = d.account_id
+                        WHERE a.name = ? AND d.device_id = ?
+                        """,
+                    arguments: [account, Int64(deviceId)])
+            else { return nil }
+            let state: String = row["state"]
+            return StoredDeviceAuth(
+                accountId: row["account_id"], account: account, deviceId: deviceId,
+                credentialHash: row["credential_hash"], active: state == "active")
+        }
+    }
+
+    func devices(account: String) async throws -> [DeviceInfo] {
+        try await pool.read { db in
+            let accountId = try Self.requireAccountId(db, name: account)
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT device_id, registration_id, name, created_at, last_seen FROM device
+                    WHERE account_id = ? AND state = 'active' ORDER BY device_id
+                    """,
+                arguments: [accountId])
+            return rows.map { row in
+                let deviceId: Int64 = row["device_id"]
+                let registrationId: Int64 = row["registration_id"]
+                return DeviceInfo(
+                    deviceId: UInt32(truncatingIfNeeded: deviceId),
+                    registrationId: UInt32(truncatingIfNeeded: registrationId), name: row["name"],
+                    createdAt: row["created_at"], lastSeen: row["last_seen"])
+            }
+        }
+    }
+
+    func removeDevice(accountId: Int64, deviceId: UInt32) async throws {
+        try await pool.write { db in
+            let exists = try Bool.fetchOne(
+                db, sql: "SELECT 1 FROM device WHERE account_id = ? AND device_id = ?",
+                arguments: [accountId, Int64(deviceId)]) ?? false
+            guard exists else { throw RelayError.notFound("unknown device") }
+            let messageIds = try Data.fetchAll(
+                db, sql: "SELECT message_id FROM queue_entry WHERE account_id = ? AND device_id = ?",
+                arguments: [accountId, Int64(deviceId)])
+            try db.execute(
+                sql: "DELETE FROM queue_entry WHERE account_id = ? AND device_id = ?",
+                arguments: [accountId, Int64(deviceId)])
+            try Self.releaseMessages(db, messageIds)
+            try db.execute(
+                sql: "DELETE FROM link_code WHERE account_id = ? AND device_id = ?",
+                arguments: [accountId, Int64(deviceId)])
+            try db.execute(
+                sql: "DELETE FROM device WHERE account_id = ? AND device_id = ?", arguments: [accountId, Int64(deviceId)])
+        }
+    }
+
+    func touchDevice(_ address: DeviceAddress, now: Int64) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE device SET last_seen = ? WHERE account_id = ? AND device_id = ?",
+                arguments: [now, address.accountId, Int64(address.deviceId)])
+        }
+    }
+
+    func lastSeen(account: String) async throws -> Int64? {
+        try await pool.read { db in
+            let accountId = try Self.requireAccountId(db, name: account)
+            return try Int64.fetchOne(
+                db, sql: "SELECT MAX(last_seen) FROM device WHERE account_id = ? AND state = 'active'",
+                arguments: [accountId])
+        }
+    }
+}

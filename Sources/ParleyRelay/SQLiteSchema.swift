@@ -1,0 +1,107 @@
+import GRDB
+
+/// The relay's SQLite schema, as migrations. Documented in Specs/storage.md (relay part).
+enum SQLiteSchema {
+    static func migrator() -> DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("relay-v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE account (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    created_at INTEGER NOT NULL,
+                    next_device_id INTEGER NOT NULL DEFAULT 2
+                );
+                CREATE TABLE device (
+                    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                    device_id INTEGER NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('active', 'pending')),
+                    registration_id INTEGER NOT NULL,
+                    identity_key BLOB NOT NULL,
+                    name TEXT,
+                    credential_hash BLOB NOT NULL,
+                    signed_prekey_id INTEGER NOT NULL,
+                    signed_prekey BLOB NOT NULL,
+                    signed_prekey_signature BLOB NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    last_seen INTEGER,
+                    queue_count INTEGER NOT NULL DEFAULT 0,
+                    queue_bytes INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (account_id, device_id)
+                ) WITHOUT ROWID;
+                CREATE TABLE one_time_prekey (
+                    account_id INTEGER NOT NULL,
+                    device_id INTEGER NOT NULL,
+                    key_id INTEGER NOT NULL,
+                    public_key BLOB NOT NULL,
+                    PRIMARY KEY (account_id, device_id, key_id),
+                    FOREIGN KEY (account_id, device_id) REFERENCES device(account_id, device_id) ON DELETE CASCADE
+                ) WITHOUT ROWID;
+                CREATE TABLE link_code (
+                    code TEXT PRIMARY KEY,
+                    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                    creator_device_id INTEGER NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('open', 'claimed', 'approved')),
+                    created_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    device_id INTEGER,
+                    provisioning_blob BLOB
+                );
+                CREATE INDEX link_code_by_device ON link_code(account_id, device_id);
+                CREATE TABLE message (
+                    id BLOB PRIMARY KEY,
+                    kind TEXT NOT NULL CHECK (kind IN ('direct', 'group', 'groupEvent')),
+                    sender_account TEXT NOT NULL,
+                    sender_device INTEGER NOT NULL,
+                    conversation TEXT NOT NULL,
+                    group_id BLOB,
+                    type INTEGER NOT NULL,
+                    content BLOB NOT NULL,
+                    server_ts INTEGER NOT NULL,
+                    client_ts INTEGER,
+                    ref_count INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE queue_entry (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    account_id INTEGER NOT NULL,
+                    device_id INTEGER NOT NULL,
+                    message_id BLOB NOT NULL,
+                    size INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    UNIQUE (account_id, device_id, message_id)
+                );
+                CREATE INDEX queue_entry_by_device ON queue_entry(account_id, device_id, seq);
+                CREATE INDEX queue_entry_by_expiry ON queue_entry(expires_at);
+                CREATE TABLE chat_group (
+                    id BLOB PRIMARY KEY,
+                    creator TEXT NOT NULL,
+                    created_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE group_member (
+                    group_id BLOB NOT NULL REFERENCES chat_group(id) ON DELETE CASCADE,
+                    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                    added_at INTEGER NOT NULL,
+                    PRIMARY KEY (group_id, account_id)
+                ) WITHOUT ROWID;
+                CREATE INDEX group_member_by_account ON group_member(account_id);
+                """)
+        }
+        migrator.registerMigration("relay-v2-push") { db in
+            try db.execute(sql: """
+                CREATE TABLE push_subscription (
+                    account_id INTEGER NOT NULL,
+                    device_id INTEGER NOT NULL,
+                    endpoint TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    PRIMARY KEY (account_id, device_id),
+                    FOREIGN KEY (account_id, device_id) REFERENCES device(account_id, device_id) ON DELETE CASCADE
+                ) WITHOUT ROWID;
+                CREATE TABLE relay_setting (
+                    name TEXT PRIMARY KEY,
+                    value BLOB NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
+        return migrator
+    }
+}

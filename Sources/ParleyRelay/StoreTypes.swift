@@ -1,0 +1,54 @@
+import Foundation
+import ParleyWire
+
+/// Credential record of a device, as needed to authenticate it.
+struct StoredDeviceAuth: Sendable {
+    let accountId: Int64
+    let account: String
+    let deviceId: UInt32
+    let credentialHash: Data
+    /// False while the device is a claimed-but-not-approved link.
+    let active: Bool
+}
+
+/// A queued envelope and its position in the device queue.
+struct QueuedEnvelope: Sendable {
+    let seq: Int64
+    let envelope: Envelope
+}
+
+/// What a sender asks the relay to store, validated and committed by the store inside one transaction.
+struct MessageSubmission: Sendable {
+    enum Payload: Sendable {
+        /// 1:1: ciphertexts for the recipient account and sync copies for the sender's other devices.
+        case direct(recipient: String, messages: [OutgoingDeviceMessage], own: [OutgoingDeviceMessage])
+        /// Group: one ciphertext fanned out to all member devices except the sending one.
+        case group(groupId: UUID, type: Int, content: Data)
+    }
+
+    let sender: AuthenticatedDevice
+    let payload: Payload
+    let clientTimestamp: Int64?
+    let serverTimestamp: Int64
+    let expiresAt: Int64
+}
+
+/// The result of a committed submission.
+struct SubmissionReceipt: Sendable {
+    let serverTimestamp: Int64
+    let ids: [UUID]
+    /// Device queues that received a copy (to wake their connections).
+    let recipients: [DeviceAddress]
+}
+
+/// Device queues that changed as a side effect of a store operation (group events).
+struct AffectedQueues: Sendable {
+    var devices: [DeviceAddress]
+    static let none = AffectedQueues(devices: [])
+}
+
+/// Summary of one expiry sweep.
+struct ExpiryResult: Sendable {
+    var expiredMessages: Int
+    var affected: [DeviceAddress]
+}

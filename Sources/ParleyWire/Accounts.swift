@@ -1,0 +1,56 @@
+import Foundation
+
+/// Key material a device publishes when it registers or is linked.
+public struct NewDeviceKeys: Codable, Sendable, Equatable {
+    /// Signal registration id of the device (opaque to the relay, used for stale-device checks).
+    public var registrationId: UInt32
+    /// Public identity key bytes.
+    public var identityKey: Data
+    public var signedPreKey: SignedPreKey
+    /// Initial one-time prekeys (at most 100).
+    public var oneTimePreKeys: [OneTimePreKey]
+    /// Optional human-readable device name (max 64 bytes UTF-8). Not secret from the relay: clients may encrypt it.
+    public var name: String?
+
+    public init(
+        registrationId: UInt32, identityKey: Data, signedPreKey: SignedPreKey, oneTimePreKeys: [OneTimePreKey],
+        name: String? = nil
+    ) {
+        self.registrationId = registrationId
+        self.identityKey = identityKey
+        self.signedPreKey = signedPreKey
+        self.oneTimePreKeys = oneTimePreKeys
+        self.name = name
+    }
+}
+
+/// `POST /v1/accounts`: create an account together with its first device (device id 1).
+public struct RegisterAccountRequest: Codable, Sendable, Equatable {
+    public var name: String
+    public var device: NewDeviceKeys
+
+    public init(name: String, device: NewDeviceKeys) {
+        self.name = name
+        self.device = device
+    }
+}
+
+/// The credentials of a device. `credential` is shown only once; the relay keeps only its hash.
+public struct DeviceCredentials: Codable, Sendable, Equatable {
+    public var account: String
+    public var deviceId: UInt32
+    /// Base64url token (43 characters, 32 random bytes). Use in HTTP Basic auth as `account.deviceId:credential`.
+    public var credential: String
+
+    public init(account: String, deviceId: UInt32, credential: String) {
+        self.account = account
+        self.deviceId = deviceId
+        self.credential = credential
+    }
+
+    /// The value of the `Authorization` header for these credentials.
+    public var authorizationHeader: String {
+        let raw = "\(account).\(deviceId):\(credential)"
+        return "Basic " + Data(raw.utf8).base64EncodedString()
+    }
+}

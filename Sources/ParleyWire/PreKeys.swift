@@ -1,0 +1,81 @@
+import Foundation
+
+/// A signed prekey: public key bytes and the identity key's signature over them. Opaque to the relay.
+public struct SignedPreKey: Codable, Sendable, Equatable {
+    public var keyId: UInt32
+    public var publicKey: Data
+    public var signature: Data
+
+    public init(keyId: UInt32, publicKey: Data, signature: Data) {
+        self.keyId = keyId
+        self.publicKey = publicKey
+        self.signature = signature
+    }
+}
+
+/// A one-time prekey. The relay hands each one out at most once.
+public struct OneTimePreKey: Codable, Sendable, Equatable {
+    public var keyId: UInt32
+    public var publicKey: Data
+
+    public init(keyId: UInt32, publicKey: Data) {
+        self.keyId = keyId
+        self.publicKey = publicKey
+    }
+}
+
+/// `PUT /v1/keys`: replace the signed prekey and/or add one-time prekeys (at most 100 per request).
+public struct UploadPreKeysRequest: Codable, Sendable, Equatable {
+    public var signedPreKey: SignedPreKey?
+    public var oneTimePreKeys: [OneTimePreKey]
+
+    public init(signedPreKey: SignedPreKey? = nil, oneTimePreKeys: [OneTimePreKey] = []) {
+        self.signedPreKey = signedPreKey
+        self.oneTimePreKeys = oneTimePreKeys
+    }
+}
+
+/// Answer of `PUT /v1/keys` and `GET /v1/keys/status`.
+public struct PreKeyStatusResponse: Codable, Sendable, Equatable {
+    /// One-time prekeys the relay still holds for the calling device.
+    public var oneTimePreKeyCount: Int
+    /// True when `oneTimePreKeyCount` is under the refill threshold (10): upload more.
+    public var refillNeeded: Bool
+
+    public init(oneTimePreKeyCount: Int, refillNeeded: Bool) {
+        self.oneTimePreKeyCount = oneTimePreKeyCount
+        self.refillNeeded = refillNeeded
+    }
+}
+
+/// The prekey material of one device, as handed to a session initiator.
+public struct DevicePreKeyBundle: Codable, Sendable, Equatable {
+    public var deviceId: UInt32
+    public var registrationId: UInt32
+    public var identityKey: Data
+    public var signedPreKey: SignedPreKey
+    /// Absent when the device has no one-time prekeys left.
+    public var oneTimePreKey: OneTimePreKey?
+
+    public init(
+        deviceId: UInt32, registrationId: UInt32, identityKey: Data, signedPreKey: SignedPreKey,
+        oneTimePreKey: OneTimePreKey?
+    ) {
+        self.deviceId = deviceId
+        self.registrationId = registrationId
+        self.identityKey = identityKey
+        self.signedPreKey = signedPreKey
+        self.oneTimePreKey = oneTimePreKey
+    }
+}
+
+/// Answer of `GET /v1/keys/{account}/{device|*}`.
+public struct PreKeyBundleResponse: Codable, Sendable, Equatable {
+    public var account: String
+    public var devices: [DevicePreKeyBundle]
+
+    public init(account: String, devices: [DevicePreKeyBundle]) {
+        self.account = account
+        self.devices = devices
+    }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Logging
+import ParleyRelay
+
+/// `parley-relay`: the Parley message relay. Wiring only; see Specs/relay-protocol.md.
+@main
+struct ParleyRelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley-relay", abstract: "Parley end-to-end encrypted message relay (HTTP + WebSocket).")
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "TCP port (0 = ephemeral).") var port = 8080
+    @Option(help: "SQLite database file, created on first start.") var database = "./parley-relay.sqlite"
+    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel = "info"
+    @Option(help: "Max devices per account.") var maxDevices = RelayLimits().maxDevicesPerAccount
+    @Option(help: "Max queued messages per device.") var maxQueuedMessages = RelayLimits().maxQueuedMessagesPerDevice
+    @Option(help: "Max queued ciphertext bytes per device.") var maxQueuedBytes = RelayLimits().maxQueuedBytesPerDevice
+    @Option(help: "Retention of undelivered messages, in days.") var retentionDays = 30
+    @Option(help: "Max members per group.") var maxGroupMembers = RelayLimits().maxGroupMembers
+    @Option(help: "Prekey bundle fetches: burst per requesting device.") var bundleFetchBurst = RelayLimits().bundleFetchBurst
+    @Option(help: "Prekey bundle fetches: refill per second.") var bundleFetchRate = RelayLimits().bundleFetchPerSecond
+    @Option(help: "HTTP requests per second per peer address (burst: 2x).") var requestsPerSecondPerAddress =
+        RelayLimits().requestsPerSecondPerAddress
+    @Option(help: "Registrations + link claims per minute per peer address (burst: 20).") var creationsPerMinutePerAddress =
+        RelayLimits().creationsPerSecondPerAddress * 60
+    @Option(help: "VAPID subject (mailto: or https: contact) sent to push services.") var vapidSubject =
+        "mailto:admin@localhost"
+    @Flag(help: "Accept http:// push endpoints (local development only).") var allowInsecurePush = false
+
+    mutating func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("unknown log level \(logLevel)")
+        }
+        guard maxDevices >= 1, maxQueuedMessages >= 1, maxQueuedBytes >= 1, retentionDays >= 1, maxGroupMembers >= 2,
+            bundleFetchBurst >= 1, bundleFetchRate > 0, requestsPerSecondPerAddress >= 1, creationsPerMinutePerAddress > 0
+        else { throw ValidationError("limits must be positive (max-group-members at least 2)") }
+        var limits = RelayLimits()
+        limits.maxDevicesPerAccount = maxDevices
+        limits.maxQueuedMessagesPerDevice = maxQueuedMessages
+        limits.maxQueuedBytesPerDevice = maxQueuedBytes
+        limits.retentionSeconds = Int64(retentionDays) * 24 * 3600
+        limits.maxGroupMembers = maxGroupMembers
+        limits.bundleFetchBurst = bundleFetchBurst
+        limits.bundleFetchPerSecond = bundleFetchRate
+        limits.allowInsecurePushEndpoints = allowInsecurePush
+        limits.requestsPerSecondPerAddress = requestsPerSecondPerAddress
+        limits.requestBurstPerAddress = Int(requestsPerSecondPerAddress * 2)
+        limits.creationsPerSecondPerAddress = creationsPerMinutePerAddress / 60
+        let configuration = RelayConfiguration(
+            host: host, port: port, databasePath: database, limits: limits, logLevel: level, vapidSubject: vapidSubject)
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        try await RelayServer.run(configuration)
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+import Logging
+import ParleyWire
+@testable import ParleyRelay
+
+/// A real relay on an ephemeral loopback port with a temporary SQLite file.
+struct TestRelay {
+    let running: RunningRelay
+    let databasePath: String
+    let limits: RelayLimits
+
+    var port: Int { running.port }
+    var http: HTTPTestClient { HTTPTestClient(port: running.port) }
+
+    static func start(limits: RelayLimits = RelayLimits(), databasePath: String? = nil) async throws -> TestRelay {
+        let path = databasePath ?? FileManager.default.temporaryDirectory
+            .appendingPathComponent("parley-relay-test-\(UUID().uuidString).sqlite").path
+        let level = ProcessInfo.processInfo.environment["PARLEY_RELAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) }
+        var limits = limits
+        limits.gracefulShutdownSeconds = 3
+        let configuration = RelayConfiguration(
+            host: "127.0.0.1", port: 0, databasePath: path, limits: limits, logLevel: level ?? .warning)
+        let running = try await RelayServer.start(configuration)
+        return TestRelay(running: running, databasePath: path, limits: limits)
+    }
+
+    /// Graceful stop, bounded: a shutdown that does not finish within 10 s fails the test instead of hanging it.
+    func stop() async throws {
+        let running = self.running
+        let finished = await bounded(.seconds(15)) { try? await running.stop() }
+        if !finished { Issue.record("relay did not stop within 15 s") }
+    }
+
+    /// Stops, then starts a new relay on the same database file.
+    func restarted() async throws -> TestRelay {
+        try await stop()
+        return try await TestRelay.start(limits: limits, databasePath: databasePath)
+    }
+
+    func connect(_ credentials: DeviceCredentials) async throws -> WSTestClient {
+        try await WSTestClient.connect(port: port, credentials: credentials)
+    }
+}
+
+/// Random key material for a device (the relay never interprets it).
+enum Fixtures {
+    static func bytes(_ count: Int) -> Data {
+        Data((0..<count).map { _ in UInt8.random(in: .min ... .max) })
+    }
+
+    static func keys(registrationId: UInt32 = UInt32.random(in: 1...16380), oneTimeCount: Int = 5, firstKeyId: UInt32 = 1)
+        -> NewDeviceKeys
+    {
+        NewDeviceKeys(
+            registrationId: registrationId, identityKey: bytes(33),
+            signedPreKey: SignedPreKey(keyId: 1, publicKey: bytes(33), signature: bytes(64)),
+            oneTimePreKeys: (0..<oneTimeCount).map { OneTimePreKey(keyId: firstKeyId + UInt32($0), publicKey: bytes(33)) })
+    }
+
+    static func uniqueName(_ prefix: String) -> String {
+        "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes (for effects that happen after a delay).
+func eventually(timeout: Duration = .seconds(5), _ condition: @Sendable () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(25))
+    }
+    return try await condition()
+}
+
+/// Runs `work` in a task; returns false if it did not finish within `timeout` (the task is then cancelled).
+func bounded(_ timeout: Duration, _ work: @escaping @Sendable () async -> Void) async -> Bool {
+    let done = ResultBox()
+    let task = Task {
+        await work()
+        await done.set(.success(()))
+    }
+    let finished = await eventually(timeout: timeout) { await done.result != nil }
+    if !finished { task.cancel() }
+    return finished
+}
