@@ -21,6 +21,7 @@ struct Crypto: ParsableCommand {
     @Option(help: "Measured runs per case (the best and median are reported).") var runs = 5
     @Option(help: "Plaintext size in bytes.") var size = 200
     @Option(help: "Run only cases whose name contains this text.") var only: String?
+    @Flag(help: "Print every run's rate.") var verbose = false
 
     func run() throws {
         print("parley-bench crypto: \(size)-byte messages, \(runs) runs per case, one thread")
@@ -45,6 +46,7 @@ struct Crypto: ParsableCommand {
         if let only, !name.contains(only) { return }
         var results: [Measurement] = []
         for _ in 0..<runs { results.append(try body()) }
+        if verbose { print("    runs (msg/s): " + results.map { String(format: "%.0f", $0.rate) }.joined(separator: " ")) }
         let rates = results.map(\.rate).sorted()
         let best = rates.last ?? 0
         let median = rates[rates.count / 2]
