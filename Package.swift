@@ -93,14 +93,17 @@ let package = Package(
         .target(
             name: "ParleyClient",
             dependencies: [
-                "ParleyProtocol", "ParleyCrypto", "CSodium", .product(name: "GRDB", package: "GRDB.swift"),
+                "ParleyProtocol", "ParleyCrypto", "ParleyWire", "CSodium", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ],
             exclude: ["Content/Proto"],
             swiftSettings: strict),
 
         // MARK: tests
-        .testTarget(name: "ParleyClientTests", dependencies: ["ParleyClient"], swiftSettings: strict),
+        .testTarget(
+            name: "ParleyClientTests", dependencies: ["ParleyClient", "ParleyRelay", "ParleyWire"], swiftSettings: strict),
         .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto", "ParleyConformance"], swiftSettings: strict),
         .testTarget(
             name: "ParleyProtocolTests",
