@@ -22,7 +22,10 @@ import Testing
         contents.append(c)
         c.typing = typing
         contents.append(c)
-        c.senderKeyDistribution = Data([0x33, 1, 2, 3])
+        var distribution = SenderKeyDistribution()
+        distribution.groupID = "6f1c2a9e-0000-4000-8000-000000000001"
+        distribution.distribution = Data([0x33, 1, 2, 3])
+        c.senderKeyDistribution = distribution
         contents.append(c)
         for content in contents {
             let padded = try ContentCodec.encode(content)

@@ -9,6 +9,7 @@ public typealias TypingMessage = Parley_Content_TypingMessage
 public typealias SyncMessage = Parley_Content_SyncMessage
 public typealias GroupUpdate = Parley_Content_GroupUpdate
 public typealias DecryptionErrorMessage = Parley_Content_DecryptionErrorMessage
+public typealias SenderKeyDistribution = Parley_Content_SenderKeyDistribution
 
 /// Why decrypted bytes are not a valid `MessageContent`.
 public enum ContentError: Error, Equatable, Sendable {

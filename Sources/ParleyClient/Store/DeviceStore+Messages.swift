@@ -18,6 +18,13 @@ extension DeviceStore {
             {
                 return .duplicate(MessageID(rawValue: existing))
             }
+            if let uid = message.messageUid,
+               let existing = try Int64.fetchOne(
+                   db, sql: "SELECT id FROM message WHERE message_uid = ? AND sender_account = ?",
+                   arguments: [uid, message.sender.name])
+            {
+                return .duplicate(MessageID(rawValue: existing))
+            }
             guard try Bool.fetchOne(
                 db, sql: "SELECT COUNT(*) > 0 FROM conversation WHERE id = ?", arguments: [message.conversation.rawValue]) ?? false
             else { throw DeviceStoreError.invalidArgument("no \(message.conversation)") }
@@ -25,12 +32,12 @@ extension DeviceStore {
             try db.execute(
                 sql: """
                     INSERT INTO message (conversation_id, server_id, sender_account, sender_device_id, outgoing,
-                        sent_at, received_at, sort_at, body_sealed, undecryptable)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
+                        sent_at, received_at, sort_at, body_sealed, undecryptable, message_uid)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
                     """,
                 arguments: [
                     message.conversation.rawValue, message.serverId, message.sender.name, Int64(message.sender.deviceId),
-                    message.outgoing, message.sentAt, message.receivedAt, sortAt, message.couldNotDecrypt,
+                    message.outgoing, message.sentAt, message.receivedAt, sortAt, message.couldNotDecrypt, message.messageUid,
                 ])
             let id = db.lastInsertedRowID
             if let body = message.body {
@@ -168,7 +175,7 @@ extension DeviceStore {
 
     private static let messageSelect = """
         SELECT id, conversation_id, server_id, sender_account, sender_device_id, outgoing, sent_at, received_at,
-            sort_at, body_sealed, undecryptable FROM message
+            sort_at, body_sealed, undecryptable, message_uid FROM message
         """
 
     private func decodeMessages(_ db: Database, _ rows: [Row]) throws -> [StoredMessage] {
@@ -205,6 +212,7 @@ extension DeviceStore {
             id: MessageID(rawValue: id),
             conversation: ConversationID(rawValue: try row.value("conversation_id", table: table, key: key)),
             serverId: serverId,
+            messageUid: try row.optionalValue("message_uid", table: table, key: key),
             sender: ProtocolAddress(
                 name: try row.value("sender_account", table: table, key: key),
                 deviceId: try row.uint32("sender_device_id", table: table, key: key)),

@@ -7,6 +7,10 @@ public struct NewMessage: Sendable {
     /// The relay's envelope id for incoming messages: a second message with the same id is not
     /// stored again (see `MessageInsertResult.duplicate`).
     public var serverId: UUID?
+    /// The sender-chosen message id (`DataMessage.message_id`): a second message from the same
+    /// sender account with the same id (a resend after a crash, or a redelivered sync copy) is
+    /// not stored again. Receipts name messages by it.
+    public var messageUid: String?
     public var sender: ProtocolAddress
     public var outgoing: Bool
     public var sentAt: Int64?
@@ -19,8 +23,9 @@ public struct NewMessage: Sendable {
     public init(
         conversation: ConversationID, serverId: UUID? = nil, sender: ProtocolAddress, outgoing: Bool,
         sentAt: Int64? = nil, receivedAt: Int64? = nil, body: String?, couldNotDecrypt: Bool = false,
-        statuses: [String: DeliveryStatus] = [:]
+        statuses: [String: DeliveryStatus] = [:], messageUid: String? = nil
     ) {
+        self.messageUid = messageUid
         self.conversation = conversation
         self.serverId = serverId
         self.sender = sender

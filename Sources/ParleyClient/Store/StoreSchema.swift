@@ -7,6 +7,10 @@ import GRDB
 /// * `client-v1`: metadata, the protocol stores (local identity, remote identities, prekeys,
 ///   signed prekeys, sessions, sender keys), contacts and their devices, conversations,
 ///   messages with per-recipient status, and the full-text index of clear bodies.
+/// * `client-v2`: what the messaging engine needs: the device's relay account and credential,
+///   the sender-chosen message id (`message.message_uid`: deduplication and receipts), the
+///   durable outbox, processed relay envelopes (deduplication of non-history content), group
+///   members, and which member devices hold this device's current sender key.
 ///
 /// Conventions: timestamps are INTEGER milliseconds since 1970 UTC; uint32 ids are INTEGER;
 /// columns named `*_sealed` hold `ValueProtection` output (sealed or clear, see `meta.sealing`).
@@ -15,6 +19,9 @@ enum StoreSchema {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("client-v1") { db in
             try createVersion1(db)
+        }
+        migrator.registerMigration("client-v2") { db in
+            try createVersion2(db)
         }
         return migrator
     }
@@ -123,6 +130,54 @@ enum StoreSchema {
                 ) WITHOUT ROWID;
 
                 CREATE VIRTUAL TABLE message_search USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
+                """)
+    }
+
+    private static func createVersion2(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE local_account (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    name TEXT NOT NULL,
+                    device_id INTEGER NOT NULL,
+                    credential_sealed BLOB NOT NULL,
+                    server_url TEXT NOT NULL,
+                    created_at INTEGER NOT NULL
+                );
+
+                ALTER TABLE message ADD COLUMN message_uid TEXT;
+                CREATE INDEX message_by_uid ON message (message_uid, sender_account);
+
+                CREATE TABLE outbox (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    destination_kind TEXT NOT NULL CHECK (destination_kind IN ('direct', 'group')),
+                    destination TEXT NOT NULL,
+                    content_sealed BLOB NOT NULL,
+                    own_content_sealed BLOB,
+                    message_uid TEXT,
+                    client_timestamp INTEGER,
+                    created_at INTEGER NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    last_error TEXT
+                );
+
+                CREATE TABLE processed_envelope (
+                    server_id BLOB PRIMARY KEY NOT NULL,
+                    processed_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+
+                CREATE TABLE group_member (
+                    group_id TEXT NOT NULL,
+                    account TEXT NOT NULL,
+                    PRIMARY KEY (group_id, account)
+                ) WITHOUT ROWID;
+
+                CREATE TABLE sender_key_shared (
+                    group_id TEXT NOT NULL,
+                    account TEXT NOT NULL,
+                    device_id INTEGER NOT NULL,
+                    PRIMARY KEY (group_id, account, device_id)
+                ) WITHOUT ROWID;
                 """)
     }
 }

@@ -18,6 +18,8 @@ public struct StoredMessage: Sendable, Equatable {
     public let conversation: ConversationID
     /// The relay's id of the envelope it came in (dedup key), if any.
     public let serverId: UUID?
+    /// The sender-chosen message id, if any (see `NewMessage.messageUid`).
+    public let messageUid: String?
     /// The sending account and device (this device's own address for outgoing messages).
     public let sender: ProtocolAddress
     public let outgoing: Bool

@@ -48,15 +48,15 @@ public struct RelayClient: Sendable {
 
     // MARK: plumbing
 
-    private func request<R: Decodable>(_ method: HTTPMethod, _ path: String, as: R.Type) async throws -> R {
+    func request<R: Decodable>(_ method: HTTPMethod, _ path: String, as: R.Type) async throws -> R {
         try await perform(method, path, body: nil, as: R.self)
     }
 
-    private func request<B: Encodable, R: Decodable>(_ method: HTTPMethod, _ path: String, body: B, as: R.Type) async throws -> R {
+    func request<B: Encodable, R: Decodable>(_ method: HTTPMethod, _ path: String, body: B, as: R.Type) async throws -> R {
         try await perform(method, path, body: try WireCoding.encoder().encode(body), as: R.self)
     }
 
-    private func perform<R: Decodable>(_ method: HTTPMethod, _ path: String, body: Data?, as: R.Type) async throws -> R {
+    func perform<R: Decodable>(_ method: HTTPMethod, _ path: String, body: Data?, as: R.Type) async throws -> R {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let credentials { request.headers.add(name: "Authorization", value: credentials.authorizationHeader) }

@@ -77,11 +77,10 @@ public nonisolated struct Parley_Content_Content: Sendable {
     set {body = .decryptionError(newValue)}
   }
 
-  /// serialized SenderKeyDistributionMessage
-  public var senderKeyDistribution: Data {
+  public var senderKeyDistribution: Parley_Content_SenderKeyDistribution {
     get {
       if case .senderKeyDistribution(let v)? = body {return v}
-      return Data()
+      return Parley_Content_SenderKeyDistribution()
     }
     set {body = .senderKeyDistribution(newValue)}
   }
@@ -94,10 +93,26 @@ public nonisolated struct Parley_Content_Content: Sendable {
     case typing(Parley_Content_TypingMessage)
     case sync(Parley_Content_SyncMessage)
     case decryptionError(Parley_Content_DecryptionErrorMessage)
-    /// serialized SenderKeyDistributionMessage
-    case senderKeyDistribution(Data)
+    case senderKeyDistribution(Parley_Content_SenderKeyDistribution)
 
   }
+
+  public init() {}
+}
+
+/// A member device's sender key for one group, sent over the pairwise session to every member
+/// device (the SenderKeyDistributionMessage itself does not name the group).
+public nonisolated struct Parley_Content_SenderKeyDistribution: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var groupID: String = String()
+
+  /// serialized SenderKeyDistributionMessage
+  public var distribution: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -393,6 +408,9 @@ public nonisolated struct Parley_Content_DecryptionErrorMessage: Sendable {
   /// the device that failed to decrypt
   public var deviceID: UInt32 = 0
 
+  /// set when the failed message was a group (sender-key) message
+  public var groupID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -478,10 +496,15 @@ nonisolated extension Parley_Content_Content: SwiftProtobuf.Message, SwiftProtob
         }
       }()
       case 6: try {
-        var v: Data?
-        try decoder.decodeSingularBytesField(value: &v)
+        var v: Parley_Content_SenderKeyDistribution?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .senderKeyDistribution(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
         if let v = v {
-          if self.body != nil {try decoder.handleConflictingOneOf()}
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.body = .senderKeyDistribution(v)
         }
       }()
@@ -518,7 +541,7 @@ nonisolated extension Parley_Content_Content: SwiftProtobuf.Message, SwiftProtob
     }()
     case .senderKeyDistribution?: try {
       guard case .senderKeyDistribution(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularBytesField(value: v, fieldNumber: 6)
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     }()
     case nil: break
     }
@@ -527,6 +550,41 @@ nonisolated extension Parley_Content_Content: SwiftProtobuf.Message, SwiftProtob
 
   public static func ==(lhs: Parley_Content_Content, rhs: Parley_Content_Content) -> Bool {
     if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_Content_SenderKeyDistribution: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SenderKeyDistribution"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0\u{1}distribution\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.distribution) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 1)
+    }
+    if !self.distribution.isEmpty {
+      try visitor.visitSingularBytesField(value: self.distribution, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_Content_SenderKeyDistribution, rhs: Parley_Content_SenderKeyDistribution) -> Bool {
+    if lhs.groupID != rhs.groupID {return false}
+    if lhs.distribution != rhs.distribution {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -863,7 +921,7 @@ nonisolated extension Parley_Content_SyncMessage.Read: SwiftProtobuf.Message, Sw
 
 nonisolated extension Parley_Content_DecryptionErrorMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DecryptionErrorMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ratchet_key\0\u{1}timestamp\0\u{3}device_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ratchet_key\0\u{1}timestamp\0\u{3}device_id\0\u{3}group_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -874,6 +932,7 @@ nonisolated extension Parley_Content_DecryptionErrorMessage: SwiftProtobuf.Messa
       case 1: try { try decoder.decodeSingularBytesField(value: &self.ratchetKey) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.timestamp) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.deviceID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
       default: break
       }
     }
@@ -889,6 +948,9 @@ nonisolated extension Parley_Content_DecryptionErrorMessage: SwiftProtobuf.Messa
     if self.deviceID != 0 {
       try visitor.visitSingularUInt32Field(value: self.deviceID, fieldNumber: 3)
     }
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -896,6 +958,7 @@ nonisolated extension Parley_Content_DecryptionErrorMessage: SwiftProtobuf.Messa
     if lhs.ratchetKey != rhs.ratchetKey {return false}
     if lhs.timestamp != rhs.timestamp {return false}
     if lhs.deviceID != rhs.deviceID {return false}
+    if lhs.groupID != rhs.groupID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,60 @@
+import Foundation
+import ParleyProtocol
+import ParleyWire
+
+/// What a running device reports to its user interface, in the order it happened.
+public enum ClientEvent: Sendable, Equatable {
+    /// A message was added to the history: received, or sent from another of this account's devices.
+    case message(StoredMessage)
+    /// An envelope from `sender` did not decrypt; it is recorded in the history as such and the
+    /// session is being repaired (`reason` is the protocol error kind).
+    case undecryptable(sender: ProtocolAddress, reason: String)
+    /// An outgoing message moved to `status` for `recipient`.
+    case status(messageUid: String, recipient: String, status: DeliveryStatus)
+    case presence(account: String, online: Bool, lastSeen: Int64?)
+    case typing(account: String, deviceId: UInt32, groupId: String?, started: Bool)
+    /// A contact's identity key changed. `accepted` is false when the contact was verified: the
+    /// new key is refused until the user re-verifies (`trustNewIdentity`).
+    case identityChanged(account: String, accepted: Bool)
+    /// A group's members or title changed.
+    case groupChanged(groupId: String)
+    /// The WebSocket is up; the backlog follows.
+    case connected
+    /// The backlog queued while this device was offline has been processed.
+    case backlogDrained
+    case disconnected(reason: String)
+    /// An outbox entry could not be sent and was given up (`reason` says why).
+    case sendFailed(destination: String, reason: String)
+}
+
+/// Why a client operation failed.
+public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The store has no relay account (registration did not finish).
+    case notRegistered
+    case unknownGroup(String)
+    case notAGroupMember(String)
+    /// The contact is verified and its identity key changed: nothing is sent until re-verified.
+    case identityChanged(account: String)
+    /// The relay knows no device of this account.
+    case noDevices(account: String)
+    /// The relay kept refusing the device list after repairs.
+    case deviceListUnsettled(account: String)
+    /// A parameter is not acceptable (`what` says which).
+    case invalidArgument(String)
+    /// The link or registration step failed at the relay.
+    case relay(RelayClientError)
+
+    public var description: String {
+        switch self {
+        case .notRegistered: return "this device is not registered (run `parley register`)"
+        case .unknownGroup(let id): return "unknown group \(id)"
+        case .notAGroupMember(let id): return "not a member of group \(id)"
+        case .identityChanged(let account):
+            return "the safety number with \(account) changed and \(account) was verified: compare safety numbers, then trust the new key"
+        case .noDevices(let account): return "\(account) has no devices"
+        case .deviceListUnsettled(let account): return "the device list of \(account) kept changing; try again"
+        case .invalidArgument(let what): return what
+        case .relay(let error): return "relay: \(error)"
+        }
+    }
+}

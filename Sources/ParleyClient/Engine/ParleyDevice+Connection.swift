@@ -1,0 +1,141 @@
+import Foundation
+import ParleyCrypto
+import ParleyProtocol
+import ParleyWire
+
+/// The device's WebSocket: backlog drain, live delivery, acknowledgements after commit,
+/// heartbeats, presence and typing, and reconnection with exponential backoff and jitter.
+extension ParleyDevice {
+    /// Reconnection delays: `base * 2^attempt`, capped, times a random factor in [0.5, 1).
+    public struct Backoff: Sendable {
+        public var base: Duration = .milliseconds(250)
+        public var cap: Duration = .seconds(30)
+        public init() {}
+
+        public func delay(attempt: Int, jitter: Double) -> Duration {
+            let factor = Double(1 << min(attempt, 16))
+            let raw = min(base * factor, cap)
+            return raw * (0.5 + 0.5 * min(max(jitter, 0), 1))
+        }
+    }
+
+    /// Heartbeat period: a `ping` frame every interval; a connection with no frame for three
+    /// intervals is closed and re-established.
+    static let heartbeat: Duration = .seconds(15)
+
+    /// Stays connected until the task is cancelled: processes every envelope as it comes,
+    /// reconnects after a drop, and sends the outbox whenever the relay is reachable.
+    public func run(backoff: Backoff = Backoff()) async {
+        var attempt = 0
+        while !Task.isCancelled && !closed {
+            let drained = await connectOnce(stopAfterBacklog: false, timeout: nil)
+            if Task.isCancelled || closed { break }
+            attempt = drained ? 0 : attempt + 1
+            let jitter = Double(random.draw(1, purpose: .other)[0]) / 255
+            try? await Task.sleep(for: backoff.delay(attempt: attempt, jitter: jitter))
+        }
+    }
+
+    /// Connects, processes the backlog up to the relay's `queueEmpty` marker, sends the outbox,
+    /// and disconnects. Returns whether the backlog was drained within `timeout`.
+    @discardableResult
+    public func syncOnce(timeout: Duration = .seconds(30)) async -> Bool {
+        await connectOnce(stopAfterBacklog: true, timeout: timeout)
+    }
+
+    /// Closes the current connection, if any.
+    public func disconnect() async {
+        if let connection {
+            self.connection = nil
+            await connection.close()
+        }
+    }
+
+    /// Typing indicator to `peer`'s connected devices (ephemeral, never queued).
+    public func setTyping(_ started: Bool, to peer: String) throws {
+        try connection?.send(ClientFrame(type: .typing, to: peer, started: started))
+    }
+
+    public func setTyping(_ started: Bool, inGroup groupId: String) throws {
+        guard let id = UUID(uuidString: groupId) else { throw ClientError.unknownGroup(groupId) }
+        try connection?.send(ClientFrame(type: .typing, groupId: id, started: started))
+    }
+
+    /// Watches the presence of `accounts` (the contacts by default) on this and later connections.
+    public func watchPresence(_ accounts: [String]) throws {
+        presenceWatch = accounts
+        try connection?.send(ClientFrame(type: .subscribePresence, accounts: accounts))
+    }
+
+    // MARK: internals
+
+    private func connectOnce(stopAfterBacklog: Bool, timeout: Duration?) async -> Bool {
+        await disconnect()
+        let connection = RelayConnection.connect(webSocketURL: webSocketURL, credentials: account.credentials)
+        self.connection = connection
+        lastFrameAt = ContinuousClock.now
+        let watch = (presenceWatch ?? ((try? store.contacts().map(\.account)) ?? []).filter { $0 != account.name })
+        if !watch.isEmpty { try? connection.send(ClientFrame(type: .subscribePresence, accounts: Array(watch.prefix(500)))) }
+        let watchdog = Task { [weak self] in
+            let started = ContinuousClock.now
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.heartbeat)
+                guard let self else { return }
+                if let timeout, ContinuousClock.now - started > timeout {
+                    await connection.close()
+                    return
+                }
+                if await !self.heartbeat(connection) { return }
+            }
+        }
+        defer { watchdog.cancel() }
+        var drained = false
+        var announced = false
+        for await frame in connection.frames {
+            lastFrameAt = ContinuousClock.now
+            if !announced {
+                announced = true
+                emit(.connected)
+            }
+            switch frame.type {
+            case .message:
+                guard let envelope = frame.envelope else { continue }
+                if await process(envelope) { try? connection.ack([envelope.id]) }
+            case .queueEmpty:
+                drained = true
+                emit(.backlogDrained)
+                await flushOutbox()
+                try? await maintainKeys()
+                if stopAfterBacklog {
+                    // Let the acks and the outbox go out, then close.
+                    await connection.close()
+                }
+            case .presence:
+                if let name = frame.account { emit(.presence(account: name, online: frame.online ?? false, lastSeen: frame.lastSeen)) }
+            case .typing:
+                if let name = frame.account {
+                    emit(.typing(account: name, deviceId: frame.deviceId ?? 0, groupId: frame.groupId?.uuidString.lowercased(), started: frame.started ?? false))
+                }
+            case .error:
+                logger.warning("relay refused a frame: \(frame.error?.message ?? "?")")
+            default:
+                break
+            }
+        }
+        if self.connection === connection { self.connection = nil }
+        emit(.disconnected(reason: drained ? "closed" : "connection lost"))
+        return drained
+    }
+
+    /// Sends a ping; closes the connection when nothing came for three heartbeats. Returns
+    /// false when the connection is gone.
+    private func heartbeat(_ connection: RelayConnection) async -> Bool {
+        guard self.connection === connection else { return false }
+        if ContinuousClock.now - lastFrameAt > Self.heartbeat * 3 {
+            await connection.close()
+            return false
+        }
+        try? connection.send(ClientFrame(type: .ping))
+        return true
+    }
+}

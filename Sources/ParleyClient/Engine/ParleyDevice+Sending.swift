@@ -1,0 +1,294 @@
+import Foundation
+import ParleyCrypto
+import ParleyProtocol
+import ParleyWire
+
+/// Sending: the durable outbox, per-device fan-out with automatic repair of the device list.
+extension ParleyDevice {
+    /// How often one outbox entry is tried before it is given up (transient failures excluded:
+    /// those stay queued until the relay answers).
+    static let maxPermanentAttempts = 1
+    /// How often a send is repaired (mismatched/stale devices) before giving up for now.
+    static let maxRepairRounds = 5
+
+    // MARK: public sending API
+
+    /// Sends `text` to every device of `peer` (and a transcript to this account's other
+    /// devices). The message is in the history and the outbox when this returns its id; it is
+    /// sent now if the relay is reachable, else on the next `flushOutbox`.
+    @discardableResult
+    public func send(_ text: String, to peer: String) async throws -> String {
+        guard !peer.isEmpty else { throw ClientError.invalidArgument("empty recipient") }
+        let uid = UUID().uuidString.lowercased()
+        let now = Self.nowMillis()
+        var data = DataMessage()
+        data.messageID = uid
+        data.timestamp = UInt64(now)
+        data.body = text
+        try enqueueDirect(data, to: peer)
+        await flushOutbox()
+        return uid
+    }
+
+    /// Writes a 1:1 DataMessage to the history and the outbox in one transaction.
+    func enqueueDirect(_ data: DataMessage, to peer: String, recordInHistory: Bool = true) throws {
+        var content = MessageContent()
+        content.data = data
+        var sent = SyncMessage.Sent()
+        sent.destination = peer
+        sent.message = data
+        var sync = SyncMessage()
+        sync.sent = sent
+        var own = MessageContent()
+        own.sync = sync
+        let encoded = try ContentCodec.encode(content)
+        let ownEncoded = try ContentCodec.encode(own)
+        let me = account.address
+        try store.transaction { store in
+            if recordInHistory {
+                if try store.contact(account: peer) == nil { try store.saveContact(account: peer, displayName: nil) }
+                let conversation = try store.directConversation(with: peer)
+                _ = try store.insertMessage(
+                    NewMessage(
+                        conversation: conversation.id, sender: me, outgoing: true, sentAt: Int64(data.timestamp), body: data.body,
+                        statuses: [peer: .pending], messageUid: data.messageID))
+            }
+            try store.enqueueOutgoing(
+                .direct(account: peer), content: encoded, ownContent: ownEncoded, messageUid: recordInHistory ? data.messageID : nil,
+                clientTimestamp: Int64(clamping: data.timestamp))
+        }
+    }
+
+    /// Queues non-history content (receipts, decryption errors) for every device of `peer`.
+    func enqueueControl(_ content: MessageContent, to peer: String) throws {
+        try store.enqueueOutgoing(.direct(account: peer), content: try ContentCodec.encode(content))
+    }
+
+    // MARK: outbox
+
+    /// Sends everything in the outbox, oldest first. Stops at the first entry that fails for a
+    /// transient reason (relay unreachable, rate limited): it and those after it stay queued.
+    /// Entries refused for good are removed, their messages marked `failed`.
+    public func flushOutbox() async {
+        if closed { return }
+        if flushing {
+            flushAgain = true
+            return
+        }
+        flushing = true
+        defer { flushing = false }
+        repeat {
+            flushAgain = false
+            while true {
+                let entries: [OutboxEntry]
+                do { entries = try store.outboxEntries(limit: 50) } catch {
+                    logger.error("outbox unreadable: \(error)")
+                    return
+                }
+                if entries.isEmpty { break }
+                for entry in entries {
+                    guard !closed, await deliver(entry) else { return }
+                }
+            }
+        } while flushAgain
+    }
+
+    /// Sends one entry. Returns false when it stays queued (a transient failure).
+    private func deliver(_ entry: OutboxEntry) async -> Bool {
+        let recipients: [String]
+        let label: String
+        do {
+            switch entry.destination {
+            case .direct(let peer):
+                label = peer
+                recipients = [peer]
+                _ = try await deliverDirect(
+                    to: peer, content: entry.content, ownContent: entry.ownContent, clientTimestamp: entry.clientTimestamp)
+            case .group(let groupId):
+                label = "group \(groupId)"
+                recipients = try store.groupMembers(groupId: groupId).filter { $0 != account.name }
+                try await deliverGroup(groupId: groupId, content: entry.content, clientTimestamp: entry.clientTimestamp)
+            }
+        } catch {
+            if Self.isTransient(error) {
+                try? store.recordOutboxFailure(id: entry.id, reason: "\(error)")
+                logger.info("send deferred: \(error)")
+                return false
+            }
+            // Refused for good: give the entry up and say so.
+            do {
+                try store.transaction { store in
+                    try store.removeOutgoing(id: entry.id)
+                    if let uid = entry.messageUid, let id = try store.message(uid: uid, sender: account.name) {
+                        for recipient in try recipientsOf(entry) { try store.setStatus(.failed, for: recipient, of: id) }
+                    }
+                }
+            } catch {
+                logger.error("outbox update failed: \(error)")
+                return false
+            }
+            emit(.sendFailed(destination: Self.describe(entry.destination), reason: "\(error)"))
+            if let uid = entry.messageUid {
+                for recipient in (try? recipientsOf(entry)) ?? [] { emit(.status(messageUid: uid, recipient: recipient, status: .failed)) }
+            }
+            return true
+        }
+        do {
+            try store.transaction { store in
+                try store.removeOutgoing(id: entry.id)
+                if let uid = entry.messageUid, let id = try store.message(uid: uid, sender: account.name) {
+                    for recipient in recipients { try store.setStatus(.sent, for: recipient, of: id) }
+                }
+            }
+        } catch {
+            logger.error("outbox update failed: \(error)")
+            return false
+        }
+        if let uid = entry.messageUid {
+            for recipient in recipients { emit(.status(messageUid: uid, recipient: recipient, status: .sent)) }
+        }
+        _ = label
+        return true
+    }
+
+    private func recipientsOf(_ entry: OutboxEntry) throws -> [String] {
+        switch entry.destination {
+        case .direct(let peer): return [peer]
+        case .group(let groupId): return try store.groupMembers(groupId: groupId).filter { $0 != account.name }
+        }
+    }
+
+    static func describe(_ destination: OutboxDestination) -> String {
+        switch destination {
+        case .direct(let peer): return peer
+        case .group(let groupId): return "group:\(groupId)"
+        }
+    }
+
+    /// Network failures, timeouts, rate limits, full queues and relay errors are worth retrying.
+    static func isTransient(_ error: any Error) -> Bool {
+        if let error = error as? RelayClientError { return error.isTransient }
+        if error is ClientError || error is ProtocolError || error is DeviceStoreError || error is ContentError || error is FanOutError {
+            return false
+        }
+        return true  // transport errors (connection refused, timeouts, TLS)
+    }
+
+    // MARK: 1:1 fan-out
+
+    /// Encrypts `content` for every device of `peer` and `ownContent` (default: the same) for
+    /// this account's other devices, and sends it. Repairs sessions and device lists when the
+    /// relay refuses the device set. Returns the peer devices it was sent to.
+    @discardableResult
+    func deliverDirect(
+        to peer: String, content: [UInt8], ownContent: [UInt8]? = nil, clientTimestamp: Int64? = nil
+    ) async throws -> [UInt32] {
+        let isSelf = peer == account.name
+        for _ in 0..<Self.maxRepairRounds {
+            var peerDevices = try await devices(of: peer)
+            if isSelf { peerDevices.removeAll { $0 == account.deviceId } }
+            let ownDevices = isSelf ? [] : try await devices(of: account.name).filter { $0 != account.deviceId }
+            if peerDevices.isEmpty && ownDevices.isEmpty {
+                if isSelf { return [] }  // nothing to sync to
+                throw ClientError.noDevices(account: peer)
+            }
+            let peerMessages = try await encrypt(content, for: peer, devices: peerDevices)
+            let ownMessages = try await encrypt(ownContent ?? content, for: account.name, devices: ownDevices)
+            do {
+                _ = try await relay.send(
+                    to: peer,
+                    SendMessageRequest(
+                        messages: peerMessages, ownDeviceMessages: ownMessages, clientTimestamp: clientTimestamp ?? Self.nowMillis()))
+                return peerDevices
+            } catch RelayClientError.mismatchedDevices(let named, _, let extra) {
+                let who = named ?? peer
+                try DeviceFanOut().repair(account: who, extra: extra, stale: [], store: store)
+                try await refreshDevices(of: who)
+            } catch RelayClientError.staleDevices(let named, let stale) {
+                let who = named ?? peer
+                try DeviceFanOut().repair(account: who, extra: [], stale: stale, store: store)
+                try await refreshDevices(of: who)
+            }
+        }
+        throw ClientError.deviceListUnsettled(account: peer)
+    }
+
+    /// One ciphertext per device, setting up sessions from fresh bundles where there is none.
+    /// A changed identity key is accepted with a warning, unless the contact was verified.
+    func encrypt(_ plaintext: [UInt8], for peer: String, devices: [UInt32]) async throws -> [OutgoingDeviceMessage] {
+        guard !devices.isEmpty else { return [] }
+        var fetched: [PreKeyBundle] = []
+        for _ in 0..<2 {
+            let missing = try devices.filter { id in
+                try store.loadSession(for: ProtocolAddress(name: peer, deviceId: id))?.hasCurrentSession != true
+            }.filter { id in !fetched.contains { $0.deviceId == id } }
+            if !missing.isEmpty {
+                let wire = missing.count > 1
+                    ? try await relay.bundles(account: peer).devices.filter { missing.contains($0.deviceId) }
+                    : try await relay.bundles(account: peer, deviceId: missing[0]).devices
+                fetched += try wire.map(Self.bundle)
+            }
+            let bundles = fetched
+            do {
+                let messages = try DeviceFanOut().encrypt(plaintext, for: peer, deviceIds: devices, store: store, random: random) { _ in bundles }
+                return messages.map {
+                    OutgoingDeviceMessage(deviceId: $0.deviceId, registrationId: $0.registrationId, type: $0.type, content: Data($0.body))
+                }
+            } catch ProtocolError.untrustedIdentity(let address) {
+                try acceptChangedIdentity(address, newKey: bundles.first { $0.deviceId == address.deviceId }?.identityKey)
+            }
+        }
+        throw ClientError.identityChanged(account: peer)
+    }
+
+    /// A changed identity for `address`: accepted (recorded unverified, old session dropped)
+    /// unless the contact was verified, in which case `identityChanged` is thrown.
+    func acceptChangedIdentity(_ address: ProtocolAddress, newKey: IdentityKey?) throws {
+        if try isVerified(address.name) {
+            emit(.identityChanged(account: address.name, accepted: false))
+            throw ClientError.identityChanged(account: address.name)
+        }
+        guard let newKey else { throw ClientError.identityChanged(account: address.name) }
+        try store.transaction { store in
+            _ = try store.saveIdentity(newKey, for: address)
+            try store.deleteSession(for: address)
+        }
+        emit(.identityChanged(account: address.name, accepted: true))
+    }
+
+    // MARK: device lists
+
+    /// The devices of `peer` as last seen (fetched from the relay when none are known).
+    func devices(of peer: String) async throws -> [UInt32] {
+        if try store.contact(account: peer) != nil {
+            let known = try store.contactDevices(account: peer)
+            if !known.isEmpty { return known.map(\.deviceId) }
+        }
+        try await refreshDevices(of: peer)
+        return try store.contactDevices(account: peer).map(\.deviceId)
+    }
+
+    /// Fetches `peer`'s device list from the relay and records it; sessions of devices that
+    /// disappeared are deleted, those whose registration id changed are archived.
+    func refreshDevices(of peer: String) async throws {
+        let current = try await relay.devices(of: peer)
+        try store.transaction { store in
+            if try store.contact(account: peer) == nil { try store.saveContact(account: peer, displayName: nil) }
+            let known = try store.contactDevices(account: peer)
+            for device in known where !current.contains(where: { $0.deviceId == device.deviceId }) {
+                try store.removeContactDevice(account: peer, deviceId: device.deviceId)
+                try store.deleteSession(for: ProtocolAddress(name: peer, deviceId: device.deviceId))
+            }
+            for device in current {
+                let address = ProtocolAddress(name: peer, deviceId: device.deviceId)
+                if var record = try store.loadSession(for: address), let registration = record.remoteRegistrationId,
+                   registration != device.registrationId
+                {
+                    record.archiveCurrentState()
+                    try store.storeSession(record, for: address)
+                }
+                try store.saveContactDevice(account: peer, deviceId: device.deviceId, registrationId: device.registrationId)
+            }
+        }
+    }
+}

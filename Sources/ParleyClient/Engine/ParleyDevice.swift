@@ -1,0 +1,229 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import ParleyCrypto
+import ParleyProtocol
+import ParleyWire
+
+/// One Parley device: its store, its relay account, and the messaging engine on top of them.
+///
+/// * Sending: a message is written to the history and to the durable outbox in one
+///   transaction, then sent; it leaves the outbox only when the relay has acknowledged it, so a
+///   device killed mid-send sends it after restart (receivers drop the second copy by message id).
+/// * Receiving (`run`): envelopes are decrypted, stored and marked processed in one
+///   transaction, and acknowledged to the relay only after that commit.
+/// * Every 1:1 message goes to every device of the recipient and, as a sync transcript, to this
+///   account's other devices; group messages go once through the sender key.
+///
+/// An actor: calls are serialised; network waits let other calls (the receive loop) run.
+public actor ParleyDevice {
+    public nonisolated let store: DeviceStore
+    public nonisolated let account: LocalAccount
+    let relay: RelayClient
+    /// The operating system's CSPRNG (libsodium's `randombytes_buf`).
+    var random: any RandomSource { SystemRandom.shared }
+    let keyManager = KeyManager()
+    var logger: Logger
+    var subscribers: [UUID: AsyncStream<ClientEvent>.Continuation] = [:]
+    var flushing = false
+    var closed = false
+    var flushAgain = false
+    var connection: RelayConnection?
+    var lastFrameAt = ContinuousClock.now
+    /// Accounts whose presence is watched (nil: the contacts).
+    var presenceWatch: [String]?
+    /// Last repair per device (rate limit: one decryption-error report per device per minute).
+    var lastRepair: [ProtocolAddress: Int64] = [:]
+    /// Bundles fetched per direct send, at most this many at once.
+    static let maxConcurrentDistributions = 16
+
+    init(store: DeviceStore, account: LocalAccount, http: HTTPClient) {
+        self.store = store
+        self.account = account
+        self.relay = RelayClient(baseURL: account.serverURL, credentials: account.credentials, http: http)
+        var logger = Logger(label: "parley.client")
+        logger.logLevel = .warning
+        self.logger = logger
+    }
+
+    // MARK: registration and opening
+
+    /// Creates a store at `storePath`, registers account `name` at `serverURL` with this device
+    /// as its first device and publishes its prekeys. On failure no store is left behind.
+    public static func register(
+        name: String, serverURL: String, storePath: String, passphrase: Passphrase? = nil,
+        deviceName: String? = nil, cost: KeyDerivationCost = .moderate, http: HTTPClient = ParleyHTTP.shared
+    ) async throws -> ParleyDevice {
+        let random = SystemRandom.shared
+        let identity = try IdentityKeyPair.generate(using: random)
+        let registrationId = Self.newRegistrationId(random)
+        let store = try DeviceStore.create(at: storePath, identity: identity, registrationId: registrationId, passphrase: passphrase, cost: cost)
+        do {
+            let keys = try KeyManager().registrationKeys(store: store, now: UInt64(Self.nowMillis()), random: random)
+            guard let signed = keys.signedPreKey else { throw ClientError.invalidArgument("no signed prekey generated") }
+            let device = NewDeviceKeys(
+                registrationId: registrationId, identityKey: Data(identity.identityKey.serialized),
+                signedPreKey: Self.wire(signed), oneTimePreKeys: keys.oneTimePreKeys.map(Self.wire), name: deviceName)
+            let credentials = try await RelayClient(baseURL: serverURL, http: http).register(name: name, device: device)
+            let account = LocalAccount(
+                name: credentials.account, deviceId: credentials.deviceId, credential: credentials.credential, serverURL: serverURL)
+            try store.saveAccount(account)
+            return ParleyDevice(store: store, account: account, http: http)
+        } catch {
+            try? store.close()
+            StoreFiles(path: storePath).removeAll()
+            throw error
+        }
+    }
+
+    /// Opens a registered device's store.
+    public static func open(
+        storePath: String, passphrase: Passphrase? = nil, http: HTTPClient = ParleyHTTP.shared
+    ) throws -> ParleyDevice {
+        let store = try DeviceStore.open(at: storePath, passphrase: passphrase)
+        guard let account = try store.account() else {
+            try? store.close()
+            throw ClientError.notRegistered
+        }
+        return ParleyDevice(store: store, account: account, http: http)
+    }
+
+    /// Wraps an existing store whose account is recorded (e.g. one made by linking).
+    public static func attach(store: DeviceStore, http: HTTPClient = ParleyHTTP.shared) throws -> ParleyDevice {
+        guard let account = try store.account() else { throw ClientError.notRegistered }
+        return ParleyDevice(store: store, account: account, http: http)
+    }
+
+    /// Closes the connection (if any) and the store.
+    public func close() async {
+        closed = true
+        await disconnect()
+        // Let an in-flight send finish its store update (bounded: a request times out anyway).
+        let deadline = ContinuousClock.now + .seconds(35)
+        while flushing && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        for continuation in subscribers.values { continuation.finish() }
+        subscribers = [:]
+        try? store.close()
+    }
+
+    // MARK: events
+
+    /// A stream of everything that happens from now on (several streams may be open).
+    public func events() -> AsyncStream<ClientEvent> {
+        let (stream, continuation) = AsyncStream<ClientEvent>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        let id = UUID()
+        subscribers[id] = continuation
+        continuation.onTermination = { [weak self] _ in
+            guard let self else { return }
+            Task { await self.unsubscribe(id) }
+        }
+        return stream
+    }
+
+    private func unsubscribe(_ id: UUID) { subscribers[id] = nil }
+
+    func emit(_ event: ClientEvent) {
+        for continuation in subscribers.values { continuation.yield(event) }
+    }
+
+    // MARK: identity
+
+    /// The safety number with `peer` (compare it out of band).
+    nonisolated public func safetyNumber(with peer: String) throws -> SafetyNumber {
+        guard let remote = try knownIdentity(of: peer) else { throw ClientError.invalidArgument("no session with \(peer) yet: send or receive a message first") }
+        return try SafetyNumber(
+            localId: Array(account.name.utf8), localKey: try store.identityKeyPair().identityKey,
+            remoteId: Array(peer.utf8), remoteKey: remote)
+    }
+
+    /// Marks `peer`'s current identity key as verified: a later change is refused until the
+    /// user trusts the new key.
+    nonisolated public func verify(_ peer: String) throws {
+        let identities = try knownIdentities(of: peer)
+        guard !identities.isEmpty else { throw ClientError.invalidArgument("no identity known for \(peer)") }
+        for identity in identities { _ = try store.setVerified(true, for: identity.address) }
+    }
+
+    nonisolated public func isVerified(_ peer: String) throws -> Bool {
+        try knownIdentities(of: peer).contains { $0.verified }
+    }
+
+    /// Accepts `peer`'s new identity key (after comparing safety numbers): fetches the key the
+    /// relay publishes now, records it unverified for every device, drops the old sessions.
+    public func trustNewIdentity(of peer: String) async throws {
+        let bundles = try await relay.bundles(account: peer)
+        try store.transaction { store in
+            for bundle in bundles.devices {
+                let address = ProtocolAddress(name: peer, deviceId: bundle.deviceId)
+                _ = try store.saveIdentity(try IdentityKey(serialized: Array(bundle.identityKey)), for: address)
+                try store.deleteSession(for: address)
+            }
+        }
+    }
+
+    nonisolated func knownIdentities(of peer: String) throws -> [RemoteIdentity] {
+        var result: [RemoteIdentity] = []
+        var ids = Set(try store.contactDevices(account: peer).map(\.deviceId))
+        ids.formUnion(try store.sessionDeviceIds(for: peer))
+        for id in ids.sorted() {
+            if let identity = try store.remoteIdentity(for: ProtocolAddress(name: peer, deviceId: id)) { result.append(identity) }
+        }
+        return result
+    }
+
+    nonisolated func knownIdentity(of peer: String) throws -> IdentityKey? { try knownIdentities(of: peer).first?.identityKey }
+
+    // MARK: keys
+
+    /// Refills one-time prekeys when the relay says they run low, and rotates the signed prekey
+    /// when due.
+    public func maintainKeys() async throws {
+        let status = try await relay.preKeyStatus()
+        let rotated = try keyManager.rotateSignedPreKeyIfDue(store: store, now: UInt64(Self.nowMillis()), random: random)
+        let refill = keyManager.needsRefill(remaining: status.oneTimePreKeyCount) ? try keyManager.refill(store: store, random: random) : []
+        if rotated != nil || !refill.isEmpty {
+            _ = try await relay.uploadPreKeys(UploadPreKeysRequest(signedPreKey: rotated.map(Self.wire), oneTimePreKeys: refill.map(Self.wire)))
+        }
+    }
+
+    // MARK: helpers
+
+    static func wire(_ record: SignedPreKeyRecord) -> SignedPreKey {
+        SignedPreKey(keyId: record.id, publicKey: Data(record.keyPair.publicKey.serialized), signature: Data(record.signature))
+    }
+
+    static func wire(_ record: PreKeyRecord) -> OneTimePreKey {
+        OneTimePreKey(keyId: record.id, publicKey: Data(record.keyPair.publicKey.serialized))
+    }
+
+    static func bundle(_ wire: DevicePreKeyBundle) throws -> PreKeyBundle {
+        PreKeyBundle(
+            registrationId: wire.registrationId, deviceId: wire.deviceId, identityKey: try IdentityKey(serialized: Array(wire.identityKey)),
+            signedPreKeyId: wire.signedPreKey.keyId, signedPreKey: try PublicKey(serialized: Array(wire.signedPreKey.publicKey)),
+            signedPreKeySignature: Array(wire.signedPreKey.signature), preKeyId: wire.oneTimePreKey?.keyId,
+            preKey: try wire.oneTimePreKey.map { try PublicKey(serialized: Array($0.publicKey)) })
+    }
+
+    /// A libsignal-style registration id: 14 random bits, never 0.
+    static func newRegistrationId(_ random: any RandomSource) -> UInt32 {
+        let bytes = random.draw(2, purpose: .other)
+        return (UInt32(bytes[0]) << 8 | UInt32(bytes[1])) % 16380 + 1
+    }
+
+    static func nowMillis() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+
+    /// `ws(s)://host:port/v1/ws` for an `http(s)://host:port` relay.
+    var webSocketURL: String {
+        let base = account.serverURL.hasSuffix("/") ? String(account.serverURL.dropLast()) : account.serverURL
+        if base.hasPrefix("https://") { return "wss://" + base.dropFirst("https://".count) + "/v1/ws" }
+        if base.hasPrefix("http://") { return "ws://" + base.dropFirst("http://".count) + "/v1/ws" }
+        return base + "/v1/ws"
+    }
+}
+
+extension ParleyDevice {
+    /// The devices of `account` as the relay lists them (active devices only).
+    public func deviceList(of account: String) async throws -> [DeviceInfo] {
+        try await relay.devices(of: account)
+    }
+}
