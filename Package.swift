@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "ParleyWire", targets: ["ParleyWire"]),
         .library(name: "ParleyRelay", targets: ["ParleyRelay"]),
         .executable(name: "parley-relay", targets: ["parley-relay"]),
+        .executable(name: "parley", targets: ["parley"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -99,6 +100,10 @@ let package = Package(
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ],
             exclude: ["Content/Proto"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "parley",
+            dependencies: ["ParleyClient", "ParleyProtocol", "ParleyWire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
 
         // MARK: tests

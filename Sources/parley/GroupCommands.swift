@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import ParleyClient
+
+struct Group: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Groups of up to 500 members (messages go through sender keys).",
+        subcommands: [Create.self, List.self, Add.self, Remove.self, Leave.self, Rename.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a group.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "Title (seen only by members).") var title: String
+        @Argument(help: "Member accounts.") var members: [String]
+
+        func run() async throws {
+            try await guarded {
+                let device = try options.openDevice()
+                let id = try await CLIError.wrap { try await device.createGroup(title: title, members: members) }
+                options.output.emit("created group #\(title) \(id)", ["event": "groupCreated", "group": .string(id), "title": .string(title)])
+                await device.close()
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the groups this device knows.")
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            try await guarded {
+                let device = try options.openDevice()
+                for (conversation, members) in try await device.groups() {
+                    guard case .group(let id) = conversation.kind else { continue }
+                    options.output.emit(
+                        "#\(conversation.title ?? "?") \(id): \(members.isEmpty ? "(not a member)" : members.joined(separator: ", "))",
+                        ["group": .string(id), "title": conversation.title.map(JSONValue.string) ?? .null, "members": .array(members.map(JSONValue.string))])
+                }
+                await device.close()
+            }
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add members.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var group: String
+        @Argument var members: [String]
+
+        func run() async throws {
+            try await guarded {
+                let device = try options.openDevice()
+                let id = try device.resolveGroup(group)
+                try await CLIError.wrap { try await device.addMembers(members, to: id) }
+                options.output.emit("added \(members.joined(separator: ", "))", ["event": "membersAdded", "group": .string(id)])
+                await device.close()
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove members (sender keys are rotated before the next message).")
+        @OptionGroup var options: GlobalOptions
+        @Argument var group: String
+        @Argument var members: [String]
+
+        func run() async throws {
+            try await guarded {
+                let device = try options.openDevice()
+                let id = try device.resolveGroup(group)
+                try await CLIError.wrap { try await device.removeMembers(members, from: id) }
+                options.output.emit("removed \(members.joined(separator: ", "))", ["event": "membersRemoved", "group": .string(id)])
+                await device.close()
+            }
+        }
+    }
+
+    struct Leave: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Leave a group.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var group: String
+
+        func run() async throws {
+            try await guarded {
+                let device = try options.openDevice()
+                let id = try device.resolveGroup(group)
+                try await CLIError.wrap { try await device.leaveGroup(id) }
+                options.output.emit("left \(id)", ["event": "left", "group": .string(id)])
+                await device.close()
+            }
+        }
+    }
+
+    struct Rename: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Rename a group (the title travels encrypted).")
+        @OptionGroup var options: GlobalOptions
+        @Argument var group: String
+        @Argument var title: String
+
+        func run() async throws {
+            try await guarded {
+                let device = try options.openDevice()
+                let id = try device.resolveGroup(group)
+                try await CLIError.wrap { try await device.renameGroup(id, title: title) }
+                options.output.emit("renamed to #\(title)", ["event": "renamed", "group": .string(id), "title": .string(title)])
+                await device.close()
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import ParleyClient
+import ParleyProtocol
+
+/// Human-readable lines by default; with `--json`, one JSON object per line.
+struct Output: Sendable {
+    let json: Bool
+
+    func emit(_ human: @autoclosure () -> String, _ fields: [String: JSONValue]) {
+        let line = json ? JSONValue.object(fields).rendered : human()
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    static func time(_ millis: Int64?) -> String {
+        guard let millis else { return "--:--:--" }
+        let formatter = DateFormatter()
+        formatter.dateFormat = "HH:mm:ss"
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+    }
+
+    func message(_ message: StoredMessage, conversation: String, me: String) {
+        let who = message.outgoing ? (message.sender.name == me ? "me" : message.sender.name) : message.sender.name
+        let body = message.couldNotDecrypt ? "<could not decrypt; repairing the session>" : (message.body ?? "<unreadable>")
+        let statuses = message.outgoing && !message.statuses.isEmpty
+            ? "  [" + message.statuses.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.rawValue)" }.joined(separator: ", ") + "]"
+            : ""
+        emit(
+            "[\(Self.time(message.sentAt ?? message.receivedAt))] \(conversation) \(who): \(body)\(statuses)",
+            [
+                "event": "message", "conversation": .string(conversation), "id": .string(message.messageUid ?? ""),
+                "from": .string(message.sender.name), "device": .int(Int64(message.sender.deviceId)), "outgoing": .bool(message.outgoing),
+                "body": message.body.map(JSONValue.string) ?? .null, "undecryptable": .bool(message.couldNotDecrypt),
+                "sentAt": message.sentAt.map(JSONValue.int) ?? .null,
+                "statuses": .object(message.statuses.mapValues { .string($0.rawValue) }),
+            ])
+    }
+
+    /// A conversation's display name: the peer, or `#title (group id)`.
+    static func name(of conversation: Conversation) -> String {
+        switch conversation.kind {
+        case .direct(let peer): return peer
+        case .group(let groupId): return "#\(conversation.title ?? String(groupId.prefix(8)))"
+        }
+    }
+}
+
+/// A tiny JSON value, rendered with sorted keys (stable output for scripts and tests).
+enum JSONValue: Sendable, ExpressibleByStringLiteral {
+    case string(String)
+    case int(Int64)
+    case bool(Bool)
+    case array([JSONValue])
+    case object([String: JSONValue])
+    case null
+
+    init(stringLiteral value: String) { self = .string(value) }
+
+    var rendered: String {
+        switch self {
+        case .string(let s): return Self.quote(s)
+        case .int(let i): return String(i)
+        case .bool(let b): return b ? "true" : "false"
+        case .null: return "null"
+        case .array(let items): return "[" + items.map(\.rendered).joined(separator: ",") + "]"
+        case .object(let fields):
+            return "{" + fields.sorted { $0.key < $1.key }.map { Self.quote($0.key) + ":" + $0.value.rendered }.joined(separator: ",") + "}"
+        }
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
