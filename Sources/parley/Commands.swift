@@ -116,6 +116,12 @@ struct Send: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let device = try options.openDevice()
+            let events = await device.events()
+            let failures = Task { () -> [String] in
+                var reasons: [String] = []
+                for await event in events { if case .sendFailed(let to, let reason) = event { reasons.append("could not send to \(to): \(reason)") } }
+                return reasons
+            }
             var words = self.words
             let uid: String
             let label: String
@@ -138,6 +144,7 @@ struct Send: AsyncParsableCommand {
                 "\(state): message \(uid) to \(label)",
                 ["event": "sent", "id": .string(uid), "to": .string(label), "state": .string(state), "outbox": .int(Int64(pending))])
             await device.close()
+            for reason in await failures.value { FileHandle.standardError.write(Data("parley: \(reason)\n".utf8)) }
             if statuses.values.contains(.failed) { throw ExitCode.failure }
         }
     }

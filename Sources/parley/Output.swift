@@ -20,13 +20,20 @@ struct Output: Sendable {
     }
 
     func message(_ message: StoredMessage, conversation: String, me: String) {
-        let who = message.outgoing ? (message.sender.name == me ? "me" : message.sender.name) : message.sender.name
+        let isGroup = conversation.hasPrefix("#")
+        let who: String
+        if message.outgoing {
+            let from = message.sender.name == me ? "me" : message.sender.name
+            who = isGroup ? "\(conversation) \(from)" : "\(from) → \(conversation)"
+        } else {
+            who = isGroup ? "\(conversation) \(message.sender.name)" : message.sender.name
+        }
         let body = message.couldNotDecrypt ? "<could not decrypt; repairing the session>" : (message.body ?? "<unreadable>")
         let statuses = message.outgoing && !message.statuses.isEmpty
             ? "  [" + message.statuses.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.rawValue)" }.joined(separator: ", ") + "]"
             : ""
         emit(
-            "[\(Self.time(message.sentAt ?? message.receivedAt))] \(conversation) \(who): \(body)\(statuses)",
+            "[\(Self.time(message.sentAt ?? message.receivedAt))] \(who): \(body)\(statuses)",
             [
                 "event": "message", "conversation": .string(conversation), "id": .string(message.messageUid ?? ""),
                 "from": .string(message.sender.name), "device": .int(Int64(message.sender.deviceId)), "outgoing": .bool(message.outgoing),

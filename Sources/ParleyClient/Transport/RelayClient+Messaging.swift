@@ -45,3 +45,15 @@ extension RelayClientError {
         }
     }
 }
+
+extension RelayClientError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .mismatchedDevices(let account, let missing, let extra):
+            return "device list of \(account ?? "?") out of date (missing \(missing), extra \(extra))"
+        case .staleDevices(let account, let stale): return "devices \(stale) of \(account ?? "?") were reinstalled"
+        case .rejected(let status, let code, let message): return "relay refused (\(status)\(code.map { " \($0.rawValue)" } ?? "")): \(message)"
+        case .badResponse(let what): return "unexpected answer from the relay: \(what)"
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+@testable import ParleyClient
+import ParleyProtocol
+import ParleyRelay
+import ParleyWire
+import Testing
+
+/// Crashes and restarts on both sides: what was sent arrives, exactly once as the recipient sees it.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct EngineResilienceTests {
+    @Test func aResendAfterTheRelayAcceptedIsStoredOnce() async throws {
+        let harness = try await EngineHarness()
+        let alice = try await harness.register("alice")
+        let bob = try await harness.register("bob")
+        let uid = try await alice.send("only once", to: bob.account.name)
+        #expect(try alice.store.outboxCount() == 0)
+        // The state a crash leaves between the relay's acknowledgement and the outbox update:
+        // the same message (same id) queued again, and sent again.
+        var data = DataMessage()
+        data.messageID = uid
+        data.timestamp = 1
+        data.body = "only once"
+        try await alice.enqueueDirect(data, to: bob.account.name, recordInHistory: false)
+        await alice.flushOutbox()
+        #expect(try alice.store.outboxCount() == 0)
+
+        #expect(await bob.syncOnce())
+        let history = try bob.store.messages(in: try bob.store.directConversation(with: alice.account.name).id, limit: 10).messages
+        #expect(history.map(\.body) == ["only once"])
+        await alice.close(); await bob.close()
+        await harness.finish()
+    }
+
+    @Test func relayRestartMidConversation() async throws {
+        let harness = try await EngineHarness()
+        let alice = try await harness.register("alice")
+        let bob = try await harness.register("bob")
+        let aliceLog = await EventLog(alice), bobLog = await EventLog(bob)
+        var fast = ParleyDevice.Backoff()
+        fast.base = .milliseconds(50)
+        fast.cap = .milliseconds(500)
+        let backoff = fast
+        let loops = [Task { await alice.run(backoff: backoff) }, Task { await bob.run(backoff: backoff) }]
+        try await alice.send("before", to: bob.account.name)
+        await bobLog.wait(for: "before") { $0.messageBody == "before" }
+
+        try await harness.restartRelay()
+        try await alice.send("after the restart", to: bob.account.name)
+        try await bob.send("still here", to: alice.account.name)
+        await bobLog.wait(for: "after restart") { $0.messageBody == "after the restart" }
+        await aliceLog.wait(for: "reply after restart") { $0.messageBody == "still here" }
+        #expect(bobLog.count { $0.messageBody == "before" } == 1)
+        for loop in loops { loop.cancel() }
+        await alice.close(); await bob.close()
+        await harness.finish()
+    }
+
+    /// The real `parley` CLI killed with SIGKILL at random points of `send`; then it runs again.
+    @Test func cliKilledMidSendDeliversEachMessageOnce() async throws {
+        let harness = try await EngineHarness()
+        let binary = CLI.binary
+        let aliceHome = harness.dir.appendingPathComponent("alice-home").path
+        let bobHome = harness.dir.appendingPathComponent("bob-home").path
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        _ = try CLI.run(binary, home: aliceHome, ["register", "alice\(suffix)", "--server", harness.baseURL])
+        _ = try CLI.run(binary, home: bobHome, ["register", "bob\(suffix)", "--server", harness.baseURL])
+        _ = try CLI.run(binary, home: aliceHome, ["send", "bob\(suffix)", "warm-up"])
+        for i in 0..<12 {
+            let process = try CLI.start(binary, home: aliceHome, ["send", "bob\(suffix)", "message \(i)"])
+            try await Task.sleep(for: .milliseconds(UInt64.random(in: 0...400)))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        _ = try CLI.run(binary, home: aliceHome, ["sync"])  // sends whatever the kills left in the outbox
+        _ = try CLI.run(binary, home: bobHome, ["sync"])
+
+        let alice = try ParleyDevice.open(storePath: aliceHome + "/device.sqlite")
+        let bob = try ParleyDevice.open(storePath: bobHome + "/device.sqlite")
+        let sent = try alice.store.messages(in: try alice.store.directConversation(with: bob.account.name).id, limit: 100).messages
+        let received = try bob.store.messages(in: try bob.store.directConversation(with: alice.account.name).id, limit: 100).messages
+        #expect(try alice.store.outboxCount() == 0)
+        // Whatever made it into alice's history was delivered, each exactly once.
+        #expect(received.compactMap(\.body).sorted() == sent.compactMap(\.body).sorted())
+        #expect(Set(received.compactMap(\.body)).count == received.count)
+        #expect(received.count >= 1)
+        await alice.close(); await bob.close()
+        await harness.finish()
+    }
+}
+
+/// Runs the real `parley` executable.
+enum CLI {
+    static let binary = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/debug/parley").path
+
+    static func start(_ binary: String, home: String, _ arguments: [String], output: FileHandle? = nil) throws -> Process {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw CLIFailure("\(binary) is missing: build every product first (swift build --build-tests)")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["PARLEY_HOME"] = home
+        environment["PARLEY_PASSPHRASE"] = nil
+        process.environment = environment
+        process.standardOutput = output ?? FileHandle.nullDevice
+        process.standardError = output ?? FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// Runs to completion; returns (status, output).
+    @discardableResult
+    static func run(_ binary: String, home: String, _ arguments: [String]) throws -> (Int32, String) {
+        let pipe = Pipe()
+        let process = try start(binary, home: home, arguments, output: pipe.fileHandleForWriting)
+        try pipe.fileHandleForWriting.close()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+struct CLIFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
