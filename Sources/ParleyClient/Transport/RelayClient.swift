@@ -9,7 +9,7 @@ public struct RelayClient: Sendable {
     /// `http://host:port` or `https://host:port`, no trailing slash.
     public let baseURL: String
     public let credentials: DeviceCredentials?
-    private let http: HTTPClient
+    let http: HTTPClient
 
     public init(baseURL: String, credentials: DeviceCredentials? = nil, http: HTTPClient = .shared) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
@@ -56,7 +56,7 @@ public struct RelayClient: Sendable {
         try await perform(method, path, body: try WireCoding.encoder().encode(body), as: R.self)
     }
 
-    private func perform<R: Decodable>(_ method: HTTPMethod, _ path: String, body: Data?, as: R.Type) async throws -> R {
+    func perform<R: Decodable>(_ method: HTTPMethod, _ path: String, body: Data?, as: R.Type) async throws -> R {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let credentials { request.headers.add(name: "Authorization", value: credentials.authorizationHeader) }
