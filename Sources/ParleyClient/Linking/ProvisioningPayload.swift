@@ -46,7 +46,9 @@ public struct ProvisioningPayload: Sendable {
     /// first only while the whole payload stays within it; the count that fit is returned.
     /// Throws `payloadTooLarge` if even the part without messages exceeds the limit.
     func encode(limit: Int = Int.max) throws(LinkError) -> (bytes: SecretBytes, messages: Int) {
-        var writer = PayloadWriter()
+        // Capacity reserved up front: within the limit the buffer holding the private key is
+        // never reallocated, so no unwiped copy is left behind in freed memory.
+        var writer = PayloadWriter(capacity: min(limit, Self.maxPayloadBytes))
         defer { writer.wipe() }
         writer.bytes(Self.magic)
         writer.u8(Self.version)
@@ -256,6 +258,10 @@ public struct ProvisioningPayload: Sendable {
 /// Big-endian writer; `wipe()` zeroes what it wrote (the buffer holds the identity private key).
 struct PayloadWriter {
     private(set) var buffer: [UInt8] = []
+
+    init(capacity: Int = 0) {
+        buffer.reserveCapacity(capacity)
+    }
 
     var count: Int { buffer.count }
 
