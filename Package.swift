@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "ParleyRelay",
             dependencies: [
-                "ParleyWire",
+                "ParleyWire", "ParleyCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "GRDB", package: "GRDB.swift"),

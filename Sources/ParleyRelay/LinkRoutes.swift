@@ -45,7 +45,8 @@ struct LinkRoutes {
                 throw RelayError.payloadTooLarge("provisioning blob larger than \(RelayLimits.maxCiphertextBytes) bytes")
             }
             try await core.store.approveLink(
-                accountId: device.accountId, code: code, provisioningBlob: body.provisioningBlob, now: RelayClock.nowMillis())
+                accountId: device.accountId, code: code, provisioningBlob: body.provisioningBlob,
+                awaitIdentityUpload: body.awaitIdentityUpload ?? false, now: RelayClock.nowMillis())
             core.logger.info("device link approved", metadata: ["account": "\(device.account)"])
             return HTTPSupport.noContent()
         }

@@ -24,7 +24,12 @@ protocol RelayStore: Sendable {
 
     // MARK: prekeys
     /// Replaces the signed prekey if given, adds one-time prekeys (same key id replaces). Returns the remaining count.
-    func storePreKeys(_ address: DeviceAddress, signed: SignedPreKey?, oneTime: [OneTimePreKey]) async throws -> Int
+    /// With `identityKey` (already checked against the signed prekey's signature), replaces the device's identity
+    /// key, drops its old one-time prekeys and activates a pending device approved with `awaitIdentityUpload`;
+    /// any other upload by a pending device throws `.unauthorized`.
+    func storePreKeys(
+        _ address: DeviceAddress, identityKey: Data?, signed: SignedPreKey?, oneTime: [OneTimePreKey]
+    ) async throws -> Int
     func oneTimePreKeyCount(_ address: DeviceAddress) async throws -> Int
     /// Bundles of one device (`deviceId` given) or all active devices; each one-time prekey is removed as it is handed out.
     func takePreKeyBundles(account: String, deviceId: UInt32?) async throws -> [DevicePreKeyBundle]
@@ -36,8 +41,11 @@ protocol RelayStore: Sendable {
         code: String, device: NewDeviceKeys, credentialHash: Data, now: Int64, maxDevices: Int
     ) async throws -> (String, UInt32)
     func linkInfo(accountId: Int64, code: String, now: Int64) async throws -> LinkClaimInfo
-    /// Activates the claimed device. Throws `.linkCodeUnavailable` unless the code is claimed and not expired.
-    func approveLink(accountId: Int64, code: String, provisioningBlob: Data, now: Int64) async throws
+    /// Activates the claimed device (with `awaitIdentityUpload`: leaves it pending until its identity upload).
+    /// Throws `.linkCodeUnavailable` unless the code is claimed and not expired.
+    func approveLink(
+        accountId: Int64, code: String, provisioningBlob: Data, awaitIdentityUpload: Bool, now: Int64
+    ) async throws
     func linkStatus(_ address: DeviceAddress) async throws -> LinkStatusResponse
 
     // MARK: queues

@@ -72,7 +72,9 @@ extension SQLiteRelayStore {
         }
     }
 
-    func approveLink(accountId: Int64, code: String, provisioningBlob: Data, now: Int64) async throws {
+    func approveLink(
+        accountId: Int64, code: String, provisioningBlob: Data, awaitIdentityUpload: Bool, now: Int64
+    ) async throws {
         try await pool.write { db in
             guard
                 let row = try Row.fetchOne(
@@ -87,15 +89,26 @@ extension SQLiteRelayStore {
             try db.execute(
                 sql: "UPDATE link_code SET state = 'approved', provisioning_blob = ? WHERE code = ?",
                 arguments: [provisioningBlob, code])
-            try db.execute(
-                sql: "UPDATE device SET state = 'active' WHERE account_id = ? AND device_id = ?",
-                arguments: [accountId, deviceId])
+            // Awaiting its identity upload, the device stays pending: not listed, no bundle, no fan-out.
+            if !awaitIdentityUpload {
+                try db.execute(
+                    sql: "UPDATE device SET state = 'active' WHERE account_id = ? AND device_id = ?",
+                    arguments: [accountId, deviceId])
+            }
         }
     }
 
     /// Open or claimed codes past expiry go, with the pending devices they created; approved codes
     /// stay one day longer for the new device's status polling.
     static func deleteStaleLinks(_ db: Database, now: Int64) throws {
+        // Approved but never uploaded its identity: goes with its code.
+        try db.execute(
+            sql: """
+                DELETE FROM device WHERE state = 'pending' AND EXISTS (
+                    SELECT 1 FROM link_code l WHERE l.account_id = device.account_id AND l.device_id = device.device_id
+                    AND l.state = 'approved' AND l.expires_at < ?)
+                """,
+            arguments: [now - 24 * 3600 * 1000])
         try db.execute(
             sql: """
                 DELETE FROM device WHERE state = 'pending' AND EXISTS (

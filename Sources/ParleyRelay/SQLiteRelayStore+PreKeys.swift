@@ -3,8 +3,30 @@ import GRDB
 import ParleyWire
 
 extension SQLiteRelayStore {
-    func storePreKeys(_ address: DeviceAddress, signed: SignedPreKey?, oneTime: [OneTimePreKey]) async throws -> Int {
+    func storePreKeys(
+        _ address: DeviceAddress, identityKey: Data?, signed: SignedPreKey?, oneTime: [OneTimePreKey]
+    ) async throws -> Int {
         try await pool.write { db in
+            let state = try String.fetchOne(
+                db, sql: "SELECT state FROM device WHERE account_id = ? AND device_id = ?",
+                arguments: [address.accountId, Int64(address.deviceId)])
+            if state != "active" {
+                // Only a linked device approved with `awaitIdentityUpload` may upload while pending,
+                // and only with its identity key: that upload activates it.
+                let linkState = try String.fetchOne(
+                    db, sql: "SELECT state FROM link_code WHERE account_id = ? AND device_id = ?",
+                    arguments: [address.accountId, Int64(address.deviceId)])
+                guard state == "pending", linkState == "approved", identityKey != nil else { throw RelayError.unauthorized }
+            }
+            if let identityKey {
+                // The old one-time prekeys belong to the old identity: drop them.
+                try db.execute(
+                    sql: "DELETE FROM one_time_prekey WHERE account_id = ? AND device_id = ?",
+                    arguments: [address.accountId, Int64(address.deviceId)])
+                try db.execute(
+                    sql: "UPDATE device SET identity_key = ?, state = 'active' WHERE account_id = ? AND device_id = ?",
+                    arguments: [identityKey, address.accountId, Int64(address.deviceId)])
+            }
             if let signed {
                 try db.execute(
                     sql: """

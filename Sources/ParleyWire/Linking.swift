@@ -61,9 +61,14 @@ public struct LinkClaimInfo: Codable, Sendable, Equatable {
 /// hands it an opaque encrypted blob (account key material) that the relay only stores and forwards.
 public struct ApproveLinkRequest: Codable, Sendable, Equatable {
     public var provisioningBlob: Data
+    /// When true, the approved device stays out of device lists, bundles and message fan-out
+    /// until it has uploaded its keys with an `identityKey` (`PUT /v1/keys`): the provisioning
+    /// key it claimed with is never handed out to senders. Absent/false: active at once.
+    public var awaitIdentityUpload: Bool?
 
-    public init(provisioningBlob: Data) {
+    public init(provisioningBlob: Data, awaitIdentityUpload: Bool? = nil) {
         self.provisioningBlob = provisioningBlob
+        self.awaitIdentityUpload = awaitIdentityUpload
     }
 }
 

@@ -25,11 +25,18 @@ public struct OneTimePreKey: Codable, Sendable, Equatable {
 }
 
 /// `PUT /v1/keys`: replace the signed prekey and/or add one-time prekeys (at most 100 per request).
+///
+/// With `identityKey`, the device also replaces its public identity key (a linked device
+/// publishing the account identity it received from the existing device). `signedPreKey` is then
+/// required and must carry a valid signature by that identity key; the device's old one-time
+/// prekeys are dropped (they belong to the old identity).
 public struct UploadPreKeysRequest: Codable, Sendable, Equatable {
+    public var identityKey: Data?
     public var signedPreKey: SignedPreKey?
     public var oneTimePreKeys: [OneTimePreKey]
 
-    public init(signedPreKey: SignedPreKey? = nil, oneTimePreKeys: [OneTimePreKey] = []) {
+    public init(identityKey: Data? = nil, signedPreKey: SignedPreKey? = nil, oneTimePreKeys: [OneTimePreKey] = []) {
+        self.identityKey = identityKey
         self.signedPreKey = signedPreKey
         self.oneTimePreKeys = oneTimePreKeys
     }

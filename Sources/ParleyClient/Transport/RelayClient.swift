@@ -9,7 +9,7 @@ public struct RelayClient: Sendable {
     /// `http://host:port` or `https://host:port`, no trailing slash.
     public let baseURL: String
     public let credentials: DeviceCredentials?
-    private let http: HTTPClient
+    let http: HTTPClient
 
     public init(baseURL: String, credentials: DeviceCredentials? = nil, http: HTTPClient = .shared) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL

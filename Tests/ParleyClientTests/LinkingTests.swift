@@ -1,0 +1,468 @@
+import Foundation
+import ParleyCrypto
+import ParleyProtocol
+import ParleyRelay
+import ParleyWire
+import Testing
+@testable import ParleyClient
+
+/// Linking a second device through a real relay in-process: the account identity travels
+/// end-to-end encrypted, the new device imports contacts and history and publishes its bundle
+/// under the account identity.
+@Suite(.timeLimit(.minutes(2)))
+struct LinkingTests {
+    struct Client {
+        let store: DeviceStore
+        let identity: IdentityKeyPair
+        let relay: RelayClient
+        var account: String { relay.credentials?.account ?? "" }
+    }
+
+    struct Fixture {
+        let dir: URL
+        let relayPath: String
+        let running: RunningRelay
+        var baseURL: String { "http://127.0.0.1:\(running.port)" }
+
+        static func start() async throws -> Fixture {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-link-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let relayPath = dir.appendingPathComponent("relay.sqlite").path
+            let running = try await RelayServer.start(RelayConfiguration(host: "127.0.0.1", port: 0, databasePath: relayPath))
+            return Fixture(dir: dir, relayPath: relayPath, running: running)
+        }
+
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+        func stop() async throws {
+            try await running.stop()
+            try? FileManager.default.removeItem(at: dir)
+        }
+    }
+
+    static func client(_ prefix: String, registrationId: UInt32, fixture: Fixture) async throws -> Client {
+        let identity = try IdentityKeyPair.generate()
+        let store = try DeviceStore.create(at: fixture.path("\(prefix).sqlite"), identity: identity, registrationId: registrationId)
+        let keys = try KeyManager().registrationKeys(store: store, now: 0)
+        let signed = try #require(keys.signedPreKey)
+        let device = NewDeviceKeys(
+            registrationId: registrationId, identityKey: Data(identity.identityKey.serialized),
+            signedPreKey: SignedPreKey(keyId: signed.id, publicKey: Data(signed.keyPair.publicKey.serialized), signature: Data(signed.signature)),
+            oneTimePreKeys: keys.oneTimePreKeys.map { OneTimePreKey(keyId: $0.id, publicKey: Data($0.keyPair.publicKey.serialized)) })
+        let anonymous = RelayClient(baseURL: fixture.baseURL)
+        let credentials = try await anonymous.register(name: "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())", device: device)
+        return Client(store: store, identity: identity, relay: anonymous.authenticated(as: credentials))
+    }
+
+    static func bundle(_ wire: DevicePreKeyBundle) throws -> PreKeyBundle {
+        PreKeyBundle(
+            registrationId: wire.registrationId, deviceId: wire.deviceId, identityKey: try IdentityKey(serialized: Array(wire.identityKey)),
+            signedPreKeyId: wire.signedPreKey.keyId, signedPreKey: try PublicKey(serialized: Array(wire.signedPreKey.publicKey)),
+            signedPreKeySignature: Array(wire.signedPreKey.signature), preKeyId: wire.oneTimePreKey?.keyId,
+            preKey: try wire.oneTimePreKey.map { try PublicKey(serialized: Array($0.publicKey)) })
+    }
+
+    static func contains(_ haystack: Data, _ needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, haystack.count >= needle.count else { return false }
+        return haystack.range(of: Data(needle)) != nil
+    }
+
+    static let linker = DeviceLinker(pollInterval: .milliseconds(50), storeCost: .interactive)
+
+    // MARK: full link
+
+    @Test func linkSecondDeviceWithHistoryThenBobTalksToIt() async throws {
+        let fixture = try await Fixture.start()
+        let alice = try await Self.client("alice", registrationId: 101, fixture: fixture)
+        let bob = try await Self.client("bob", registrationId: 202, fixture: fixture)
+
+        // Alice's device 1 has a contact (verified), a 1:1 conversation and a group, with history.
+        try alice.store.saveContact(account: bob.account, displayName: "Bob B.")
+        try alice.store.saveIdentity(bob.identity.identityKey, for: ProtocolAddress(name: bob.account, deviceId: 1))
+        try alice.store.setVerified(true, for: ProtocolAddress(name: bob.account, deviceId: 1))
+        let direct = try alice.store.directConversation(with: bob.account)
+        let group = try alice.store.groupConversation(groupId: "group-1", title: "Friends")
+        let me = ProtocolAddress(name: alice.account, deviceId: 1)
+        let bobDevice = ProtocolAddress(name: bob.account, deviceId: 1)
+        let incomingId = UUID()
+        var expected: [NewMessage] = [
+            NewMessage(conversation: direct.id, sender: me, outgoing: true, sentAt: 1_000, body: "hi bob", statuses: [bob.account: .pending]),
+            NewMessage(conversation: direct.id, serverId: incomingId, sender: bobDevice, outgoing: false, sentAt: 2_000, receivedAt: 2_500, body: "hi alice ✓"),
+            NewMessage(conversation: group.id, serverId: UUID(), sender: bobDevice, outgoing: false, sentAt: 3_000, receivedAt: 3_100, body: nil, couldNotDecrypt: true),
+            NewMessage(conversation: group.id, sender: me, outgoing: true, sentAt: 4_000, body: "group hello", statuses: [bob.account: .sent]),
+        ]
+        for message in expected { _ = try alice.store.insertMessage(message) }
+        let firstId = try #require(try alice.store.messages(in: direct.id, limit: 10).messages.last?.id)
+        try alice.store.setStatus(.read, for: bob.account, of: firstId)
+        expected[0].statuses = [bob.account: .read]
+
+        // Link: device 2 joins while device 1 waits for the claim and approves it.
+        let link = try await Self.linker.startLink(relay: alice.relay)
+        #expect(link.linkString.hasPrefix("parley-link:\(link.code):"))
+        let newPath = fixture.path("alice-2.sqlite")
+        let linker = Self.linker
+        let baseURL = fixture.baseURL
+        let linkString = link.linkString
+        async let joined = linker.join(
+            linkString: linkString, baseURL: baseURL, storePath: newPath, passphrase: nil, deviceName: "laptop",
+            timeout: .seconds(30))
+        let claim = try await Self.linker.awaitClaim(link, relay: alice.relay, timeout: .seconds(30))
+        #expect(claim.name == "laptop")
+        #expect(claim.deviceId == 2)
+        try await Self.linker.approve(link, claim: claim, store: alice.store, accountName: alice.account, ownDeviceId: 1, relay: alice.relay)
+        #expect(link.isFinished)
+        let device = try await joined
+        #expect(device.accountName == alice.account)
+        #expect(device.credentials.deviceId == 2)
+        #expect(device.importedMessages == 4)
+
+        // The account identity key pair, its own registration id.
+        let identity = try device.store.identityKeyPair()
+        #expect(identity.identityKey == alice.identity.identityKey)
+        #expect(identity.privateKey.rawBytes().copyBytes() == alice.identity.privateKey.rawBytes().copyBytes())
+        #expect(try device.store.localRegistrationId() != 0)
+
+        // Contacts with their trust state; the sibling device's identity.
+        #expect(try device.store.contact(account: bob.account)?.displayName == "Bob B.")
+        let bobIdentity = try #require(try device.store.remoteIdentity(for: bobDevice))
+        #expect(bobIdentity.identityKey == bob.identity.identityKey)
+        #expect(bobIdentity.verified)
+        #expect(try device.store.identity(for: me) == alice.identity.identityKey)
+
+        // The history, field by field.
+        let conversations = try device.store.conversations()
+        #expect(Set(conversations.map(\.kind)) == [.direct(peer: bob.account), .group(groupId: "group-1")])
+        #expect(conversations.first { $0.kind == .group(groupId: "group-1") }?.title == "Friends")
+        var imported: [StoredMessage] = []
+        for conversation in conversations {
+            imported += try device.store.messages(in: conversation.id, limit: 100).messages
+        }
+        let original = try alice.store.messages(in: direct.id, limit: 100).messages + alice.store.messages(in: group.id, limit: 100).messages
+        #expect(imported.count == 4)
+        for message in original {
+            let copy = try #require(imported.first { $0.sortAt == message.sortAt && $0.sender == message.sender })
+            #expect(copy.serverId == message.serverId)
+            #expect(copy.outgoing == message.outgoing)
+            #expect(copy.sentAt == message.sentAt)
+            #expect(copy.receivedAt == message.receivedAt)
+            #expect(copy.body == message.body)
+            #expect(copy.couldNotDecrypt == message.couldNotDecrypt)
+            #expect(copy.statuses == message.statuses)
+        }
+        #expect(try device.store.messageId(serverId: incomingId) != nil)
+        #expect(try device.store.searchMessages("group").map(\.body) == ["group hello"])
+
+        // Its bundle at the relay carries the account identity, and the signed prekey verifies.
+        let bundles = try await bob.relay.bundles(account: alice.account)
+        #expect(bundles.devices.map(\.deviceId) == [1, 2])
+        let second = try #require(bundles.devices.first { $0.deviceId == 2 })
+        #expect(second.identityKey == Data(alice.identity.identityKey.serialized))
+        #expect(XEdDSA.verify(Array(second.signedPreKey.signature), of: Array(second.signedPreKey.publicKey), by: alice.identity.identityKey.publicKey))
+
+        // Bob sets up sessions with both of alice's devices; device 2 decrypts.
+        var content = MessageContent()
+        var data = DataMessage()
+        data.messageID = UUID().uuidString
+        data.body = "hello alice's laptop"
+        content.data = data
+        let prefetched = try bundles.devices.map(Self.bundle)
+        let ciphertexts = try DeviceFanOut().encrypt(try ContentCodec.encode(content), for: alice.account, deviceIds: [1, 2], store: bob.store) { ids in
+            prefetched.filter { ids.contains($0.deviceId) }
+        }
+        let sent = try await bob.relay.send(
+            to: alice.account,
+            SendMessageRequest(messages: ciphertexts.map {
+                OutgoingDeviceMessage(deviceId: $0.deviceId, registrationId: $0.registrationId, type: $0.type, content: Data($0.body))
+            }))
+        #expect(sent.queued == 2)
+        let connection = RelayConnection.connect(webSocketURL: "ws://127.0.0.1:\(fixture.running.port)/v1/ws", credentials: device.credentials)
+        var received: MessageContent? = nil
+        for await frame in connection.frames {
+            if frame.type == .message, let envelope = frame.envelope {
+                let sender = ProtocolAddress(name: envelope.senderAccount, deviceId: envelope.senderDevice)
+                let bytes = try SessionCipher.decrypt(try PreKeySignalMessage(serialized: Array(envelope.content)), from: sender, store: device.store)
+                received = try ContentCodec.decode(bytes)
+                try connection.ack([envelope.id])
+            }
+            if frame.type == .queueEmpty { break }
+        }
+        await connection.close()
+        #expect(received?.data.body == "hello alice's laptop")
+
+        // The relay's database never held the identity private key.
+        let secret = alice.identity.privateKey.rawBytes().copyBytes()
+        for suffix in ["", "-wal"] {
+            if let bytes = FileManager.default.contents(atPath: fixture.relayPath + suffix) {
+                #expect(!Self.contains(bytes, secret), "private key bytes found in relay.sqlite\(suffix)")
+            }
+        }
+        try device.store.close()
+        // Positive control: the new device's unsealed store does hold it, so the search works.
+        let storeBytes = try #require(FileManager.default.contents(atPath: newPath))
+        #expect(Self.contains(storeBytes, secret))
+        try await fixture.running.stop()
+        for suffix in ["", "-wal"] {
+            if let bytes = FileManager.default.contents(atPath: fixture.relayPath + suffix) {
+                #expect(!Self.contains(bytes, secret), "private key bytes found in relay.sqlite\(suffix) after stop")
+            }
+        }
+        try? FileManager.default.removeItem(at: fixture.dir)
+    }
+
+    // MARK: a history larger than the blob
+
+    @Test func largeHistoryIsCutToTheNewestMessagesThatFit() async throws {
+        let fixture = try await Fixture.start()
+        let alice = try await Self.client("alice", registrationId: 31, fixture: fixture)
+        let peer = "carol"
+        let conversation = try alice.store.directConversation(with: peer)
+        let total = 3_000
+        let body = String(repeating: "0123456789", count: 20)  // 200 bytes: ~640 KB in all, over the 256 KiB blob
+        try alice.store.transaction { store in
+            for index in 0..<total {
+                _ = try store.insertMessage(
+                    NewMessage(
+                        conversation: conversation.id, serverId: UUID(), sender: ProtocolAddress(name: peer, deviceId: 1),
+                        outgoing: false, sentAt: Int64(index), receivedAt: Int64(10_000 + index), body: "\(index) \(body)"))
+            }
+        }
+        let link = try await Self.linker.startLink(relay: alice.relay)
+        let linker = Self.linker
+        let baseURL = fixture.baseURL
+        let linkString = link.linkString
+        let newPath = fixture.path("alice-2.sqlite")
+        async let joined = linker.join(
+            linkString: linkString, baseURL: baseURL, storePath: newPath, passphrase: testPassphrase, deviceName: nil,
+            timeout: .seconds(60))
+        let claim = try await Self.linker.awaitClaim(link, relay: alice.relay, timeout: .seconds(60))
+        try await Self.linker.approve(link, claim: claim, store: alice.store, accountName: alice.account, ownDeviceId: 1, relay: alice.relay)
+        let device = try await joined
+        #expect(device.store.isSealed)
+        // About 270 bytes per message in the payload: some 970 of the 3,000 fit in 256 KiB.
+        #expect(device.importedMessages > 900)
+        #expect(device.importedMessages < total)
+        // Exactly the newest ones, in the same order.
+        let copied = try device.store.messages(in: try device.store.directConversation(with: peer).id, limit: 1_000).messages
+        let original = try alice.store.messages(in: conversation.id, limit: 1_000).messages
+        #expect(copied.count == device.importedMessages)
+        let sameBodies = copied.map(\.body) == original.prefix(copied.count).map(\.body)
+        let sameTimes = copied.map(\.receivedAt) == original.prefix(copied.count).map(\.receivedAt)
+        #expect(sameBodies)
+        #expect(sameTimes)
+        #expect(copied.first?.receivedAt == Int64(10_000 + total - 1))
+        try device.store.close()
+        try await fixture.stop()
+    }
+
+    // MARK: bad blobs
+
+    /// Runs a link where the existing device approves with `makeBlob(link, claim)`; returns what `join` threw.
+    static func joinError(
+        fixture: Fixture, alice: Client, storePath: String, makeBlob: @Sendable (PendingLink, LinkClaimInfo) throws -> Data
+    ) async throws -> (any Error)? {
+        let link = try await linker.startLink(relay: alice.relay)
+        let linkString = link.linkString
+        let baseURL = fixture.baseURL
+        let linker = Self.linker
+        let task = Task {
+            try await linker.join(
+                linkString: linkString, baseURL: baseURL, storePath: storePath, passphrase: nil, deviceName: nil, timeout: .seconds(30))
+        }
+        let claim = try await linker.awaitClaim(link, relay: alice.relay, timeout: .seconds(30))
+        let blob = try makeBlob(link, claim)
+        try await alice.relay.approveLink(code: link.code, ApproveLinkRequest(provisioningBlob: blob, awaitIdentityUpload: true))
+        do {
+            let device = try await task.value
+            try device.store.close()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    static func blob(_ link: PendingLink, _ claim: LinkClaimInfo, store: DeviceStore, account: String, code: String? = nil) throws -> Data {
+        let ephemeral = try #require(link.takeEphemeral())
+        let provisioning = try PublicKey(serialized: Array(try #require(claim.identityKey)))
+        let payload = ProvisioningPayload(
+            accountName: account, identity: try store.identityKeyPair(), existingDeviceId: 1, contacts: [], identities: [],
+            archive: HistoryArchive())
+        let bindCode = code ?? link.code
+        let key = try LinkCrypto.key(own: ephemeral, their: provisioning, code: bindCode)
+        return try LinkCrypto.seal(
+            try payload.encode().bytes, key: key,
+            associatedData: LinkCrypto.associatedData(code: bindCode, ephemeral: ephemeral.publicKey, provisioning: provisioning))
+    }
+
+    static func storeFilesAbsent(_ path: String) -> Bool {
+        ["", "-wal", "-shm", "-journal"].allSatisfy { !FileManager.default.fileExists(atPath: path + $0) }
+    }
+
+    @Test func tamperedOrMisboundBlobIsRejectedAndLeavesNoStore() async throws {
+        let fixture = try await Fixture.start()
+        let alice = try await Self.client("alice", registrationId: 7, fixture: fixture)
+        let store = alice.store
+        let account = alice.account
+
+        // One flipped byte.
+        let flippedPath = fixture.path("flipped.sqlite")
+        let flipped = try await Self.joinError(fixture: fixture, alice: alice, storePath: flippedPath) { link, claim in
+            var blob = try Self.blob(link, claim, store: store, account: account)
+            blob[blob.count / 2] ^= 0x01
+            return blob
+        }
+        #expect(flipped as? LinkError == .blobAuthenticationFailed)
+        #expect(Self.storeFilesAbsent(flippedPath))
+
+        // A blob bound to another code (an attacker replaying one link's blob on another fails the same way).
+        let otherPath = fixture.path("other-code.sqlite")
+        let other = try await Self.joinError(fixture: fixture, alice: alice, storePath: otherPath) { link, claim in
+            try Self.blob(link, claim, store: store, account: account, code: "AAAAAAAAAAAAAAAAAAAAAA")
+        }
+        #expect(other as? LinkError == .blobAuthenticationFailed)
+        #expect(Self.storeFilesAbsent(otherPath))
+
+        // Garbage that is not even a blob.
+        let junkPath = fixture.path("junk.sqlite")
+        let junk = try await Self.joinError(fixture: fixture, alice: alice, storePath: junkPath) { _, _ in Data([1, 2, 3]) }
+        #expect(junk as? LinkError == .blobAuthenticationFailed)
+        #expect(Self.storeFilesAbsent(junkPath))
+
+        // The relay never activated those devices: only device 1 is listed.
+        #expect(try await alice.relay.devices(of: alice.account).map(\.deviceId) == [1])
+        try await fixture.stop()
+    }
+
+    @Test func joinRefusesAnExistingStoreBeforeClaiming() async throws {
+        let fixture = try await Fixture.start()
+        let alice = try await Self.client("alice", registrationId: 8, fixture: fixture)
+        let link = try await Self.linker.startLink(relay: alice.relay)
+        let path = fixture.path("exists.sqlite")
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8)))
+        await #expect(throws: LinkError.storeExists(path: path)) {
+            _ = try await Self.linker.join(
+                linkString: link.linkString, baseURL: fixture.baseURL, storePath: path, passphrase: nil, deviceName: nil,
+                timeout: .seconds(5))
+        }
+        #expect(FileManager.default.contents(atPath: path) == Data("keep me".utf8))
+        // The code was not used: still open.
+        #expect(try await alice.relay.linkInfo(code: link.code).state == .open)
+        // A code nobody created.
+        let bogus = LinkString(code: "AAAAAAAAAAAAAAAAAAAAAA", ephemeralPublicKey: link.ephemeralPublicKey).text
+        await #expect(throws: LinkError.codeUnavailable) {
+            _ = try await Self.linker.join(
+                linkString: bogus, baseURL: fixture.baseURL, storePath: fixture.path("bogus.sqlite"), passphrase: nil,
+                deviceName: nil, timeout: .seconds(5))
+        }
+        #expect(Self.storeFilesAbsent(fixture.path("bogus.sqlite")))
+        link.cancel()
+        #expect(link.isFinished)
+        try await fixture.stop()
+    }
+
+    @Test func claimTimesOut() async throws {
+        let fixture = try await Fixture.start()
+        let alice = try await Self.client("alice", registrationId: 9, fixture: fixture)
+        let link = try await Self.linker.startLink(relay: alice.relay)
+        await #expect(throws: LinkError.timedOut) {
+            _ = try await Self.linker.awaitClaim(link, relay: alice.relay, timeout: .milliseconds(200))
+        }
+        try await fixture.stop()
+    }
+}
+
+/// Link strings and the provisioning payload, without a relay.
+struct LinkFormatTests {
+    static let key: PublicKey = {
+        // 0x05 || the X25519 base point: a fixed, valid public key.
+        var bytes = [UInt8](repeating: 0, count: 33)
+        bytes[0] = 0x05
+        bytes[1] = 9
+        guard let key = try? PublicKey(serialized: bytes) else { fatalError("fixture key") }
+        return key
+    }()
+    static let code = "abcdefghijklmnopqrstug"
+
+    @Test func linkStringRoundTrip() throws {
+        let link = LinkString(code: Self.code, ephemeralPublicKey: Self.key)
+        let parsed = try LinkString(parsing: "  " + link.text + "\n")
+        #expect(parsed == link)
+        #expect(link.text.hasPrefix("parley-link:\(Self.code):"))
+    }
+
+    @Test(arguments: [
+        "",
+        "parley-link",
+        "parley-link::",
+        "https://example.com/x",
+        "parley-lnk:abcdefghijklmnopqrstug:KEY",
+        "parley-link:abcdefghijklmnopqrstu:KEY",  // 21-character code
+        "parley-link:abcdefghijklmnopqrstu+:KEY",  // not base64url
+        "parley-link:abcdefghijklmnopqrstug",
+        "parley-link:abcdefghijklmnopqrstug:KEY:extra",
+        "parley-link:abcdefghijklmnopqrstug:AAAA",  // short key
+        "parley-link:abcdefghijklmnopqrstug:TYPE6",  // type byte 0x06
+        "parley-link:abcdefghijklmnopqrstug:KEY=",
+        "parley-link:abcdefghijklmnopqrstuv:KEY",  // non-canonical code (stray bits)
+        "parley-link:abcdefghijklmnopqrstug:" + String(repeating: "A", count: 200),
+    ])
+    func malformedLinkStringsAreRefused(_ input: String) {
+        let text = input.replacingOccurrences(of: "KEY", with: Base64URL.encode(Self.key.serialized))
+            .replacingOccurrences(of: "TYPE6", with: Base64URL.encode([6] + Array(Self.key.serialized.dropFirst())))
+        let error = #expect(throws: LinkError.self) { _ = try LinkString(parsing: text) }
+        if case .malformedLinkString = error {} else { Issue.record("expected malformedLinkString, got \(String(describing: error))") }
+    }
+
+    static func payload(messages: Int) throws -> ProvisioningPayload {
+        let alice = ProtocolAddress(name: "alice", deviceId: 1)
+        return ProvisioningPayload(
+            accountName: "alice", identity: try IdentityKeyPair.generate(), existingDeviceId: 1,
+            contacts: [ArchivedContact(account: "bob", displayName: "Bob", createdAt: 5)],
+            identities: [ArchivedIdentity(address: ProtocolAddress(name: "bob", deviceId: 1), identityKey: try IdentityKeyPair.generate().identityKey, verified: true, firstSeen: 9)],
+            archive: HistoryArchive(
+                conversations: [ArchivedConversation(kind: .direct(peer: "bob"), title: nil, createdAt: 1)],
+                messages: (0..<messages).map { index in
+                    ArchivedMessage(
+                        conversation: 0, serverId: UUID(), sender: alice, outgoing: true, sentAt: Int64(index), receivedAt: nil,
+                        sortAt: Int64(1_000 - index), body: String(repeating: "x", count: 100), couldNotDecrypt: false,
+                        statuses: ["bob": .delivered])
+                }))
+    }
+
+    @Test func payloadRoundTripAndLimit() throws {
+        let payload = try Self.payload(messages: 10)
+        let encoded = try payload.encode()
+        #expect(encoded.messages == 10)
+        let decoded = try ProvisioningPayload.decode(encoded.bytes)
+        #expect(decoded.accountName == "alice")
+        #expect(decoded.identity.identityKey == payload.identity.identityKey)
+        #expect(decoded.contacts == payload.contacts)
+        #expect(decoded.identities == payload.identities)
+        #expect(decoded.archive == payload.archive)
+
+        // Under a limit, the newest messages that fit are kept.
+        let limited = try payload.encode(limit: encoded.bytes.count - 200)
+        #expect(limited.messages == 8)
+        #expect(try ProvisioningPayload.decode(limited.bytes).archive.messages == Array(payload.archive.messages.prefix(8)))
+        let error = #expect(throws: LinkError.self) { _ = try payload.encode(limit: 10) }
+        if case .payloadTooLarge = error {} else { Issue.record("expected payloadTooLarge") }
+    }
+
+    @Test func malformedPayloadsAreRefused() throws {
+        let bytes = try Self.payload(messages: 2).encode().bytes.copyBytes()
+        // Every truncation fails cleanly.
+        for length in stride(from: 0, to: bytes.count, by: 7) {
+            #expect(throws: LinkError.self) { _ = try ProvisioningPayload.decode(SecretBytes(copying: Array(bytes.prefix(length)))) }
+        }
+        #expect(throws: LinkError.payloadMalformed("trailing bytes")) {
+            _ = try ProvisioningPayload.decode(SecretBytes(copying: bytes + [0]))
+        }
+        var version = bytes
+        version[4] = 2
+        #expect(throws: LinkError.unsupportedPayloadVersion(2)) { _ = try ProvisioningPayload.decode(SecretBytes(copying: version)) }
+        var magic = bytes
+        magic[0] ^= 0xFF
+        #expect(throws: LinkError.payloadMalformed("not a provisioning payload")) {
+            _ = try ProvisioningPayload.decode(SecretBytes(copying: magic))
+        }
+    }
+}
