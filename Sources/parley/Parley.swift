@@ -15,7 +15,7 @@ struct Parley: AsyncParsableCommand {
             device you already have). The store passphrase, if any, is read from PARLEY_PASSPHRASE.
             """,
         subcommands: [
-            Register.self, Whoami.self, Devices.self, Send.self, Sync.self, Listen.self, Chat.self,
+            Register.self, Whoami.self, Devices.self, Link.self, Send.self, Sync.self, Listen.self, Chat.self,
             History.self, Search.self, Read.self, Group.self, Presence.self, SafetyNumberCommand.self, Verify.self, Trust.self,
         ])
 }

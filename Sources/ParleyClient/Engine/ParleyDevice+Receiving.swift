@@ -45,6 +45,7 @@ extension ParleyDevice {
             do {
                 let events = try store.transaction { store -> [ClientEvent] in
                     let decrypted = try decrypt(envelope, from: sender)
+                    try learnDevice(sender)
                     var events: [ClientEvent] = []
                     switch decrypted {
                     case .content(let content):
@@ -80,6 +81,16 @@ extension ParleyDevice {
                 return
             }
         }
+    }
+
+    /// A device that writes to us is a current device of its account: a later send (or sender-key
+    /// distribution) includes it without waiting for the relay to say it is missing.
+    func learnDevice(_ sender: ProtocolAddress) throws {
+        guard sender != account.address else { return }
+        if try store.contact(account: sender.name) == nil { try store.saveContact(account: sender.name, displayName: nil) }
+        guard !(try store.contactDevices(account: sender.name).contains { $0.deviceId == sender.deviceId }) else { return }
+        let registration = try store.loadSession(for: sender)?.remoteRegistrationId ?? 0
+        try store.saveContactDevice(account: sender.name, deviceId: sender.deviceId, registrationId: registration)
     }
 
     private func decrypt(_ envelope: Envelope, from sender: ProtocolAddress) throws -> Decrypted {
@@ -267,6 +278,7 @@ extension ParleyDevice {
         if !report.groupID.isEmpty {
             let groupId = report.groupID.lowercased()
             try store.removeSenderKeyHolder(ProtocolAddress(name: sender.name, deviceId: report.deviceID), groupId: groupId)
+            try learnDevice(sender)
             let conversation = try store.groupConversation(groupId: groupId)
             guard let message = try store.outgoingMessage(in: conversation.id, sentAt: sentAt), let body = message.body,
                   let uid = message.messageUid
