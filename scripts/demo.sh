@@ -1,10 +1,122 @@
 #!/usr/bin/env bash
-# The main job. Until the relay and the CLI land, this is the conformance run: every
-# Signal-protocol vector (from an independent implementation) and every primitive known-answer
-# test under TestVectors/, replayed byte for byte.
+# The main job: an end-to-end demo on one machine. A relay on its embedded SQLite database in a
+# temporary folder; alice with two devices (a phone and a laptop, linked end to end) and bob;
+# 1:1 and group messages with delivery and read receipts, presence, and at the end a look into
+# the relay's database to show that it holds only ciphertext. Everything is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
-swift build --product parley-conformance
-.build/debug/parley-conformance TestVectors
+echo "== building parley and parley-relay (debug; the first build takes several minutes)"
+swift build --product parley-relay >/dev/null
+swift build --product parley >/dev/null
+BIN="$(swift build --show-bin-path)"
+PARLEY="$BIN/parley"
+
+WORK="$(mktemp -d /tmp/parley-demo.XXXXXX)"
+RELAY_PID=""
+LISTEN_PID=""
+cleanup() {
+  [ -n "$LISTEN_PID" ] && kill "$LISTEN_PID" 2>/dev/null || true
+  [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+SERVER="http://127.0.0.1:$PORT"
+echo "== starting parley-relay on $SERVER (database $WORK/relay.sqlite)"
+"$BIN/parley-relay" --host 127.0.0.1 --port "$PORT" --database "$WORK/relay.sqlite" --log-level warning >"$WORK/relay.log" 2>&1 &
+RELAY_PID=$!
+healthy() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=1)' "$SERVER" 2>/dev/null; }
+for _ in $(seq 1 100); do healthy && break; sleep 0.1; done
+healthy || { echo "relay did not start"; cat "$WORK/relay.log"; exit 1; }
+
+step() { printf '\n== %s\n' "$*"; }
+run() { # run HOME ARGS...: show and run a parley command as one device (PARLEY_HOME selects it)
+  local home=$1; shift
+  printf '[%s]$ parley %s\n' "$(basename "$home")" "$*"
+  PARLEY_HOME="$home" "$PARLEY" "$@" 2>&1 | sed 's/^/    /'
+}
+
+PHONE="$WORK/alice-phone"; LAPTOP="$WORK/alice-laptop"; BOB="$WORK/bob"
+SUFFIX="$RANDOM"
+ALICE="alice$SUFFIX"; BOBNAME="bob$SUFFIX"
+
+step "alice registers her phone, bob registers his device"
+run "$PHONE" register "$ALICE" --server "$SERVER" --device-name phone
+run "$BOB" register "$BOBNAME" --server "$SERVER" --device-name bob-phone
+
+step "bob goes online (a listener in the background); alice asks for his presence"
+PARLEY_HOME="$BOB" "$PARLEY" listen >"$WORK/bob-listen.out" 2>&1 &
+LISTEN_PID=$!
+sleep 1
+run "$PHONE" presence "$BOBNAME"
+
+step "alice sends from her phone; bob's device receives it and answers with a delivery receipt"
+run "$PHONE" send "$BOBNAME" "Hi Bob, dinner at 8?"
+sleep 1
+kill "$LISTEN_PID" 2>/dev/null; wait "$LISTEN_PID" 2>/dev/null || true; LISTEN_PID=""
+sed 's/^/    [bob, listening] /' "$WORK/bob-listen.out"
+run "$PHONE" sync
+
+step "bob reads the conversation (a read receipt goes back, encrypted) and replies"
+run "$BOB" read "$ALICE"
+run "$BOB" send "$ALICE" "Sounds good, see you there"
+run "$PHONE" sync
+
+step "alice links her laptop: the phone shows a one-time link, the laptop joins, the phone approves"
+PARLEY_HOME="$PHONE" "$PARLEY" link start --yes >"$WORK/link.out" 2>&1 &
+LINKER=$!
+for _ in $(seq 1 100); do grep -q 'parley-link:' "$WORK/link.out" 2>/dev/null && break; sleep 0.1; done
+LINK="$(grep -o 'parley-link:[^ ]*' "$WORK/link.out" | head -1)"
+run "$LAPTOP" link join "$LINK" --server "$SERVER" --device-name laptop
+wait "$LINKER"
+sed 's/^/    [alice-phone] /' "$WORK/link.out"
+run "$PHONE" devices
+echo "(the laptop received the account identity and the history, encrypted end to end:)"
+run "$LAPTOP" history "$BOBNAME"
+
+step "what alice sends from one device appears on the other; bob's messages reach both"
+run "$PHONE" send "$BOBNAME" "I'll be there at 8"
+run "$BOB" sync
+run "$BOB" send "$ALICE" "Perfect"
+run "$LAPTOP" sync
+run "$PHONE" sync
+
+step "a group: alice creates it from the laptop, everyone writes"
+GROUP_OUT="$(PARLEY_HOME="$LAPTOP" "$PARLEY" group create "dinner" "$BOBNAME")"
+echo "[alice-laptop]\$ parley group create dinner $BOBNAME"; echo "    $GROUP_OUT"
+GROUP="$(echo "$GROUP_OUT" | awk '{print $NF}')"
+run "$LAPTOP" send --group "$GROUP" "I booked a table for three"
+run "$BOB" sync
+run "$BOB" send --group "$GROUP" "Great, I'll bring dessert"
+run "$PHONE" sync
+run "$LAPTOP" sync
+run "$PHONE" history --group "$GROUP"
+
+step "safety numbers: alice and bob compare them out of band"
+run "$PHONE" safety-number "$BOBNAME"
+run "$BOB" safety-number "$ALICE"
+
+step "what the relay stored: only ciphertext"
+python3 - "$WORK/relay.sqlite" "Hi Bob, dinner at 8?" "Sounds good, see you there" "I'll be there at 8" "Perfect" "I booked a table for three" "Great, I'll bring dessert" "dinner" <<'PY'
+import sqlite3, sys, glob
+db, secrets = sys.argv[1], sys.argv[2:]
+raw = b"".join(open(f, "rb").read() for f in glob.glob(db + "*"))
+for s in secrets:
+    print(f"    plaintext {s!r}: {'FOUND' if s.encode() in raw else 'absent'} in the relay's database files")
+con = sqlite3.connect(db)
+tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
+for t in tables:
+    cols = [r[1] for r in con.execute(f"pragma table_info({t})")]
+    blob = next((c for c in cols if c in ("content", "ciphertext", "body")), None)
+    if blob:
+        row = con.execute(f"select {blob} from {t} limit 1").fetchone()
+        if row and row[0]:
+            print(f"    a stored {t}.{blob}: {bytes(row[0])[:48].hex()}... ({len(row[0])} bytes)")
+if any(s.encode() in raw for s in secrets):
+    sys.exit("the relay's database holds a plaintext")
+PY
+
+step "done: the relay stops and $WORK is removed"

@@ -75,7 +75,9 @@ extension ParleyDevice {
         self.connection = connection
         lastFrameAt = ContinuousClock.now
         let watch = (presenceWatch ?? ((try? store.contacts().map(\.account)) ?? []).filter { $0 != account.name })
-        if !watch.isEmpty { try? connection.send(ClientFrame(type: .subscribePresence, accounts: Array(watch.prefix(500)))) }
+        if !watch.isEmpty, presenceWatch != nil || !stopAfterBacklog {
+            try? connection.send(ClientFrame(type: .subscribePresence, accounts: Array(watch.prefix(500))))
+        }
         let watchdog = Task { [weak self] in
             let started = ContinuousClock.now
             while !Task.isCancelled {
