@@ -3,8 +3,9 @@
 # Sourced by scripts/test.sh and scripts/demo.sh; safe to run on its own.
 set -euo pipefail
 
-# python3-venv, python3-dev and gcc serve the python-axolotl interop check (tools/interop).
-PACKAGES=(libsodium-dev libssl-dev libsqlite3-dev pkg-config python3 python3-venv python3-dev gcc)
+# python3-venv, python3-dev and gcc serve the python-axolotl interop check (tools/interop); tmux
+# drives the interactive `parley chat` test.
+PACKAGES=(libsodium-dev libssl-dev libsqlite3-dev pkg-config python3 python3-venv python3-dev gcc tmux)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

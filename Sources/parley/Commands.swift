@@ -366,3 +366,31 @@ struct Trust: AsyncParsableCommand {
 extension JSONValue: ExpressibleByBooleanLiteral {
     init(booleanLiteral value: Bool) { self = .bool(value) }
 }
+
+struct Typing: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a typing indicator to an account's connected devices (or a group's): ephemeral, never queued.")
+    @OptionGroup var options: GlobalOptions
+    @OptionGroup var target: Target
+    @Argument(help: "The other account (omit with --group).") var peer: String?
+    @Flag(help: "Say that typing stopped.") var stop = false
+
+    func run() async throws {
+        try await guarded {
+            let device = try options.openDevice()
+            let events = await device.events()
+            let loop = Task { await device.run() }
+            for await event in events { if case .connected = event { break } }
+            if let group = target.group {
+                try await device.setTyping(!stop, inGroup: try device.resolveGroup(group))
+            } else {
+                guard let peer else { throw CLIError("name an account, or --group") }
+                try await device.setTyping(!stop, to: peer)
+            }
+            try? await Task.sleep(for: .milliseconds(300))  // let the frame go out
+            loop.cancel()
+            await device.close()
+            options.output.emit("typing \(stop ? "stopped" : "started")", ["event": "typing", "started": .bool(!stop)])
+        }
+    }
+}
