@@ -17,13 +17,9 @@ public enum SessionCipher {
         }
         record.current = nil  // `state` is then the only reference: mutated in place, not copied
         let (keys, nextChainKey) = state.senderChain.chainKey.step()
-        let body = try keys.withCipherKey { (key, iv) throws(ProtocolError) -> [UInt8] in
-            do { return try AES256CBC.encrypt(plaintext, key: key, iv: iv) } catch { throw .crypto((error as? CryptoError) ?? .cipherFailure) }
-        }
-        let message = try SignalMessage(
-            macKey: keys, senderRatchetKey: state.senderChain.ratchetKey.publicKey, counter: keys.counter,
-            previousCounter: state.previousCounter, ciphertext: body,
-            senderIdentity: state.localIdentity, receiverIdentity: state.remoteIdentity)
+        let message = try SignalMessage.encrypt(
+            plaintext, keys: keys, senderRatchetKey: state.senderChain.ratchetKey.publicKey,
+            previousCounter: state.previousCounter, senderIdentity: state.localIdentity, receiverIdentity: state.remoteIdentity)
         let result: CiphertextMessage
         if let pending = state.pendingPreKey {
             result = .preKey(
@@ -144,7 +140,7 @@ public enum SessionCipher {
             throw .badMAC
         }
         let plaintext = try keys.withCipherKey { (key, iv) throws(ProtocolError) -> [UInt8] in
-            do { return try AES256CBC.decrypt(message.ciphertext, key: key, iv: iv) } catch {
+            do { return try AES256CBC.decrypt(message.body, key: key, iv: iv) } catch {
                 throw .invalidCiphertext
             }
         }
