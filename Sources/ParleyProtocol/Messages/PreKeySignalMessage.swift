@@ -45,7 +45,9 @@ public struct PreKeySignalMessage: Sendable {
         let base = baseKey.serialized
         let identity = identityKey.serialized
         let inner = message.serialized
-        guard let innerLength = UInt32(exactly: inner.count) else { throw .malformed("PreKeySignalMessage encoding") }
+        guard inner.count < ProtoWire.maxMessageSize, let innerLength = UInt32(exactly: inner.count) else {
+            throw .malformed("PreKeySignalMessage encoding")
+        }
         var bytes = [UInt8]()
         bytes.reserveCapacity(1 + 6 + 2 * (1 + 5) + base.count + identity.count + 1 + 5 + inner.count + 3 * (1 + 5))
         bytes.append(VersionByte.current)
@@ -74,6 +76,8 @@ public struct PreKeySignalMessage: Sendable {
         bytes.append(contentsOf: inner)
         field(5, registrationId)
         field(6, signedPreKeyId)
+        // swift-protobuf refuses to encode a protobuf of 2 GiB or more; so does this encoder.
+        guard bytes.count - 1 < ProtoWire.maxMessageSize else { throw .malformed("PreKeySignalMessage encoding") }
         self.messageVersion = Limits.currentVersion
         self.registrationId = registrationId
         self.preKeyId = preKeyId

@@ -11,6 +11,9 @@
 /// accepts, swift-protobuf would return the same values: the last occurrence of a field wins,
 /// and a uint32 is the low 32 bits of its varint.
 enum ProtoWire {
+    /// swift-protobuf's (and protobuf's) limit: an encoded message is below 2 GiB.
+    static let maxMessageSize = 0x7FFF_FFFF
+
     static let wireVarint: UInt8 = 0
     static let wireLengthDelimited: UInt8 = 2
 
@@ -89,7 +92,7 @@ enum ProtoWire {
 
         /// A length-delimited field's body (after its tag): the range it occupies in `bytes`.
         mutating func lengthDelimited() -> Range<Int>? {
-            guard let length = varint(), length < 0x7FFF_FFFF, length <= UInt64(bytes.count - offset) else { return nil }
+            guard let length = varint(), length < UInt64(ProtoWire.maxMessageSize), length <= UInt64(bytes.count - offset) else { return nil }
             let start = offset
             offset += Int(length)
             return start..<offset

@@ -61,10 +61,14 @@ public struct SignalMessage: Sendable {
         let key = senderRatchetKey.serialized
         let counter = keys.counter
         let bodyCount = AES256CBC.paddedCount(plaintext.count)
-        let bodyLength = UInt32(exactly: bodyCount) ?? UInt32.max  // messages are far below 4 GiB
+        // swift-protobuf refuses to encode a protobuf of 2 GiB or more; so does this encoder.
+        guard bodyCount < ProtoWire.maxMessageSize, let bodyLength = UInt32(exactly: bodyCount) else {
+            throw .malformed("SignalMessage encoding")
+        }
         let headerCount = 1 + 1 + ProtoWire.varintSize(UInt32(key.count)) + key.count
             + 1 + ProtoWire.varintSize(counter) + 1 + ProtoWire.varintSize(previousCounter)
             + 1 + ProtoWire.varintSize(bodyLength)
+        guard headerCount - 1 + bodyCount < ProtoWire.maxMessageSize else { throw .malformed("SignalMessage encoding") }
         let total = headerCount + bodyCount + Limits.macLength
         var failure: ProtocolError? = nil
         let bytes = [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
