@@ -112,7 +112,11 @@ let package = Package(
         .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto", "ParleyConformance"], swiftSettings: strict),
         .testTarget(
             name: "ParleyProtocolTests",
-            dependencies: ["ParleyProtocol", "ParleyConformance", "ParleyFuzzTargets"], swiftSettings: strict),
+            dependencies: [
+                "ParleyProtocol", "ParleyConformance", "ParleyFuzzTargets",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strict),
         .testTarget(
             name: "ParleyRelayTests",
             dependencies: [

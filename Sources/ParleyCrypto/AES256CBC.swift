@@ -21,14 +21,29 @@ public enum AES256CBC {
     public static func encrypt(
         _ plaintext: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, iv: UnsafeRawBufferPointer, padding: Bool = true
     ) throws(CryptoError) -> [UInt8] {
-        try run(encrypt: true, input: plaintext, key: key, iv: iv, padding: padding)
+        try runToArray(encrypt: true, input: plaintext, key: key, iv: iv, padding: padding)
     }
 
     public static func decrypt(
         _ ciphertext: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, iv: UnsafeRawBufferPointer, padding: Bool = true
     ) throws(CryptoError) -> [UInt8] {
         guard ciphertext.count % blockSize == 0, !(padding && ciphertext.isEmpty) else { throw .invalidPadding }
-        return try run(encrypt: false, input: ciphertext, key: key, iv: iv, padding: padding)
+        return try runToArray(encrypt: false, input: ciphertext, key: key, iv: iv, padding: padding)
+    }
+
+    /// The length of the PKCS#7-padded ciphertext of `plaintextCount` bytes.
+    @inlinable
+    public static func paddedCount(_ plaintextCount: Int) -> Int { (plaintextCount / blockSize + 1) * blockSize }
+
+    /// Encrypts with PKCS#7 padding straight into `output` (at least `paddedCount(plaintext.count)`
+    /// bytes, for example the body of a message being built); returns the bytes written.
+    public static func encrypt(
+        _ plaintext: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, iv: UnsafeRawBufferPointer,
+        into output: UnsafeMutableRawBufferPointer
+    ) throws(CryptoError) -> Int {
+        precondition(output.count >= paddedCount(plaintext.count), "AES256CBC.encrypt(into:): output too small")
+        guard let o = output.baseAddress?.assumingMemoryBound(to: UInt8.self) else { throw .cipherFailure }
+        return try run(encrypt: true, input: plaintext, key: key, iv: iv, padding: true, output: o)
     }
 
     @inlinable
@@ -53,9 +68,31 @@ public enum AES256CBC {
         }
     }
 
-    private static func run(
+    private static func runToArray(
         encrypt: Bool, input: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, iv: UnsafeRawBufferPointer, padding: Bool
     ) throws(CryptoError) -> [UInt8] {
+        var failure: CryptoError? = nil
+        // Room for the input and one block: padding adds at most one block when encrypting and
+        // OpenSSL may use a block's room when decrypting.
+        let output = [UInt8](unsafeUninitializedCapacity: input.count + blockSize) { buffer, count in
+            count = 0
+            guard let o = buffer.baseAddress else { failure = .cipherFailure; return }
+            do throws(CryptoError) {
+                count = try run(encrypt: encrypt, input: input, key: key, iv: iv, padding: padding, output: o)
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+        return output
+    }
+
+    /// Runs the cipher over `input` into `output`, which has room for `input.count` plus one block
+    /// (or, encrypting with padding, for the padded length); returns the bytes written.
+    private static func run(
+        encrypt: Bool, input: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, iv: UnsafeRawBufferPointer, padding: Bool,
+        output o: UnsafeMutablePointer<UInt8>
+    ) throws(CryptoError) -> Int {
         guard key.count == keySize else { throw .invalidKeyLength(expected: keySize, actual: key.count) }
         guard iv.count == blockSize else { throw .invalidIVLength(iv.count) }
         if !padding && input.count % blockSize != 0 { throw .invalidPadding }
@@ -66,27 +103,26 @@ public enum AES256CBC {
               EVP_CipherInit_ex2(ctx, nil, k, v, encrypt ? 1 : 0, nil) == 1
         else { throw .cipherFailure }
 
-        var output = [UInt8](repeating: 0, count: input.count + blockSize)
+        var written: Int32 = 0
         var total: Int32 = 0
-        let ok: Bool = output.withUnsafeMutableBufferPointer { out in
-            guard let o = out.baseAddress else { return false }
-            var written: Int32 = 0
-            if input.count > 0 {
-                guard let i = input.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                      EVP_CipherUpdate(ctx, o, &written, i, Int32(input.count)) == 1 else { return false }
+        var ok = true
+        if input.count > 0 {
+            if let i = input.baseAddress?.assumingMemoryBound(to: UInt8.self),
+               EVP_CipherUpdate(ctx, o, &written, i, Int32(input.count)) == 1 {
+                total = written
+            } else {
+                ok = false
             }
-            total = written
-            guard EVP_CipherFinal_ex(ctx, o + Int(written), &written) == 1 else { return false }
-            total += written
-            return true
+        }
+        if ok {
+            if EVP_CipherFinal_ex(ctx, o + Int(total), &written) == 1 { total += written } else { ok = false }
         }
         guard ok else {
             ERR_clear_error()
             if !encrypt { throw .invalidPadding }
             throw .cipherFailure
         }
-        output.removeLast(output.count - Int(total))
-        return output
+        return Int(total)
     }
 
     /// One padded and one unpadded cipher context per thread, set up once and re-keyed for each

@@ -1,3 +1,5 @@
+import CSodium
+
 /// HKDF with SHA-256 (RFC 5869), the expand counter starting at 1 (libsignal's "HKDFv3").
 public enum HKDF {
     /// A salt of 32 zero bytes: what libsignal uses when none is given. Its HMAC pads are
@@ -16,28 +18,37 @@ public enum HKDF {
     }
 
     /// HKDF-Expand: OKM = T(1) || T(2) || ..., T(i) = HMAC(PRK, T(i-1) || info || i).
+    ///
+    /// Each T(i) input is assembled in one scratch buffer (`T(i-1) || info || i`) so that it is
+    /// one hash update rather than three; the scratch is wiped afterwards.
     public static func expand(prk: UnsafeRawBufferPointer, info: UnsafeRawBufferPointer, into okm: UnsafeMutableRawBufferPointer) throws(CryptoError) {
         let length = okm.count
         guard length <= 255 * 32 else { throw .outputTooLong(length) }
         let key = HMACSHA256(key: prk)
-        var block = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        var written = 0
-        var counter: UInt8 = 1
-        withUnsafeMutableBytes(of: &block) { t in
+        let infoCount = info.count
+        withUnsafeTemporaryAllocation(byteCount: 32 + infoCount + 1, alignment: 16) { scratch in
+            guard let base = scratch.baseAddress else { return }
+            if let i = info.baseAddress, infoCount > 0 { (base + 32).copyMemory(from: i, byteCount: infoCount) }
+            let previous = UnsafeMutableRawBufferPointer(start: base, count: 32)
+            var written = 0
+            var counter: UInt8 = 1
             while written < length {
-                var stream = key.start()
-                if counter > 1 { stream.update(UnsafeRawBufferPointer(t)) }
-                stream.update(info)
-                withUnsafeBytes(of: counter) { stream.update($0) }
-                stream.finish(into: t)
-                let n = min(32, length - written)
-                if let dst = okm.baseAddress, let src = t.baseAddress {
-                    (dst + written).copyMemory(from: src, byteCount: n)
+                scratch[32 + infoCount] = counter
+                // T(1) has no predecessor: its input starts after the 32-byte slot.
+                let input = counter == 1
+                    ? UnsafeRawBufferPointer(rebasing: scratch[32...]) : UnsafeRawBufferPointer(scratch)
+                var block = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+                withUnsafeMutableBytes(of: &block) { t in
+                    key.authenticate(input, into: t)
+                    previous.copyMemory(from: UnsafeRawBufferPointer(t))
+                    t.initializeMemory(as: UInt8.self, repeating: 0)
                 }
+                let n = min(32, length - written)
+                if let dst = okm.baseAddress { (dst + written).copyMemory(from: base, byteCount: n) }
                 written += n
                 counter &+= 1
             }
-            t.initializeMemory(as: UInt8.self, repeating: 0)
+            sodium_memzero(base, scratch.count)
         }
     }
 

@@ -16,14 +16,11 @@ public enum SessionCipher {
             throw ProtocolError.noSession(address)
         }
         record.current = nil  // `state` is then the only reference: mutated in place, not copied
-        let (keys, nextChainKey) = state.senderChain.chainKey.step()
-        let body = try keys.withCipherKey { (key, iv) throws(ProtocolError) -> [UInt8] in
-            do { return try AES256CBC.encrypt(plaintext, key: key, iv: iv) } catch { throw .crypto((error as? CryptoError) ?? .cipherFailure) }
-        }
-        let message = try SignalMessage(
-            macKey: keys, senderRatchetKey: state.senderChain.ratchetKey.publicKey, counter: keys.counter,
-            previousCounter: state.previousCounter, ciphertext: body,
-            senderIdentity: state.localIdentity, receiverIdentity: state.remoteIdentity)
+        let remoteIdentity = state.remoteIdentity
+        let (keys, nextChainKey) = state.senderChainKey.step()
+        let message = try SignalMessage.encrypt(
+            plaintext, keys: keys, senderRatchetKey: state.senderRatchetKey.publicKey,
+            previousCounter: state.previousCounter, senderIdentity: state.localIdentity, receiverIdentity: remoteIdentity)
         let result: CiphertextMessage
         if let pending = state.pendingPreKey {
             result = .preKey(
@@ -34,12 +31,13 @@ public enum SessionCipher {
         } else {
             result = .signal(message)
         }
-        state.senderChain.chainKey = nextChainKey
+        // Only the sending chain key advances; it is stored inline, so nothing else is copied.
+        state.senderChainKey = nextChainKey
 
-        guard try store.isTrustedIdentity(state.remoteIdentity, for: address, direction: .sending) else {
+        guard try store.isTrustedIdentity(remoteIdentity, for: address, direction: .sending) else {
             throw ProtocolError.untrustedIdentity(address: address)
         }
-        try store.saveIdentity(state.remoteIdentity, for: address)
+        try store.saveIdentity(remoteIdentity, for: address)
         record.current = state
         try store.storeSession(record, for: address)
         return result
@@ -144,11 +142,11 @@ public enum SessionCipher {
             throw .badMAC
         }
         let plaintext = try keys.withCipherKey { (key, iv) throws(ProtocolError) -> [UInt8] in
-            do { return try AES256CBC.decrypt(message.ciphertext, key: key, iv: iv) } catch {
+            do { return try AES256CBC.decrypt(message.body, key: key, iv: iv) } catch {
                 throw .invalidCiphertext
             }
         }
-        state.pendingPreKey = nil
+        if state.pendingPreKey != nil { state.pendingPreKey = nil }
         return plaintext
     }
 
@@ -156,14 +154,14 @@ public enum SessionCipher {
     /// ratchet key, derive the next sending chain.
     static func ratchetStep(state: inout SessionState, theirRatchetKey: PublicKey, random: any RandomSource) throws(ProtocolError) {
         let (receivingRoot, receivingChain) = try state.rootKey.createChain(
-            theirRatchetKey: theirRatchetKey, ourRatchetKey: state.senderChain.ratchetKey)
+            theirRatchetKey: theirRatchetKey, ourRatchetKey: state.senderRatchetKey)
         let ourNewRatchetKey: PrivateKey
         do { ourNewRatchetKey = try PrivateKey.generate(using: random) } catch { throw .crypto(error) }
         let (sendingRoot, sendingChain) = try receivingRoot.createChain(
             theirRatchetKey: theirRatchetKey, ourRatchetKey: ourNewRatchetKey)
         state.rootKey = sendingRoot
         state.addReceiverChain(ReceiverChain(ratchetKey: theirRatchetKey, chainKey: receivingChain))
-        state.previousCounter = max(state.senderChain.chainKey.index, 1) - 1
+        state.previousCounter = max(state.senderChainKey.index, 1) - 1
         state.senderChain = SenderChain(ratchetKey: ourNewRatchetKey, chainKey: sendingChain)
     }
 

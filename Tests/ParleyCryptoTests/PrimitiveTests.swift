@@ -55,6 +55,22 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         let ciphertext = try AES256CBC.encrypt(plaintext, key: key, iv: iv)
         #expect(ciphertext.count == (length / 16 + 1) * 16)
         #expect(try AES256CBC.decrypt(ciphertext, key: key, iv: iv) == plaintext)
+
+        // Encrypting into a caller's buffer writes the same bytes and nothing past them.
+        #expect(AES256CBC.paddedCount(length) == ciphertext.count)
+        var buffer = [UInt8](repeating: 0xEE, count: ciphertext.count + 3)
+        let written = try plaintext.withUnsafeBytes { p in
+            try key.withUnsafeBytes { k in
+                try iv.withUnsafeBytes { v in
+                    try buffer.withUnsafeMutableBytes { out in
+                        try AES256CBC.encrypt(p, key: k, iv: v, into: UnsafeMutableRawBufferPointer(rebasing: out[1..<(1 + ciphertext.count)]))
+                    }
+                }
+            }
+        }
+        #expect(written == ciphertext.count)
+        #expect(Array(buffer[1..<(1 + written)]) == ciphertext)
+        #expect(buffer[0] == 0xEE && buffer[(1 + written)...].allSatisfy { $0 == 0xEE })
     }
 
     @Test func badPaddingIsATypedError() throws {

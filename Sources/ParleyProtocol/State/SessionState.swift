@@ -23,9 +23,13 @@ struct PendingPreKey: Sendable, Equatable {
 }
 
 /// One Double Ratchet session with one device. A value type: operations run on a copy that
-/// replaces the stored one only when they succeed. The fields live in one copy-on-write box, so
-/// copying a state (into and out of records and stores, several times per message) is a single
-/// reference-count operation instead of one per key.
+/// replaces the stored one only when they succeed.
+///
+/// What changes with every message (the sending chain key, the receiving chains) is stored
+/// inline; everything else lives in one copy-on-write box. Copying a state (into and out of
+/// records and stores, several times per message) is then a few reference-count operations, and
+/// advancing a chain never copies the box: encrypting replaces one `ChainKey`, decrypting copies
+/// only the (at most `Limits.maxReceiverChains`) receiving chains when they are shared.
 struct SessionState: Sendable {
     final class Storage: @unchecked Sendable {
         var version: UInt8
@@ -33,8 +37,7 @@ struct SessionState: Sendable {
         var remoteIdentity: IdentityKey
         var rootKey: RootKey
         var previousCounter: UInt32
-        var senderChain: SenderChain
-        var receiverChains: [ReceiverChain]
+        var senderRatchetKey: PrivateKey
         var pendingPreKey: PendingPreKey?
         var localRegistrationId: UInt32
         var remoteRegistrationId: UInt32
@@ -42,17 +45,15 @@ struct SessionState: Sendable {
 
         init(
             version: UInt8, localIdentity: IdentityKey, remoteIdentity: IdentityKey, rootKey: RootKey,
-            previousCounter: UInt32, senderChain: SenderChain, receiverChains: [ReceiverChain],
-            pendingPreKey: PendingPreKey?, localRegistrationId: UInt32, remoteRegistrationId: UInt32,
-            aliceBaseKey: PublicKey?
+            previousCounter: UInt32, senderRatchetKey: PrivateKey, pendingPreKey: PendingPreKey?,
+            localRegistrationId: UInt32, remoteRegistrationId: UInt32, aliceBaseKey: PublicKey?
         ) {
             self.version = version
             self.localIdentity = localIdentity
             self.remoteIdentity = remoteIdentity
             self.rootKey = rootKey
             self.previousCounter = previousCounter
-            self.senderChain = senderChain
-            self.receiverChains = receiverChains
+            self.senderRatchetKey = senderRatchetKey
             self.pendingPreKey = pendingPreKey
             self.localRegistrationId = localRegistrationId
             self.remoteRegistrationId = remoteRegistrationId
@@ -62,19 +63,24 @@ struct SessionState: Sendable {
         func copy() -> Storage {
             Storage(
                 version: version, localIdentity: localIdentity, remoteIdentity: remoteIdentity, rootKey: rootKey,
-                previousCounter: previousCounter, senderChain: senderChain, receiverChains: receiverChains,
-                pendingPreKey: pendingPreKey, localRegistrationId: localRegistrationId,
-                remoteRegistrationId: remoteRegistrationId, aliceBaseKey: aliceBaseKey)
+                previousCounter: previousCounter, senderRatchetKey: senderRatchetKey, pendingPreKey: pendingPreKey,
+                localRegistrationId: localRegistrationId, remoteRegistrationId: remoteRegistrationId,
+                aliceBaseKey: aliceBaseKey)
         }
     }
 
     private var storage: Storage
+    /// The sending chain's next key (its ratchet key pair is in `storage`).
+    var senderChainKey: ChainKey
+    /// The receiving chains, oldest first.
+    var receiverChains: [ReceiverChain] = []
 
     init(localIdentity: IdentityKey, remoteIdentity: IdentityKey, rootKey: RootKey, senderChain: SenderChain) {
         storage = Storage(
             version: Limits.currentVersion, localIdentity: localIdentity, remoteIdentity: remoteIdentity, rootKey: rootKey,
-            previousCounter: 0, senderChain: senderChain, receiverChains: [], pendingPreKey: nil,
+            previousCounter: 0, senderRatchetKey: senderChain.ratchetKey, pendingPreKey: nil,
             localRegistrationId: 0, remoteRegistrationId: 0, aliceBaseKey: nil)
+        senderChainKey = senderChain.chainKey
     }
 
     private mutating func unique() {
@@ -101,13 +107,16 @@ struct SessionState: Sendable {
         get { storage.previousCounter }
         set { unique(); storage.previousCounter = newValue }
     }
+    /// Our current ratchet key pair.
+    var senderRatchetKey: PrivateKey { storage.senderRatchetKey }
+    /// Our current ratchet key pair and the sending chain's next key.
     var senderChain: SenderChain {
-        get { storage.senderChain }
-        _modify { unique(); yield &storage.senderChain }
-    }
-    var receiverChains: [ReceiverChain] {
-        get { storage.receiverChains }
-        _modify { unique(); yield &storage.receiverChains }
+        get { SenderChain(ratchetKey: storage.senderRatchetKey, chainKey: senderChainKey) }
+        set {
+            unique()
+            storage.senderRatchetKey = newValue.ratchetKey
+            senderChainKey = newValue.chainKey
+        }
     }
     var pendingPreKey: PendingPreKey? {
         get { storage.pendingPreKey }
@@ -128,7 +137,7 @@ struct SessionState: Sendable {
     }
 
     func receiverChainIndex(for key: PublicKey) -> Int? {
-        storage.receiverChains.firstIndex { $0.ratchetKey == key }
+        receiverChains.firstIndex { $0.ratchetKey == key }
     }
 
     mutating func addReceiverChain(_ chain: ReceiverChain) {
