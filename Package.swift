@@ -64,7 +64,10 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "parley-bench",
-            dependencies: ["ParleyProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "ParleyProtocol", "ParleyClient", "ParleyRelay", "ParleyWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strict),
         .executableTarget(name: "parley-fuzz", dependencies: ["ParleyFuzzTargets"], swiftSettings: strict),
 

@@ -4,11 +4,11 @@ import ParleyCrypto
 import ParleyProtocol
 
 @main
-struct ParleyBench: ParsableCommand {
+struct ParleyBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley-bench",
         abstract: "Parley benchmarks: throughput with latency percentiles and ratios to targets. Build with -c release.",
-        subcommands: [Crypto.self])
+        subcommands: [Crypto.self, ClientGroupSend.self])
 }
 
 struct Crypto: ParsableCommand {
