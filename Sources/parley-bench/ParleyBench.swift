@@ -4,11 +4,13 @@ import ParleyCrypto
 import ParleyProtocol
 
 @main
-struct ParleyBench: ParsableCommand {
+struct ParleyBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley-bench",
         abstract: "Parley benchmarks: throughput with latency percentiles and ratios to targets. Build with -c release.",
-        subcommands: [Crypto.self])
+        subcommands: [
+            Crypto.self, RelayThroughput.self, RelayLatency.self, RelayFanout.self, RelayIdle.self, RelayIdleClient.self,
+        ])
 }
 
 struct Crypto: ParsableCommand {
