@@ -508,7 +508,9 @@ func connectBenchSocket(
             }
             let configuration: NIOHTTPClientUpgradeSendableConfiguration = (upgraders: [upgrader], completionHandler: { _ in })
             return channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHTTPClientHandlers(withClientUpgrade: configuration)
+                // Bytes after the 101 in the same read (the relay's first frames) must reach the WebSocket decoder.
+                try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                    leftOverBytesStrategy: .forwardBytes, withClientUpgrade: configuration)
                 try channel.pipeline.syncOperations.addHandler(request)
             }
         }
