@@ -12,8 +12,9 @@ actor ConnectionHub {
     private var sessions: [DeviceAddress: Registration] = [:]
     private var byAccount: [String: Set<DeviceAddress>] = [:]
 
-    /// Registers a session; returns its id and event stream.
-    func register(_ device: AuthenticatedDevice) -> (UUID, AsyncStream<SessionEvent>) {
+    /// Registers a session; returns its id, event stream, and the stream's continuation (the session may
+    /// queue its own frames on it without going through the hub).
+    func register(_ device: AuthenticatedDevice) -> (UUID, AsyncStream<SessionEvent>, AsyncStream<SessionEvent>.Continuation) {
         let (stream, continuation) = AsyncStream<SessionEvent>.makeStream()
         let id = UUID()
         if let previous = sessions[device.address] {
@@ -22,7 +23,7 @@ actor ConnectionHub {
         }
         sessions[device.address] = Registration(id: id, account: device.account, continuation: continuation)
         byAccount[device.account, default: []].insert(device.address)
-        return (id, stream)
+        return (id, stream, continuation)
     }
 
     /// Removes a session if it is still the current one of its device. Returns whether it was.
@@ -45,6 +46,21 @@ actor ConnectionHub {
                 session.continuation.yield(.wake)
             } else {
                 offline.append(address)
+            }
+        }
+        return offline
+    }
+
+    /// Hands just-committed envelopes to the sessions of their devices; returns the devices that have
+    /// none (offline), each once.
+    func deliver(_ deliveries: [Delivery]) -> [DeviceAddress] {
+        var offline: [DeviceAddress] = []
+        var seenOffline = Set<DeviceAddress>()
+        for delivery in deliveries {
+            if let session = sessions[delivery.address] {
+                session.continuation.yield(.envelope(delivery.queued))
+            } else if seenOffline.insert(delivery.address).inserted {
+                offline.append(delivery.address)
             }
         }
         return offline

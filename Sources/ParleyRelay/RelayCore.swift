@@ -8,6 +8,7 @@ final class RelayCore: Sendable {
     let presence: PresenceHub
     let batcher: MessageWriteBatcher
     let acks: AckBatcher
+    let touches: TouchBatcher
     let metrics: RelayMetrics
     let bundleLimiter: RateLimiter
     let vapid: VAPIDSigner
@@ -27,12 +28,13 @@ final class RelayCore: Sendable {
         self.vapid = vapid
         let push = PushNotifier(store: store, signer: vapid, limits: limits, metrics: metrics, logger: logger)
         self.push = push
-        self.batcher = MessageWriteBatcher(store: store, limits: limits) { addresses in
-            metrics.messagesIn.increment(by: Int64(addresses.count))
-            let offline = await hub.wake(addresses)
+        self.batcher = MessageWriteBatcher(store: store, limits: limits) { deliveries in
+            metrics.messagesIn.increment(by: Int64(deliveries.count))
+            let offline = await hub.deliver(deliveries)
             if !offline.isEmpty { await push.notify(offline) }
         }
         self.acks = AckBatcher(store: store)
+        self.touches = TouchBatcher(store: store)
         self.bundleLimiter = RateLimiter(capacity: limits.bundleFetchBurst, ratePerSecond: limits.bundleFetchPerSecond)
     }
 

@@ -19,6 +19,8 @@ protocol RelayStore: Sendable {
     /// Removes a device, its prekeys and its queue. Throws `.notFound`.
     func removeDevice(accountId: Int64, deviceId: UInt32) async throws
     func touchDevice(_ address: DeviceAddress, now: Int64) async throws
+    /// Several `touchDevice` updates in ONE transaction.
+    func touchDevices(_ touches: [DeviceTouch]) async throws
     /// Latest `last_seen` over the account's devices (nil if never seen). Throws `.notFound`.
     func lastSeen(account: String) async throws -> Int64?
 

@@ -128,40 +128,52 @@ extension SQLiteRelayStore {
         let sender = submission.sender
         var ids: [UUID] = []
         var recipients: [DeviceAddress] = []
+        var deliveries: [Delivery] = []
+        let kind: EnvelopeKind
+        let conversation: String
+        let groupId: UUID?
+        switch submission.payload {
+        case .direct(let recipient, _, _):
+            kind = .direct
+            conversation = Envelope.directConversation(sender.account, recipient)
+            groupId = nil
+        case .group(let group, _, _):
+            kind = .group
+            conversation = Envelope.groupConversation(group)
+            groupId = group
+        }
         for copy in plan {
             let id = UUID()
-            let kind: EnvelopeKind
-            let conversation: String
-            let groupId: UUID?
-            switch submission.payload {
-            case .direct(let recipient, _, _):
-                kind = .direct
-                conversation = Envelope.directConversation(sender.account, recipient)
-                groupId = nil
-            case .group(let group, _, _):
-                kind = .group
-                conversation = Envelope.groupConversation(group)
-                groupId = group
-            }
-            try insertMessage(
+            let seqs = try insertMessage(
                 db, id: id, kind: kind, senderAccount: sender.account, senderDevice: sender.deviceId,
                 conversation: conversation, groupId: groupId, type: copy.type, content: copy.content,
                 serverTimestamp: submission.serverTimestamp, clientTimestamp: submission.clientTimestamp,
                 targets: copy.targets, expiresAt: submission.expiresAt, cache: cache)
+            let envelope = Envelope(
+                id: id, kind: kind, serverTimestamp: submission.serverTimestamp,
+                clientTimestamp: submission.clientTimestamp, senderAccount: sender.account,
+                senderDevice: sender.deviceId, conversation: conversation, groupId: groupId, type: copy.type,
+                content: copy.content)
+            for (target, seq) in zip(copy.targets, seqs) {
+                deliveries.append(Delivery(address: target, queued: QueuedEnvelope(seq: seq, envelope: envelope)))
+            }
             ids.append(id)
             recipients.append(contentsOf: copy.targets)
         }
-        return SubmissionReceipt(serverTimestamp: submission.serverTimestamp, ids: ids, recipients: recipients)
+        return SubmissionReceipt(
+            serverTimestamp: submission.serverTimestamp, ids: ids, recipients: recipients, deliveries: deliveries)
     }
 
     /// Stores one message row (the ciphertext, once) and one queue entry per target device. With a cache,
     /// device queue counters are accumulated and written once at the end of the transaction.
+    /// Returns the queue sequence number of each target's entry, in the order of `targets`.
+    @discardableResult
     static func insertMessage(
         _ db: Database, id: UUID, kind: EnvelopeKind, senderAccount: String, senderDevice: UInt32, conversation: String,
         groupId: UUID?, type: Int, content: Data, serverTimestamp: Int64, clientTimestamp: Int64?,
         targets: [DeviceAddress], expiresAt: Int64, cache: SQLiteCommitCache? = nil
-    ) throws {
-        guard !targets.isEmpty else { return }
+    ) throws -> [Int64] {
+        guard !targets.isEmpty else { return [] }
         try db.cachedStatement(
             sql: """
                 INSERT INTO message (id, kind, sender_account, sender_device, conversation, group_id, type, content,
@@ -179,14 +191,18 @@ extension SQLiteRelayStore {
                 UPDATE device SET queue_count = queue_count + 1, queue_bytes = queue_bytes + ?
                 WHERE account_id = ? AND device_id = ?
                 """)
+        var seqs: [Int64] = []
+        seqs.reserveCapacity(targets.count)
         for target in targets {
             try insertEntry.execute(arguments: [target.accountId, Int64(target.deviceId), id, content.count, expiresAt])
+            seqs.append(db.lastInsertedRowID)
             if let cache {
                 cache.recordInsert(target, bytes: content.count)
             } else {
                 try bumpCounters.execute(arguments: [content.count, target.accountId, Int64(target.deviceId)])
             }
         }
+        return seqs
     }
 
     /// Drops one reference per id; deletes messages no queue refers to any more.
@@ -223,11 +239,12 @@ extension SQLiteRelayStore {
 
     func ack(_ batch: [(DeviceAddress, [UUID])]) async throws -> [Int] {
         try await pool.write { db in
-            let select = try db.cachedStatement(
-                sql: "SELECT seq, size FROM queue_entry WHERE account_id = ? AND device_id = ? AND message_id = ?")
-            let deleteEntry = try db.cachedStatement(sql: "DELETE FROM queue_entry WHERE seq = ?")
+            // Two statements per acknowledged copy in the common case (a message with one queue entry):
+            // delete the entry (returning its size), then delete the message if this was its last reference.
+            let deleteEntry = try db.cachedStatement(
+                sql: "DELETE FROM queue_entry WHERE account_id = ? AND device_id = ? AND message_id = ? RETURNING size")
+            let deleteLast = try db.cachedStatement(sql: "DELETE FROM message WHERE id = ? AND ref_count <= 1")
             let release = try db.cachedStatement(sql: "UPDATE message SET ref_count = ref_count - 1 WHERE id = ?")
-            let deleteMessage = try db.cachedStatement(sql: "DELETE FROM message WHERE id = ? AND ref_count <= 0")
             let counters = try db.cachedStatement(
                 sql: """
                     UPDATE device SET queue_count = queue_count - ?, queue_bytes = queue_bytes - ?
@@ -239,13 +256,10 @@ extension SQLiteRelayStore {
                 var removed = 0
                 var bytes = 0
                 for id in Set(ids) {
-                    guard let row = try Row.fetchOne(select, arguments: [address.accountId, Int64(address.deviceId), id])
+                    guard let size = try Int.fetchOne(deleteEntry, arguments: [address.accountId, Int64(address.deviceId), id])
                     else { continue }
-                    let seq: Int64 = row["seq"]
-                    let size: Int = row["size"]
-                    try deleteEntry.execute(arguments: [seq])
-                    try release.execute(arguments: [id])
-                    try deleteMessage.execute(arguments: [id])
+                    try deleteLast.execute(arguments: [id])
+                    if db.changesCount == 0 { try release.execute(arguments: [id]) }
                     removed += 1
                     bytes += size
                 }

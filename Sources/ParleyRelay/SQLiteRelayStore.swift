@@ -159,6 +159,15 @@ final class SQLiteRelayStore: RelayStore {
         }
     }
 
+    func touchDevices(_ touches: [DeviceTouch]) async throws {
+        try await pool.write { db in
+            let update = try db.cachedStatement(sql: "UPDATE device SET last_seen = ? WHERE account_id = ? AND device_id = ?")
+            for touch in touches {
+                try update.execute(arguments: [touch.now, touch.address.accountId, Int64(touch.address.deviceId)])
+            }
+        }
+    }
+
     func lastSeen(account: String) async throws -> Int64? {
         try await pool.read { db in
             let accountId = try Self.requireAccountId(db, name: account)

@@ -1,11 +1,16 @@
+import NIOCore
 import ParleyWire
 
 /// What the relay pushes into a device's WebSocket session.
 enum SessionEvent: Sendable {
-    /// New envelopes were committed to the device's queue.
+    /// New envelopes were committed to the device's queue: read them from the store.
     case wake
+    /// One envelope just committed to the device's queue (delivered without reading the store).
+    case envelope(QueuedEnvelope)
     /// An ephemeral frame (presence, typing, error, pong).
     case frame(ServerFrame)
+    /// An already encoded JSON text frame (e.g. `sendResult`).
+    case encoded(ByteBuffer)
     /// Close the connection.
     case close(CloseReason)
 }

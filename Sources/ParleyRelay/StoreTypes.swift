@@ -39,6 +39,14 @@ struct SubmissionReceipt: Sendable {
     let ids: [UUID]
     /// Device queues that received a copy (to wake their connections).
     let recipients: [DeviceAddress]
+    /// The committed queue entries, one per recipient copy, for live delivery to connected devices.
+    let deliveries: [Delivery]
+}
+
+/// One committed queue entry and the device queue it is in.
+struct Delivery: Sendable {
+    let address: DeviceAddress
+    let queued: QueuedEnvelope
 }
 
 /// Device queues that changed as a side effect of a store operation (group events).

@@ -9,10 +9,14 @@ public enum FrameType: String, Codable, Sendable {
     case typing
     case error
     case pong
+    /// Answer to a device's `send` frame (same outcome as `PUT /v1/messages/{account}`).
+    case sendResult
     // device -> relay
     case ack
     case subscribePresence
     case ping
+    /// A 1:1 message sent over the WebSocket instead of `PUT /v1/messages/{account}`.
+    case send
     // `typing` is used in both directions.
 }
 
@@ -29,10 +33,17 @@ public struct ClientFrame: Codable, Sendable, Equatable {
     public var groupId: UUID?
     /// `typing`: true = started, false = stopped.
     public var started: Bool?
+    /// `send`: chosen by the device, echoed in the `sendResult` (or `error`) frame that answers it.
+    public var requestId: Int64?
+    /// `send`: as in `SendMessageRequest` (the recipient account is `to`).
+    public var messages: [OutgoingDeviceMessage]?
+    public var ownDeviceMessages: [OutgoingDeviceMessage]?
+    public var clientTimestamp: Int64?
 
     public init(
         type: FrameType, ids: [UUID]? = nil, accounts: [String]? = nil, to: String? = nil, groupId: UUID? = nil,
-        started: Bool? = nil
+        started: Bool? = nil, requestId: Int64? = nil, messages: [OutgoingDeviceMessage]? = nil,
+        ownDeviceMessages: [OutgoingDeviceMessage]? = nil, clientTimestamp: Int64? = nil
     ) {
         self.type = type
         self.ids = ids
@@ -40,9 +51,20 @@ public struct ClientFrame: Codable, Sendable, Equatable {
         self.to = to
         self.groupId = groupId
         self.started = started
+        self.requestId = requestId
+        self.messages = messages
+        self.ownDeviceMessages = ownDeviceMessages
+        self.clientTimestamp = clientTimestamp
     }
 
     public static func ack(_ ids: [UUID]) -> ClientFrame { ClientFrame(type: .ack, ids: ids) }
+
+    /// A `send` frame: the WebSocket form of `PUT /v1/messages/{account}`.
+    public static func send(requestId: Int64, to account: String, _ request: SendMessageRequest) -> ClientFrame {
+        ClientFrame(
+            type: .send, to: account, requestId: requestId, messages: request.messages,
+            ownDeviceMessages: request.ownDeviceMessages, clientTimestamp: request.clientTimestamp)
+    }
 }
 
 /// A frame sent by the relay to a device.
@@ -64,12 +86,18 @@ public struct ServerFrame: Codable, Sendable, Equatable {
     public var started: Bool?
     /// `error`
     public var error: ErrorResponse?
+    /// `sendResult`, and `error` when it answers a `send` frame: the device's request id.
+    public var requestId: Int64?
+    /// `sendResult`: the committed message (as the body of a `200` to `PUT /v1/messages/{account}`).
+    public var result: SendMessageResponse?
 
     public init(
         type: FrameType, envelope: Envelope? = nil, account: String? = nil, deviceId: UInt32? = nil,
         groupId: UUID? = nil, online: Bool? = nil, lastSeen: Int64? = nil, started: Bool? = nil,
-        error: ErrorResponse? = nil
+        error: ErrorResponse? = nil, requestId: Int64? = nil, result: SendMessageResponse? = nil
     ) {
+        self.requestId = requestId
+        self.result = result
         self.type = type
         self.envelope = envelope
         self.account = account

@@ -8,7 +8,10 @@ struct ParleyBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley-bench",
         abstract: "Parley benchmarks: throughput with latency percentiles and ratios to targets. Build with -c release.",
-        subcommands: [Crypto.self, ClientGroupSend.self])
+        subcommands: [
+            Crypto.self, RelayThroughput.self, RelayLatency.self, RelayFanout.self, RelayIdle.self, RelayIdleClient.self,
+            ClientGroupSend.self,
+        ])
 }
 
 struct Crypto: ParsableCommand {

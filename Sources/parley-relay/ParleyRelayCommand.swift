@@ -23,6 +23,8 @@ struct ParleyRelayCommand: AsyncParsableCommand {
         RelayLimits().requestsPerSecondPerAddress
     @Option(help: "Registrations + link claims per minute per peer address (burst: 20).") var creationsPerMinutePerAddress =
         RelayLimits().creationsPerSecondPerAddress * 60
+    @Option(help: "WebSocket frames per second per connection a device may send (burst: 5x).") var clientFramesPerSecond =
+        RelayLimits().clientFramesPerSecond
     @Option(help: "VAPID subject (mailto: or https: contact) sent to push services.") var vapidSubject =
         "mailto:admin@localhost"
     @Flag(help: "Accept http:// push endpoints (local development only).") var allowInsecurePush = false
@@ -32,7 +34,8 @@ struct ParleyRelayCommand: AsyncParsableCommand {
             throw ValidationError("unknown log level \(logLevel)")
         }
         guard maxDevices >= 1, maxQueuedMessages >= 1, maxQueuedBytes >= 1, retentionDays >= 1, maxGroupMembers >= 2,
-            bundleFetchBurst >= 1, bundleFetchRate > 0, requestsPerSecondPerAddress >= 1, creationsPerMinutePerAddress > 0
+            bundleFetchBurst >= 1, bundleFetchRate > 0, requestsPerSecondPerAddress >= 1, creationsPerMinutePerAddress > 0,
+            clientFramesPerSecond > 0
         else { throw ValidationError("limits must be positive (max-group-members at least 2)") }
         var limits = RelayLimits()
         limits.maxDevicesPerAccount = maxDevices
@@ -46,6 +49,7 @@ struct ParleyRelayCommand: AsyncParsableCommand {
         limits.requestsPerSecondPerAddress = requestsPerSecondPerAddress
         limits.requestBurstPerAddress = Int(requestsPerSecondPerAddress * 2)
         limits.creationsPerSecondPerAddress = creationsPerMinutePerAddress / 60
+        limits.clientFramesPerSecond = clientFramesPerSecond
         let configuration = RelayConfiguration(
             host: host, port: port, databasePath: database, limits: limits, logLevel: level, vapidSubject: vapidSubject)
         LoggingSystem.bootstrap(StreamLogHandler.standardError)

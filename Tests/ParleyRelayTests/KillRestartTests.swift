@@ -6,9 +6,18 @@ import Testing
 /// started again on the same database: nothing it acknowledged is lost.
 @Suite("SIGKILL and restart", .timeLimit(.minutes(2)))
 struct KillRestartTests {
-    static let binary = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(".build/debug/parley-relay").path
+    /// `parley-relay` next to the test bundle (any `--scratch-path`), else in `.build/debug`.
+    static let binary: String = {
+        let running = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var directory = URL(fileURLWithPath: running).deletingLastPathComponent()
+        // The test binary may sit inside an `.xctest` bundle directory.
+        if directory.pathExtension == "xctest" { directory = directory.deletingLastPathComponent() }
+        let sibling = directory.appendingPathComponent("parley-relay").path
+        if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
+        return URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/parley-relay").path
+    }()
 
     /// A loopback port that was free a moment ago.
     static func freePort() throws -> Int {

@@ -1,0 +1,330 @@
+import Foundation
+import NIOCore
+import ParleyWire
+
+/// Hand-written JSON for the relay's hot WebSocket paths: encoding `message` and `sendResult` frames, and
+/// decoding `ack` and `send` frames. Foundation's `JSONEncoder`/`JSONDecoder` (and `StrictJSON`'s
+/// re-encoding check) cost tens of microseconds per frame; these cost a few.
+///
+/// The decoder is deliberately narrower than the wire format: it accepts only the common, canonical shape
+/// of the two frames (known keys, each at most once, integers without fraction or exponent, strings without
+/// escapes). Anything else returns nil and the caller falls back to `StrictJSON`, which gives the exact
+/// error or accepts the unusual-but-valid input. So a frame the fast path accepts is one `StrictJSON`
+/// would accept with the same value.
+enum FastWire {
+    // MARK: encoding
+
+    /// The `message` frame of one envelope, as JSONEncoder with sorted keys writes it (slashes unescaped).
+    static func messageFrame(_ envelope: Envelope, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let content = envelope.content.base64EncodedString()
+        var out = allocator.buffer(capacity: content.utf8.count + 320)
+        out.writeStaticString(#"{"envelope":{"#)
+        if let clientTimestamp = envelope.clientTimestamp {
+            out.writeStaticString(#""clientTimestamp":"#)
+            writeInt(&out, clientTimestamp)
+            out.writeStaticString(",")
+        }
+        out.writeStaticString(#""content":""#)
+        out.writeString(content)
+        out.writeStaticString(#"","conversation":"#)
+        writeString(&out, envelope.conversation)
+        if let groupId = envelope.groupId {
+            out.writeStaticString(#","groupId":""#)
+            out.writeString(groupId.uuidString)
+            out.writeStaticString("\"")
+        }
+        out.writeStaticString(#","id":""#)
+        out.writeString(envelope.id.uuidString)
+        out.writeStaticString(#"","kind":""#)
+        out.writeString(envelope.kind.rawValue)
+        out.writeStaticString(#"","senderAccount":"#)
+        writeString(&out, envelope.senderAccount)
+        out.writeStaticString(#","senderDevice":"#)
+        writeInt(&out, Int64(envelope.senderDevice))
+        out.writeStaticString(#","serverTimestamp":"#)
+        writeInt(&out, envelope.serverTimestamp)
+        out.writeStaticString(#","type":"#)
+        writeInt(&out, Int64(envelope.type))
+        out.writeStaticString(#"},"type":"message"}"#)
+        return out
+    }
+
+    /// The `sendResult` frame answering a `send` frame.
+    static func sendResultFrame(requestId: Int64, _ result: SendMessageResponse, allocator: ByteBufferAllocator)
+        -> ByteBuffer
+    {
+        var out = allocator.buffer(capacity: 96 + 39 * result.ids.count)
+        out.writeStaticString(#"{"requestId":"#)
+        writeInt(&out, requestId)
+        out.writeStaticString(#","result":{"ids":["#)
+        for (index, id) in result.ids.enumerated() {
+            if index > 0 { out.writeStaticString(",") }
+            out.writeStaticString("\"")
+            out.writeString(id.uuidString)
+            out.writeStaticString("\"")
+        }
+        out.writeStaticString(#"],"queued":"#)
+        writeInt(&out, Int64(result.queued))
+        out.writeStaticString(#","serverTimestamp":"#)
+        writeInt(&out, result.serverTimestamp)
+        out.writeStaticString(#"},"type":"sendResult"}"#)
+        return out
+    }
+
+    private static func writeInt(_ out: inout ByteBuffer, _ value: Int64) {
+        out.writeString(String(value))
+    }
+
+    /// A JSON string literal with the escapes JSON requires.
+    private static func writeString(_ out: inout ByteBuffer, _ value: String) {
+        out.writeStaticString("\"")
+        let utf8 = value.utf8
+        if !utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.writeString(value)
+        } else {
+            for byte in utf8 {
+                switch byte {
+                case UInt8(ascii: "\""): out.writeStaticString(#"\""#)
+                case UInt8(ascii: "\\"): out.writeStaticString(#"\\"#)
+                case 0x0A: out.writeStaticString(#"\n"#)
+                case 0x0D: out.writeStaticString(#"\r"#)
+                case 0x09: out.writeStaticString(#"\t"#)
+                case 0..<0x20:
+                    let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                    out.writeStaticString(#"\u00"#)
+                    out.writeInteger(hex[Int(byte >> 4)])
+                    out.writeInteger(hex[Int(byte & 0xF)])
+                default: out.writeInteger(byte)
+                }
+            }
+        }
+        out.writeStaticString("\"")
+    }
+
+    // MARK: decoding
+
+    /// A client frame of type `ack` or `send` in canonical shape, or nil (use `StrictJSON`).
+    static func decodeClientFrame(_ bytes: some Collection<UInt8>) -> ClientFrame? {
+        var parser = Parser(bytes: Array(bytes))
+        guard let frame = parser.clientFrame(), parser.atEnd() else { return nil }
+        return frame
+    }
+
+    /// A minimal JSON reader over UTF-8 bytes; every failure is "not the fast shape" (nil).
+    struct Parser {
+        let bytes: [UInt8]
+        var index = 0
+
+        init(bytes: [UInt8]) { self.bytes = bytes }
+
+        mutating func skipSpace() {
+            while index < bytes.count {
+                switch bytes[index] {
+                case 0x20, 0x0A, 0x0D, 0x09: index += 1
+                default: return
+                }
+            }
+        }
+
+        mutating func atEnd() -> Bool {
+            skipSpace()
+            return index == bytes.count
+        }
+
+        mutating func consume(_ byte: UInt8) -> Bool {
+            skipSpace()
+            guard index < bytes.count, bytes[index] == byte else { return false }
+            index += 1
+            return true
+        }
+
+        mutating func peek() -> UInt8? {
+            skipSpace()
+            return index < bytes.count ? bytes[index] : nil
+        }
+
+        /// A string without escapes, as its raw bytes.
+        mutating func rawString() -> ArraySlice<UInt8>? {
+            guard consume(UInt8(ascii: "\"")) else { return nil }
+            let start = index
+            while index < bytes.count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\"") {
+                    index += 1
+                    return bytes[start..<(index - 1)]
+                }
+                if byte == UInt8(ascii: "\\") || byte < 0x20 { return nil }
+                index += 1
+            }
+            return nil
+        }
+
+        mutating func string() -> String? {
+            guard let raw = rawString() else { return nil }
+            guard let text = String(validating: raw, as: UTF8.self) else { return nil }
+            return text
+        }
+
+        mutating func integer() -> Int64? {
+            skipSpace()
+            var negative = false
+            if index < bytes.count, bytes[index] == UInt8(ascii: "-") {
+                negative = true
+                index += 1
+            }
+            let start = index
+            var value: Int64 = 0
+            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+                let digit = Int64(bytes[index] - UInt8(ascii: "0"))
+                let (times, o1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, o2) = times.addingReportingOverflow(digit)
+                guard !o1, !o2 else { return nil }
+                value = sum
+                index += 1
+            }
+            guard index > start else { return nil }
+            // Leading zeros, fractions and exponents: not the fast shape.
+            if index - start > 1, bytes[start] == UInt8(ascii: "0") { return nil }
+            if index < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index]) {
+                return nil
+            }
+            return negative ? -value : value
+        }
+
+        mutating func null() -> Bool {
+            skipSpace()
+            guard bytes.count - index >= 4, bytes[index] == UInt8(ascii: "n"), bytes[index + 1] == UInt8(ascii: "u"),
+                bytes[index + 2] == UInt8(ascii: "l"), bytes[index + 3] == UInt8(ascii: "l")
+            else { return false }
+            index += 4
+            return true
+        }
+
+        /// Iterates the members of an object; `body` reads the value of each key and returns false to fail.
+        /// Duplicate keys fail.
+        mutating func object(_ body: (inout Parser, ArraySlice<UInt8>) -> Bool) -> Bool {
+            guard consume(UInt8(ascii: "{")) else { return false }
+            if consume(UInt8(ascii: "}")) { return true }
+            var seen: [ArraySlice<UInt8>] = []
+            while true {
+                guard let key = rawString(), !seen.contains(key), consume(UInt8(ascii: ":")) else { return false }
+                seen.append(key)
+                guard body(&self, key) else { return false }
+                if consume(UInt8(ascii: ",")) { continue }
+                return consume(UInt8(ascii: "}"))
+            }
+        }
+
+        mutating func array(_ element: (inout Parser) -> Bool) -> Bool {
+            guard consume(UInt8(ascii: "[")) else { return false }
+            if consume(UInt8(ascii: "]")) { return true }
+            while true {
+                guard element(&self) else { return false }
+                if consume(UInt8(ascii: ",")) { continue }
+                return consume(UInt8(ascii: "]"))
+            }
+        }
+
+        mutating func uint32() -> UInt32? {
+            guard let value = integer(), let result = UInt32(exactly: value) else { return nil }
+            return result
+        }
+
+        mutating func uuid() -> UUID? {
+            guard let text = string() else { return nil }
+            return UUID(uuidString: text)
+        }
+
+        mutating func base64() -> Data? {
+            guard let raw = rawString() else { return nil }
+            return Data(base64Encoded: Data(raw))
+        }
+
+        mutating func deviceMessages() -> [OutgoingDeviceMessage]? {
+            var result: [OutgoingDeviceMessage] = []
+            let ok = array { parser in
+                var deviceId: UInt32?
+                var registrationId: UInt32?
+                var type: Int?
+                var content: Data?
+                let ok = parser.object { parser, key in
+                    switch String(decoding: key, as: UTF8.self) {
+                    case "deviceId": deviceId = parser.uint32()
+                    case "registrationId": registrationId = parser.uint32()
+                    case "type": type = parser.integer().flatMap { Int(exactly: $0) }
+                    case "content": content = parser.base64()
+                    default: return false
+                    }
+                    return true
+                }
+                guard ok, let deviceId, let registrationId, let type, let content else { return false }
+                result.append(
+                    OutgoingDeviceMessage(deviceId: deviceId, registrationId: registrationId, type: type, content: content))
+                return true
+            }
+            return ok ? result : nil
+        }
+
+        mutating func clientFrame() -> ClientFrame? {
+            var type: FrameType?
+            var ids: [UUID]?
+            var to: String?
+            var requestId: Int64?
+            var messages: [OutgoingDeviceMessage]?
+            var own: [OutgoingDeviceMessage]?
+            var clientTimestamp: Int64?
+            var failed = false
+            let ok = object { parser, key in
+                switch String(decoding: key, as: UTF8.self) {
+                case "type":
+                    guard let text = parser.string(), let value = FrameType(rawValue: text) else { return false }
+                    type = value
+                case "ids":
+                    var list: [UUID] = []
+                    let ok = parser.array { parser in
+                        guard let id = parser.uuid() else { return false }
+                        list.append(id)
+                        return true
+                    }
+                    guard ok else { return false }
+                    ids = list
+                case "to":
+                    guard let value = parser.string() else { return false }
+                    to = value
+                case "requestId":
+                    guard let value = parser.integer() else { return false }
+                    requestId = value
+                case "messages":
+                    guard let value = parser.deviceMessages() else { return false }
+                    messages = value
+                case "ownDeviceMessages":
+                    guard let value = parser.deviceMessages() else { return false }
+                    own = value
+                case "clientTimestamp":
+                    if parser.null() { return true }
+                    guard let value = parser.integer() else { return false }
+                    clientTimestamp = value
+                default:
+                    failed = true
+                    return false
+                }
+                return true
+            }
+            guard ok, !failed, let type else { return nil }
+            switch type {
+            case .ack:
+                guard let ids, to == nil, requestId == nil, messages == nil, own == nil, clientTimestamp == nil else {
+                    return nil
+                }
+                return ClientFrame(type: .ack, ids: ids)
+            case .send:
+                guard ids == nil else { return nil }
+                return ClientFrame(
+                    type: .send, to: to, requestId: requestId, messages: messages, ownDeviceMessages: own,
+                    clientTimestamp: clientTimestamp)
+            default:
+                return nil
+            }
+        }
+    }
+}
