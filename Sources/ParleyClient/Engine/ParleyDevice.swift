@@ -175,9 +175,11 @@ public actor ParleyDevice {
 
     // MARK: keys
 
-    /// Refills one-time prekeys when the relay says they run low, and rotates the signed prekey
-    /// when due.
+    /// Refills one-time prekeys when the relay says they run low, rotates the signed prekey
+    /// when due, and forgets processed-envelope ids older than the relay's retention.
     public func maintainKeys() async throws {
+        // The relay keeps undelivered envelopes 30 days at most: older processed ids cannot come again.
+        try store.pruneProcessedEnvelopes(before: Self.nowMillis() - 31 * 24 * 3600 * 1000)
         let status = try await relay.preKeyStatus()
         let rotated = try keyManager.rotateSignedPreKeyIfDue(store: store, now: UInt64(Self.nowMillis()), random: random)
         let refill = keyManager.needsRefill(remaining: status.oneTimePreKeyCount) ? try keyManager.refill(store: store, random: random) : []
