@@ -140,7 +140,8 @@ struct AccountTests {
     @Test func unapprovedLinksExpireAndFreeTheirSlot() async throws {
         var limits = RelayLimits()
         limits.maxDevicesPerAccount = 2
-        limits.linkCodeTTLSeconds = 1
+        // Long enough for the claim below even on a loaded machine; short enough to wait out.
+        limits.linkCodeTTLSeconds = 4
         let relay = try await TestRelay.start(limits: limits)
         let http = relay.http
         let alice = try await http.register(Fixtures.uniqueName("alice"))
@@ -151,7 +152,7 @@ struct AccountTests {
         let pending = try claim.decode(DeviceCredentials.self)
 
         // Too late to approve.
-        try await Task.sleep(for: .milliseconds(1_100))
+        try await Task.sleep(for: .milliseconds(4_200))
         let late = try await http.call(
             .POST, "/v1/devices/links/\(code.code)/approve", alice, body: ApproveLinkRequest(provisioningBlob: Fixtures.bytes(8)))
         #expect(late.status == 409)
