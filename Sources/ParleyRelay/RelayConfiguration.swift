@@ -11,13 +11,28 @@ public struct RelayConfiguration: Sendable {
     public var logLevel: Logger.Level
     /// VAPID `sub` claim (RFC 8292): a `mailto:` or `https:` contact for push services.
     public var vapidSubject: String
+    /// Serve https:// and wss:// with this certificate chain and key (PEM files); nil: plain
+    /// http:// and ws:// (behind a TLS-terminating proxy, or on loopback).
+    public var tls: TLSFiles?
+
+    /// PEM files of the relay's TLS certificate chain and private key.
+    public struct TLSFiles: Sendable, Equatable {
+        public var certificateChainPath: String
+        public var privateKeyPath: String
+
+        public init(certificateChainPath: String, privateKeyPath: String) {
+            self.certificateChainPath = certificateChainPath
+            self.privateKeyPath = privateKeyPath
+        }
+    }
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, databasePath: String = "./parley-relay.sqlite",
         limits: RelayLimits = RelayLimits(), logLevel: Logger.Level = .info,
-        vapidSubject: String = "mailto:admin@localhost"
+        vapidSubject: String = "mailto:admin@localhost", tls: TLSFiles? = nil
     ) {
         self.vapidSubject = vapidSubject
+        self.tls = tls
         self.host = host
         self.port = port
         self.databasePath = databasePath

@@ -1,7 +1,10 @@
 import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
+import NIOSSL
 import Logging
 import ServiceLifecycle
 
@@ -98,9 +101,16 @@ public enum RelayServer {
             maxFrameSize: RelayLimits.maxServerFrameBytes,
             autoPing: .enabled(timePeriod: .seconds(configuration.limits.pingIntervalSeconds)),
             closeTimeout: .seconds(5))
+        let plain = HTTPServerBuilder.http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: wsConfiguration))
+        let server: HTTPServerBuilder
+        if let tls = configuration.tls {
+            server = try .tls(plain, tlsConfiguration: try Self.tlsConfiguration(tls))
+        } else {
+            server = plain
+        }
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: wsConfiguration)),
+            server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley-relay"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
@@ -114,6 +124,20 @@ public enum RelayServer {
 }
 
 extension RelayServer {
+    /// TLS from PEM files: the certificate chain (leaf first) and its private key.
+    static func tlsConfiguration(_ files: RelayConfiguration.TLSFiles) throws -> TLSConfiguration {
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(files.certificateChainPath)
+            guard !chain.isEmpty else { throw RelayStartError.tls("no certificate in \(files.certificateChainPath)") }
+            let key = try NIOSSLPrivateKey(file: files.privateKeyPath, format: .pem)
+            return TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        } catch let error as RelayStartError {
+            throw error
+        } catch {
+            throw RelayStartError.tls("cannot load the TLS certificate or key: \(error)")
+        }
+    }
+
     /// The VAPID key is created on first start and kept in the database: push subscriptions are bound to it.
     static func loadVAPIDKey(store: any RelayStore, subject: String) async throws -> VAPIDSigner {
         let raw = try await store.setting("vapid_private_key") { P256.Signing.PrivateKey().rawRepresentation }
@@ -122,8 +146,17 @@ extension RelayServer {
 }
 
 /// The relay could not be started.
-public enum RelayStartError: Error {
+public enum RelayStartError: Error, CustomStringConvertible {
     case didNotStart
+    /// The TLS certificate or key could not be used.
+    case tls(String)
+
+    public var description: String {
+        switch self {
+        case .didNotStart: return "the relay did not start"
+        case .tls(let reason): return reason
+        }
+    }
 }
 
 /// A relay started with `RelayServer.start`.

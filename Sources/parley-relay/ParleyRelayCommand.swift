@@ -28,6 +28,8 @@ struct ParleyRelayCommand: AsyncParsableCommand {
     @Option(help: "VAPID subject (mailto: or https: contact) sent to push services.") var vapidSubject =
         "mailto:admin@localhost"
     @Flag(help: "Accept http:// push endpoints (local development only).") var allowInsecurePush = false
+    @Option(help: "TLS certificate chain (PEM): serve https:// and wss:// (needs --tls-key).") var tlsCert: String?
+    @Option(help: "TLS private key (PEM) for --tls-cert.") var tlsKey: String?
 
     mutating func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -50,8 +52,10 @@ struct ParleyRelayCommand: AsyncParsableCommand {
         limits.requestBurstPerAddress = Int(requestsPerSecondPerAddress * 2)
         limits.creationsPerSecondPerAddress = creationsPerMinutePerAddress / 60
         limits.clientFramesPerSecond = clientFramesPerSecond
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        let tls = tlsCert.flatMap { cert in tlsKey.map { RelayConfiguration.TLSFiles(certificateChainPath: cert, privateKeyPath: $0) } }
         let configuration = RelayConfiguration(
-            host: host, port: port, databasePath: database, limits: limits, logLevel: level, vapidSubject: vapidSubject)
+            host: host, port: port, databasePath: database, limits: limits, logLevel: level, vapidSubject: vapidSubject, tls: tls)
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         try await RelayServer.run(configuration)
     }
