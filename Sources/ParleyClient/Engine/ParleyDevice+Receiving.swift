@@ -210,7 +210,8 @@ extension ParleyDevice {
             conversation = try store.groupConversation(groupId: groupId)
             if data.hasGroupUpdate {
                 let update = data.groupUpdate
-                if (update.kind == .create || update.kind == .rename), !update.title.isEmpty {
+                // CREATE and RENAME set the title; ADD carries the current one for the new members.
+                if update.kind == .create || update.kind == .rename || update.kind == .add, !update.title.isEmpty {
                     try store.setTitle(update.title, for: conversation.id)
                 }
                 events.append(.groupChanged(groupId: groupId))
