@@ -276,29 +276,23 @@ extension ParleyDevice {
     private func handleDecryptionError(_ report: DecryptionErrorMessage, from sender: ProtocolAddress) throws {
         guard sender.name != account.name else { return }
         let sentAt = Int64(clamping: report.timestamp)
-        if !report.groupID.isEmpty {
-            let groupId = report.groupID.lowercased()
+        let groupId = report.groupID.isEmpty ? nil : report.groupID.lowercased()
+        if let groupId {
             try store.removeSenderKeyHolder(ProtocolAddress(name: sender.name, deviceId: report.deviceID), groupId: groupId)
             try learnDevice(sender)
-            let conversation = try store.groupConversation(groupId: groupId)
-            guard let message = try store.outgoingMessage(in: conversation.id, sentAt: sentAt), let body = message.body,
-                  let uid = message.messageUid
-            else { return }
-            var data = DataMessage()
-            data.messageID = uid
-            data.timestamp = UInt64(sentAt)
-            data.body = body
+        }
+        let conversation = try groupId.map { try store.groupConversation(groupId: $0) } ?? store.directConversation(with: sender.name)
+        guard let message = try store.outgoingMessage(in: conversation.id, sentAt: sentAt), let body = message.body,
+              let uid = message.messageUid
+        else { return }
+        var data = DataMessage()
+        data.messageID = uid  // the same id: whoever already has it drops the copy
+        data.timestamp = UInt64(sentAt)
+        data.body = body
+        if let groupId {
             data.group.groupID = groupId
             try enqueueGroupData(data, groupId: groupId, recordInHistory: false)
         } else {
-            let conversation = try store.directConversation(with: sender.name)
-            guard let message = try store.outgoingMessage(in: conversation.id, sentAt: sentAt), let body = message.body,
-                  let uid = message.messageUid
-            else { return }
-            var data = DataMessage()
-            data.messageID = uid
-            data.timestamp = UInt64(sentAt)
-            data.body = body
             try enqueueDirect(data, to: sender.name, recordInHistory: false)
         }
     }
