@@ -40,11 +40,15 @@ public struct ArchivedMessage: Sendable, Equatable {
     public var body: String?
     public var couldNotDecrypt: Bool
     public var statuses: [String: DeliveryStatus]
+    /// The sender-chosen message id (receipts and deduplication refer to it), if any.
+    public var messageUid: String?
 
     public init(
         conversation: UInt32, serverId: UUID?, sender: ProtocolAddress, outgoing: Bool, sentAt: Int64?,
-        receivedAt: Int64?, sortAt: Int64, body: String?, couldNotDecrypt: Bool, statuses: [String: DeliveryStatus]
+        receivedAt: Int64?, sortAt: Int64, body: String?, couldNotDecrypt: Bool, statuses: [String: DeliveryStatus],
+        messageUid: String? = nil
     ) {
+        self.messageUid = messageUid
         self.conversation = conversation
         self.serverId = serverId
         self.sender = sender

@@ -18,6 +18,8 @@ public struct ProvisioningPayload: Sendable {
     public static let maxPayloadBytes = maxBlobBytes - LinkCrypto.overhead
 
     static let maxAccountBytes = 256
+    /// A message id is a UUID string; anything longer than this is refused.
+    static let maxMessageUidBytes = 64
     static let maxNameBytes = 1024
     static let maxBodyBytes = maxBlobBytes
 
@@ -110,6 +112,7 @@ public struct ProvisioningPayload: Sendable {
         if message.sentAt != nil { flags |= Flag.sentAt }
         if message.receivedAt != nil { flags |= Flag.receivedAt }
         if message.body != nil { flags |= Flag.body }
+        if message.messageUid != nil { flags |= Flag.messageUid }
         writer.u32(message.conversation)
         writer.u8(flags)
         if let serverId = message.serverId {
@@ -121,6 +124,7 @@ public struct ProvisioningPayload: Sendable {
         if let receivedAt = message.receivedAt { writer.i64(receivedAt) }
         writer.i64(message.sortAt)
         if let body = message.body { try writer.string(body, max: maxBodyBytes) }
+        if let uid = message.messageUid { try writer.string(uid, max: maxMessageUidBytes) }
         guard message.statuses.count <= Int(UInt16.max) else { throw .payloadMalformed("too many statuses") }
         writer.u16(UInt16(message.statuses.count))
         for (recipient, status) in message.statuses.sorted(by: { $0.key < $1.key }) {
@@ -136,7 +140,8 @@ public struct ProvisioningPayload: Sendable {
         static let sentAt: UInt8 = 0x08
         static let receivedAt: UInt8 = 0x10
         static let body: UInt8 = 0x20
-        static let all: UInt8 = 0x3F
+        static let messageUid: UInt8 = 0x40
+        static let all: UInt8 = 0x7F
     }
 
     static let statusOrder: [DeliveryStatus] = [.pending, .sent, .delivered, .read, .failed]
@@ -230,6 +235,8 @@ public struct ProvisioningPayload: Sendable {
                 let receivedAt: Int64? = if flags & Flag.receivedAt != 0 { try reader.i64() } else { nil }
                 let sortAt = try reader.i64()
                 let body: String? = if flags & Flag.body != 0 { try reader.string(max: maxBodyBytes) } else { nil }
+                let uid: String? = if flags & Flag.messageUid != 0 { try reader.string(max: maxMessageUidBytes) } else { nil }
+                if let uid, uid.isEmpty { throw .payloadMalformed("empty message id") }
                 var statuses: [String: DeliveryStatus] = [:]
                 let statusCount = Int(try reader.u16())
                 for _ in 0..<statusCount {
@@ -244,7 +251,7 @@ public struct ProvisioningPayload: Sendable {
                     ArchivedMessage(
                         conversation: conversation, serverId: serverId, sender: sender, outgoing: flags & Flag.outgoing != 0,
                         sentAt: sentAt, receivedAt: receivedAt, sortAt: sortAt, body: body,
-                        couldNotDecrypt: flags & Flag.couldNotDecrypt != 0, statuses: statuses))
+                        couldNotDecrypt: flags & Flag.couldNotDecrypt != 0, statuses: statuses, messageUid: uid))
             }
             guard reader.isAtEnd else { throw .payloadMalformed("trailing bytes") }
             return ProvisioningPayload(

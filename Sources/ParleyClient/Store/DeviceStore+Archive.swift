@@ -60,7 +60,7 @@ extension DeviceStore {
                 db,
                 sql: """
                     SELECT id, conversation_id, server_id, sender_account, sender_device_id, outgoing, sent_at, received_at,
-                        sort_at, body_sealed, undecryptable FROM message ORDER BY sort_at DESC, id DESC LIMIT ?
+                        sort_at, body_sealed, undecryptable, message_uid FROM message ORDER BY sort_at DESC, id DESC LIMIT ?
                     """,
                 arguments: [limit])
             var statuses: [Int64: [String: DeliveryStatus]] = [:]
@@ -100,7 +100,7 @@ extension DeviceStore {
                         receivedAt: try row.optionalValue("received_at", table: table, key: key),
                         sortAt: try row.value("sort_at", table: table, key: key), body: body,
                         couldNotDecrypt: try row.bool("undecryptable", table: table, key: key),
-                        statuses: statuses[id] ?? [:]))
+                        statuses: statuses[id] ?? [:], messageUid: try row.optionalValue("message_uid", table: table, key: key)))
             }
             return HistoryArchive(conversations: conversations, messages: messages)
         }
@@ -153,8 +153,8 @@ extension DeviceStore {
             let insertMessage = try db.makeStatement(
                 sql: """
                     INSERT OR IGNORE INTO message (conversation_id, server_id, sender_account, sender_device_id, outgoing,
-                        sent_at, received_at, sort_at, body_sealed, undecryptable)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
+                        sent_at, received_at, sort_at, body_sealed, undecryptable, message_uid)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
                     """)
             let sealBody = try db.makeStatement(sql: "UPDATE message SET body_sealed = ? WHERE id = ?")
             let insertStatus = try db.makeStatement(
@@ -168,7 +168,7 @@ extension DeviceStore {
                 try insertMessage.execute(arguments: [
                     conversationIds[Int(message.conversation)], message.serverId, message.sender.name,
                     Int64(message.sender.deviceId), message.outgoing, message.sentAt, message.receivedAt, message.sortAt,
-                    message.couldNotDecrypt,
+                    message.couldNotDecrypt, message.messageUid,
                 ])
                 guard db.changesCount > 0 else { continue }  // server id already stored
                 let id = db.lastInsertedRowID

@@ -12,7 +12,7 @@ struct EngineMultiDeviceTests {
         let harness = try await EngineHarness()
         let phone = try await harness.register("alice")
         let bob = try await harness.register("bob")
-        try await phone.send("before the laptop", to: bob.account.name)
+        let earlier = try await phone.send("before the laptop", to: bob.account.name)
         #expect(await bob.syncOnce())
 
         // Link the laptop: the phone shows the link, the laptop joins, the phone approves.
@@ -28,6 +28,7 @@ struct EngineMultiDeviceTests {
         #expect(try laptop.store.identityKeyPair().identityKey == (try phone.store.identityKeyPair().identityKey))
         let archived = try laptop.store.messages(in: try laptop.store.directConversation(with: bob.account.name).id, limit: 10).messages
         #expect(archived.map(\.body) == ["before the laptop"])
+        #expect(archived.map(\.messageUid) == [earlier])  // later receipts for it find it on the laptop too
 
         let phoneLog = await EventLog(phone), laptopLog = await EventLog(laptop), bobLog = await EventLog(bob)
         let loops = [Task { await phone.run() }, Task { await laptop.run() }, Task { await bob.run() }]
