@@ -168,7 +168,15 @@ extension ParleyDevice {
         case .data(let data):
             return try handleData(data, envelope: envelope, sender: sender)
         case .receipt(let receipt):
-            guard !fromSelf else { return [] }
+            if fromSelf {
+                // The copy of a READ receipt another of this account's devices sent: the
+                // messages it names were read there, so they are read here too.
+                guard receipt.kind == .read else { return [] }
+                for uid in receipt.messageIds {
+                    if let id = try store.incomingMessage(uid: uid) { _ = try store.setStatus(.read, for: account.name, of: id) }
+                }
+                return []
+            }
             let status: DeliveryStatus = receipt.kind == .read ? .read : .delivered
             var events: [ClientEvent] = []
             for uid in receipt.messageIds {

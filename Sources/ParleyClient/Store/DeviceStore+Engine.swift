@@ -190,6 +190,14 @@ extension DeviceStore {
         }
     }
 
+    /// The incoming message with sender-chosen id `uid`, whoever sent it.
+    public func incomingMessage(uid: String) throws(DeviceStoreError) -> MessageID? {
+        try read { db in
+            try Int64.fetchOne(db, sql: "SELECT id FROM message WHERE message_uid = ? AND outgoing = 0 LIMIT 1", arguments: [uid])
+                .map(MessageID.init(rawValue:))
+        }
+    }
+
     /// The outgoing message of `conversation` sent at `sentAt` (a decryption-error report names
     /// the failed message by its timestamp).
     public func outgoingMessage(in conversation: ConversationID, sentAt: Int64) throws(DeviceStoreError) -> StoredMessage? {

@@ -43,6 +43,14 @@ struct EngineMultiDeviceTests {
         try await bob.send("to both of your devices", to: phone.account.name)
         await phoneLog.wait(for: "phone receives") { $0.messageBody == "to both of your devices" }
         await laptopLog.wait(for: "laptop receives") { $0.messageBody == "to both of your devices" }
+        // Read on the phone: bob gets the READ receipt, and the laptop marks it read as well.
+        let onLaptop = try laptop.store.directConversation(with: bob.account.name)
+        #expect(try laptop.store.unreadIncoming(in: onLaptop.id, reader: laptop.account.name).count == 1)
+        #expect(try await phone.markRead(try phone.store.directConversation(with: bob.account.name).id) == 1)
+        for _ in 0..<100 where try laptop.store.unreadIncoming(in: onLaptop.id, reader: laptop.account.name).count > 0 {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(try laptop.store.unreadIncoming(in: onLaptop.id, reader: laptop.account.name).isEmpty)
 
         // A group across devices: bob's group message reaches both of alice's devices, and what
         // the laptop posts reaches bob and the phone.
