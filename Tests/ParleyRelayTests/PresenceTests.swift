@@ -44,7 +44,7 @@ struct PresenceTests {
 
     @Test func flappingIsCoalesced() async throws {
         var limits = RelayLimits()
-        limits.presenceCoalesceMilliseconds = 3_000
+        limits.presenceCoalesceMilliseconds = 5_000
         let relay = try await TestRelay.start(limits: limits)
         let http = relay.http
         let alice = try await http.register(Fixtures.uniqueName("alice"))
@@ -55,12 +55,21 @@ struct PresenceTests {
         #expect(try #require(await bobWS.next(.presence)).online == false)
 
         // Connect and disconnect quickly, several times: the state at the end equals the reported one.
+        let started = ContinuousClock.now
         for _ in 0..<3 {
             let ws = try await relay.connect(alice)
             _ = try await ws.backlog()
             await ws.close()
         }
-        #expect(await bobWS.next(.presence, timeout: .seconds(4)) == nil)
+        if ContinuousClock.now - started < .milliseconds(2_000) {
+            // All the flapping fell inside one coalescing window: nothing to report.
+            #expect(await bobWS.next(.presence, timeout: .seconds(6)) == nil)
+        } else {
+            // A very loaded machine spread it over windows: whatever was reported ends offline.
+            var last: ServerFrame? = nil
+            while let frame = await bobWS.next(.presence, timeout: .seconds(6)) { last = frame }
+            #expect(last == nil || last?.online == false)
+        }
         await bobWS.close()
         try await relay.stop()
     }
