@@ -144,12 +144,13 @@ extension ParleyDevice {
         distributionContent.senderKeyDistribution = wrapper
         let encodedDistribution = try ContentCodec.encode(distributionContent)
 
+        // Two queries for the whole group, not two per member: this runs before every group message.
         let holders = try store.senderKeyHolders(groupId: groupId)
+        let devices = try store.contactDeviceIds()
         var needing: [String] = []
         for member in members {
-            let known = try store.contactDevices(account: member).map(\.deviceId).filter { member != account.name || $0 != account.deviceId }
-            let knownContact = try store.contact(account: member) != nil
-            if member == account.name && known.isEmpty && knownContact { continue }  // no other own device
+            let known = (devices[member] ?? []).filter { member != account.name || $0 != account.deviceId }
+            if member == account.name && known.isEmpty && devices[member] != nil { continue }  // no other own device
             if known.isEmpty || known.contains(where: { !holders.contains(ProtocolAddress(name: member, deviceId: $0)) }) {
                 needing.append(member)
             }

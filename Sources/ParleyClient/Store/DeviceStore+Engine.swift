@@ -246,7 +246,18 @@ extension DeviceStore {
         }
     }
 
-    /// Devices known to hold this device's current sender key for `groupId`.
+    /// Every contact's known device ids (one query), by account.
+    public func contactDeviceIds() throws(DeviceStoreError) -> [String: [UInt32]] {
+        try read { db in
+            var result: [String: [UInt32]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT account, device_id FROM contact_device ORDER BY account, device_id") {
+                result[row["account"] as String, default: []].append(UInt32(truncatingIfNeeded: row["device_id"] as Int64))
+            }
+            return result
+        }
+    }
+
+        /// Devices known to hold this device's current sender key for `groupId`.
     public func senderKeyHolders(groupId: String) throws(DeviceStoreError) -> Set<ProtocolAddress> {
         try read { db in
             Set(
