@@ -95,18 +95,14 @@ extension ParleyDevice {
 
     /// Sends one entry. Returns false when it stays queued (a transient failure).
     private func deliver(_ entry: OutboxEntry) async -> Bool {
-        let recipients: [String]
-        let label: String
+        var recipients: [String] = []
         do {
+            recipients = try recipientsOf(entry)  // (a group's members as of this send)
             switch entry.destination {
             case .direct(let peer):
-                label = peer
-                recipients = [peer]
                 _ = try await deliverDirect(
                     to: peer, content: entry.content, ownContent: entry.ownContent, clientTimestamp: entry.clientTimestamp)
             case .group(let groupId):
-                label = "group \(groupId)"
-                recipients = try store.groupMembers(groupId: groupId).filter { $0 != account.name }
                 try await deliverGroup(groupId: groupId, content: entry.content, clientTimestamp: entry.clientTimestamp)
             }
         } catch {
@@ -120,7 +116,7 @@ extension ParleyDevice {
                 try store.transaction { store in
                     try store.removeOutgoing(id: entry.id)
                     if let uid = entry.messageUid, let id = try store.message(uid: uid, sender: account.name) {
-                        for recipient in try recipientsOf(entry) { try store.setStatus(.failed, for: recipient, of: id) }
+                        for recipient in recipients { try store.setStatus(.failed, for: recipient, of: id) }
                     }
                 }
             } catch {
@@ -129,7 +125,7 @@ extension ParleyDevice {
             }
             emit(.sendFailed(destination: Self.describe(entry.destination), reason: "\(error)"))
             if let uid = entry.messageUid {
-                for recipient in (try? recipientsOf(entry)) ?? [] { emit(.status(messageUid: uid, recipient: recipient, status: .failed)) }
+                for recipient in recipients { emit(.status(messageUid: uid, recipient: recipient, status: .failed)) }
             }
             return true
         }
@@ -147,7 +143,6 @@ extension ParleyDevice {
         if let uid = entry.messageUid {
             for recipient in recipients { emit(.status(messageUid: uid, recipient: recipient, status: .sent)) }
         }
-        _ = label
         return true
     }
 
