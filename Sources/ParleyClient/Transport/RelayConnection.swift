@@ -57,9 +57,19 @@ public final class RelayConnection: Sendable {
     /// Acknowledges envelopes: the relay deletes them from this device's queue.
     public func ack(_ ids: [UUID]) throws { try send(.ack(ids)) }
 
-    /// Closes the connection and waits for it to end.
-    public func close() async {
+    /// Closes the connection and waits for it to end: for the relay's answer to the close frame
+    /// at most `timeout`, then the connection is torn down (a relay that does not answer must not
+    /// hold the device).
+    public func close(timeout: Duration = .seconds(5)) async {
         outbox.finish()
-        _ = await task.result
+        let task = self.task
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { _ = await task.result }
+            group.addTask {
+                if (try? await Task.sleep(for: timeout)) != nil { task.cancel() }
+            }
+            await group.next()
+            group.cancelAll()
+        }
     }
 }
