@@ -123,8 +123,13 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: tests
+        .target(name: "ParleyTestSupport", path: "Tests/ParleyTestSupport", swiftSettings: strict),
         .testTarget(
-            name: "ParleyClientTests", dependencies: ["ParleyClient", "ParleyRelay", "ParleyWire"], swiftSettings: strict),
+            name: "ParleyClientTests",
+            dependencies: [
+                "ParleyClient", "ParleyRelay", "ParleyWire", "ParleyTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto", "ParleyConformance"], swiftSettings: strict),
         .testTarget(
             name: "ParleyProtocolTests",
@@ -136,7 +141,7 @@ let package = Package(
         .testTarget(
             name: "ParleyRelayTests",
             dependencies: [
-                "ParleyRelay", "ParleyWire", "ParleyProtocol", "ParleyCrypto",
+                "ParleyRelay", "ParleyWire", "ParleyProtocol", "ParleyCrypto", "ParleyTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

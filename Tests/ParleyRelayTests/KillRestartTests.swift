@@ -1,4 +1,5 @@
 import Foundation
+import ParleyTestSupport
 import ParleyWire
 import Testing
 
@@ -36,20 +37,16 @@ struct KillRestartTests {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    static func launch(port: Int, database: String) async throws -> Process {
+    static func launch(port: Int, database: String) async throws -> ChildProcess {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw TestFailure("\(binary) is missing: build every product first (swift build --build-tests)")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--port", "\(port)", "--database", database, "--log-level", "warning"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try ChildProcess.spawn(
+            binary, ["--port", "\(port)", "--database", database, "--log-level", "warning"])
         let http = HTTPTestClient(port: port)
         let ready = await eventually(timeout: .seconds(20)) { (try? await http.raw(.GET, "/healthz").status) == 200 }
         guard ready else {
-            process.terminate()
+            await process.stop()
             throw TestFailure("parley-relay did not become ready on port \(port)")
         }
         return process
@@ -69,15 +66,19 @@ struct KillRestartTests {
             #expect(reply.status == 200)  // acknowledged: durable on disk
             sent.append(content)
         }
-        kill(relay.processIdentifier, SIGKILL)
-        relay.waitUntilExit()
-        #expect(relay.terminationReason == .uncaughtSignal)
+        relay.signal(SIGKILL)
+        #expect(await relay.wait() == .signaled(SIGKILL))
 
         relay = try await Self.launch(port: port, database: database)
-        defer { relay.terminate(); relay.waitUntilExit() }
-        let ws = try await WSTestClient.connect(port: port, credentials: bob)
-        let backlog = try await ws.backlog()
-        #expect(backlog.map(\.content) == sent)
-        await ws.close()
+        do {
+            let ws = try await WSTestClient.connect(port: port, credentials: bob)
+            let backlog = try await ws.backlog()
+            #expect(backlog.map(\.content) == sent)
+            await ws.close()
+        } catch {
+            await relay.stop()
+            throw error
+        }
+        #expect(await relay.stop() == .exited(0))
     }
 }

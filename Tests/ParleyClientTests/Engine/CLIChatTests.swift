@@ -1,22 +1,15 @@
 import Foundation
 import ParleyClient
 import ParleyProtocol
+import ParleyTestSupport
 import Testing
 
 /// `parley chat` in a real terminal (tmux): typed lines are sent, incoming messages appear.
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct CLIChatTests {
-    static func tmux(_ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["tmux"] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    static func tmux(_ arguments: [String]) async throws -> (Int32, String) {
+        let result = try await ChildProcess.run("/usr/bin/env", ["tmux"] + arguments, timeout: .seconds(30))
+        return (result.status, result.output)
     }
 
     @Test func chatUnderTmux() async throws {
@@ -30,38 +23,43 @@ struct CLIChatTests {
 
         let session = "parley-chat-\(UUID().uuidString.prefix(8))"
         let command = "env PARLEY_HOME=\(aliceHome) \(CLI.binary) chat \(bob.account.name)"
-        #expect(try Self.tmux(["new-session", "-d", "-s", session, "-x", "160", "-y", "40", command]).0 == 0)
-        defer { _ = try? Self.tmux(["kill-session", "-t", session]) }
-        func screen() throws -> String { try Self.tmux(["capture-pane", "-p", "-t", session]).1 }
-        func waitForScreen(_ text: String) async throws -> Bool {
-            for _ in 0..<200 {
-                if try screen().contains(text) { return true }
-                try await Task.sleep(for: .milliseconds(100))
+        #expect(try await Self.tmux(["new-session", "-d", "-s", session, "-x", "160", "-y", "40", command]).0 == 0)
+        do {
+            func screen() async throws -> String { try await Self.tmux(["capture-pane", "-p", "-t", session]).1 }
+            func waitForScreen(_ text: String) async throws -> Bool {
+                for _ in 0..<200 {
+                    if try await screen().contains(text) { return true }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                return false
             }
-            return false
-        }
-        #expect(try await waitForScreen("chat with \(bob.account.name)"))
+            #expect(try await waitForScreen("chat with \(bob.account.name)"))
 
-        _ = try Self.tmux(["send-keys", "-t", session, "hello from a terminal", "Enter"])
-        var got = false
-        for _ in 0..<50 where !got {
-            _ = await bob.syncOnce(timeout: .seconds(5))
-            let conversation = try bob.store.directConversation(with: aliceName)
-            got = try bob.store.messages(in: conversation.id, limit: 10).messages.contains { $0.body == "hello from a terminal" }
-            if !got { try await Task.sleep(for: .milliseconds(200)) }
-        }
-        #expect(got)
+            _ = try await Self.tmux(["send-keys", "-t", session, "hello from a terminal", "Enter"])
+            var got = false
+            for _ in 0..<50 where !got {
+                _ = await bob.syncOnce(timeout: .seconds(5))
+                let conversation = try bob.store.directConversation(with: aliceName)
+                got = try bob.store.messages(in: conversation.id, limit: 10).messages.contains { $0.body == "hello from a terminal" }
+                if !got { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(got)
 
-        try await bob.send("answer shown in the terminal", to: aliceName)
-        #expect(try await waitForScreen("\(bob.account.name): answer shown in the terminal"))
+            try await bob.send("answer shown in the terminal", to: aliceName)
+            #expect(try await waitForScreen("\(bob.account.name): answer shown in the terminal"))
 
-        _ = try Self.tmux(["send-keys", "-t", session, "/quit", "Enter"])
-        var ended = false
-        for _ in 0..<100 where !ended {
-            ended = try Self.tmux(["has-session", "-t", session]).0 != 0
-            if !ended { try await Task.sleep(for: .milliseconds(100)) }
+            _ = try await Self.tmux(["send-keys", "-t", session, "/quit", "Enter"])
+            var ended = false
+            for _ in 0..<100 where !ended {
+                ended = try await Self.tmux(["has-session", "-t", session]).0 != 0
+                if !ended { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(ended)
+        } catch {
+            _ = try? await Self.tmux(["kill-session", "-t", session])
+            throw error
         }
-        #expect(ended)
+        _ = try? await Self.tmux(["kill-session", "-t", session])
         await bob.close()
         await harness.finish()
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import ParleyClient
 import ParleyProtocol
 import ParleyRelay
@@ -24,13 +25,18 @@ final class EngineHarness: @unchecked Sendable {
         return limits
     }
 
+    /// The relay's log level: `PARLEY_RELAY_TEST_LOG` (e.g. `debug`), else errors only.
+    static var logLevel: Logger.Level {
+        ProcessInfo.processInfo.environment["PARLEY_RELAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .error
+    }
+
     init() async throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-engine-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         relay = try await RelayServer.start(
             RelayConfiguration(
                 host: "127.0.0.1", port: 0, databasePath: dir.appendingPathComponent("relay.sqlite").path,
-                limits: Self.limits(), logLevel: .error))
+                limits: Self.limits(), logLevel: Self.logLevel))
         port = relay.port
     }
 
@@ -38,14 +44,14 @@ final class EngineHarness: @unchecked Sendable {
     func restartRelay() async throws {
         try await relay.stop()
         relay = try await RelayServer.start(
-            RelayConfiguration(host: "127.0.0.1", port: port, databasePath: databasePath, limits: Self.limits(), logLevel: .error))
+            RelayConfiguration(host: "127.0.0.1", port: port, databasePath: databasePath, limits: Self.limits(), logLevel: Self.logLevel))
     }
 
     func stopRelay() async throws { try await relay.stop() }
 
     func startRelay() async throws {
         relay = try await RelayServer.start(
-            RelayConfiguration(host: "127.0.0.1", port: port, databasePath: databasePath, limits: Self.limits(), logLevel: .error))
+            RelayConfiguration(host: "127.0.0.1", port: port, databasePath: databasePath, limits: Self.limits(), logLevel: Self.logLevel))
     }
 
     func register(_ prefix: String) async throws -> ParleyDevice {

@@ -2,6 +2,7 @@ import Foundation
 @testable import ParleyClient
 import ParleyProtocol
 import ParleyRelay
+import ParleyTestSupport
 import ParleyWire
 import Testing
 
@@ -62,17 +63,18 @@ struct EngineResilienceTests {
         let aliceHome = harness.dir.appendingPathComponent("alice-home").path
         let bobHome = harness.dir.appendingPathComponent("bob-home").path
         let suffix = UUID().uuidString.prefix(6).lowercased()
-        _ = try CLI.run(binary, home: aliceHome, ["register", "alice\(suffix)", "--server", harness.baseURL])
-        _ = try CLI.run(binary, home: bobHome, ["register", "bob\(suffix)", "--server", harness.baseURL])
-        _ = try CLI.run(binary, home: aliceHome, ["send", "bob\(suffix)", "warm-up"])
+        #expect(try await CLI.run(binary, home: aliceHome, ["register", "alice\(suffix)", "--server", harness.baseURL]).0 == 0)
+        #expect(try await CLI.run(binary, home: bobHome, ["register", "bob\(suffix)", "--server", harness.baseURL]).0 == 0)
+        #expect(try await CLI.run(binary, home: aliceHome, ["send", "bob\(suffix)", "warm-up"]).0 == 0)
         for i in 0..<12 {
             let process = try CLI.start(binary, home: aliceHome, ["send", "bob\(suffix)", "message \(i)"])
             try await Task.sleep(for: .milliseconds(UInt64.random(in: 0...400)))
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            process.signal(SIGKILL)
+            _ = await process.wait()
         }
-        _ = try CLI.run(binary, home: aliceHome, ["sync"])  // sends whatever the kills left in the outbox
-        _ = try CLI.run(binary, home: bobHome, ["sync"])
+        // Sends whatever the kills left in the outbox.
+        #expect(try await CLI.run(binary, home: aliceHome, ["sync"]).0 == 0)
+        #expect(try await CLI.run(binary, home: bobHome, ["sync"]).0 == 0)
 
         let alice = try ParleyDevice.open(storePath: aliceHome + "/device.sqlite")
         let bob = try ParleyDevice.open(storePath: bobHome + "/device.sqlite")
@@ -88,38 +90,34 @@ struct EngineResilienceTests {
     }
 }
 
-/// Runs the real `parley` executable.
+/// Runs the real `parley` executable (never blocking a concurrency thread: see `ChildProcess`).
 enum CLI {
     static let binary = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent(".build/debug/parley").path
 
-    static func start(_ binary: String, home: String, _ arguments: [String], output: FileHandle? = nil) throws -> Process {
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw CLIFailure("\(binary) is missing: build every product first (swift build --build-tests)")
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
+    static func environment(home: String) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
         environment["PARLEY_HOME"] = home
         environment["PARLEY_PASSPHRASE"] = nil
-        process.environment = environment
-        process.standardOutput = output ?? FileHandle.nullDevice
-        process.standardError = output ?? FileHandle.nullDevice
-        try process.run()
-        return process
+        return environment
     }
 
-    /// Runs to completion; returns (status, output).
+    static func start(_ binary: String, home: String, _ arguments: [String]) throws -> ChildProcess {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw CLIFailure("\(binary) is missing: build every product first (swift build --build-tests)")
+        }
+        return try ChildProcess.spawn(binary, arguments, environment: environment(home: home))
+    }
+
+    /// Runs to completion (at most 2 minutes); returns (status, output).
     @discardableResult
-    static func run(_ binary: String, home: String, _ arguments: [String]) throws -> (Int32, String) {
-        let pipe = Pipe()
-        let process = try start(binary, home: home, arguments, output: pipe.fileHandleForWriting)
-        try pipe.fileHandleForWriting.close()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    static func run(_ binary: String, home: String, _ arguments: [String]) async throws -> (Int32, String) {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw CLIFailure("\(binary) is missing: build every product first (swift build --build-tests)")
+        }
+        let result = try await ChildProcess.run(binary, arguments, environment: environment(home: home))
+        return (result.status, result.output)
     }
 }
 
