@@ -56,6 +56,11 @@ public struct RelayLimits: Sendable {
     public var bundleFetchPerSecond: Double = 1
     /// WebSocket protocol-level ping interval; a connection that misses a pong is closed.
     public var pingIntervalSeconds: Int64 = 30
+    /// A connection that sends no request within this time is closed (it would otherwise hold a file
+    /// descriptor, and a graceful shutdown, for as long as the peer likes).
+    public var firstRequestTimeoutSeconds: Int64 = 10
+    /// An HTTP keep-alive connection idle this long is closed (WebSockets have pings instead).
+    public var httpIdleTimeoutSeconds: Int64 = 90
     /// Malformed or rejected frames tolerated on one WebSocket before the relay closes it.
     public var maxBadFramesPerConnection: Int = 10
     /// Client frames per second per connection (token bucket, burst = 5 x rate) before frames are refused.

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import HummingbirdWebSocket
+import NIOCore
 import NIOSSL
 import Logging
 import ServiceLifecycle
@@ -101,12 +102,18 @@ public enum RelayServer {
             maxFrameSize: RelayLimits.maxServerFrameBytes,
             autoPing: .enabled(timePeriod: .seconds(configuration.limits.pingIntervalSeconds)),
             closeTimeout: .seconds(5))
-        let plain = HTTPServerBuilder.http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: wsConfiguration))
-        let server: HTTPServerBuilder
-        if let tls = configuration.tls {
-            server = try .tls(plain, tlsConfiguration: try Self.tlsConfiguration(tls))
-        } else {
-            server = plain
+        let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
+            http1: .init(idleTimeout: .seconds(configuration.limits.httpIdleTimeoutSeconds)), ws: wsConfiguration)
+        let webSocketResponder = wsRouter.buildResponder()
+        let firstRequestDeadline = TimeAmount.seconds(configuration.limits.firstRequestTimeoutSeconds)
+        let tlsConfiguration = try configuration.tls.map { try Self.tlsConfiguration($0) }
+        let server = HTTPServerBuilder { responder in
+            let channel = FirstRequestDeadlineChannel(
+                base: HTTP1WebSocketUpgradeChannel(
+                    responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
+                deadline: firstRequestDeadline)
+            if let tlsConfiguration { return try TLSChannel(channel, tlsConfiguration: tlsConfiguration) }
+            return channel
         }
         let app = Application(
             router: router,

@@ -13,29 +13,32 @@ struct TestRelay {
     var port: Int { running.port }
     var http: HTTPTestClient { HTTPTestClient(port: running.port) }
 
-    static func start(limits: RelayLimits = RelayLimits(), databasePath: String? = nil) async throws -> TestRelay {
+    static func start(
+        limits: RelayLimits = RelayLimits(), databasePath: String? = nil, gracefulShutdownSeconds: Int64 = 3
+    ) async throws -> TestRelay {
         let path = databasePath ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("parley-relay-test-\(UUID().uuidString).sqlite").path
         let level = ProcessInfo.processInfo.environment["PARLEY_RELAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) }
         var limits = limits
-        limits.gracefulShutdownSeconds = 3
+        limits.gracefulShutdownSeconds = gracefulShutdownSeconds
         let configuration = RelayConfiguration(
             host: "127.0.0.1", port: 0, databasePath: path, limits: limits, logLevel: level ?? .warning)
         let running = try await RelayServer.start(configuration)
         return TestRelay(running: running, databasePath: path, limits: limits)
     }
 
-    /// Graceful stop, bounded: a shutdown that does not finish within 10 s fails the test instead of hanging it.
-    func stop() async throws {
+    /// Graceful stop, bounded: a shutdown that does not finish within `limit` fails the test instead of hanging it.
+    func stop(limit: Duration = .seconds(15)) async throws {
         let running = self.running
-        let finished = await bounded(.seconds(15)) { try? await running.stop() }
-        if !finished { Issue.record("relay did not stop within 15 s") }
+        let finished = await bounded(limit) { try? await running.stop() }
+        if !finished { Issue.record("relay did not stop within \(limit)") }
     }
 
     /// Stops, then starts a new relay on the same database file.
     func restarted() async throws -> TestRelay {
         try await stop()
-        return try await TestRelay.start(limits: limits, databasePath: databasePath)
+        return try await TestRelay.start(
+            limits: limits, databasePath: databasePath, gracefulShutdownSeconds: limits.gracefulShutdownSeconds)
     }
 
     func connect(_ credentials: DeviceCredentials) async throws -> WSTestClient {

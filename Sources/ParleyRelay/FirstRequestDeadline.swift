@@ -1,0 +1,99 @@
+import HummingbirdCore
+import Logging
+import NIOCore
+
+/// Wraps the relay's HTTP/WebSocket child channel with a deadline for the first bytes of a request.
+///
+/// Until a connection's first request arrives, the WebSocket-upgrade pipeline waits for it with no timeout and
+/// does not take part in graceful shutdown: a client that connects and sends nothing (an HTTP client's spare
+/// pooled connection, a stalled or hostile peer) would hold a file descriptor forever and keep a shutting-down
+/// relay from finishing. `FirstRequestDeadlineHandler` closes such a connection after `deadline`, or at once
+/// when the server starts to quiesce.
+struct FirstRequestDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel {
+    typealias Value = Base.Value
+
+    let base: Base
+    let deadline: TimeAmount
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(FirstRequestDeadlineHandler(deadline: deadline))
+        }.flatMap {
+            base.setup(channel: channel, logger: logger)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
+}
+
+/// Closes the connection unless bytes arrive within the deadline (or before the server quiesces); once they
+/// do, it steps aside for good.
+final class FirstRequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    typealias InboundOut = NIOAny
+    typealias OutboundIn = NIOAny
+    typealias OutboundOut = NIOAny
+
+    private let deadline: TimeAmount
+    private var timer: Scheduled<Void>?
+    private var received = false
+
+    init(deadline: TimeAmount) {
+        self.deadline = deadline
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context)
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        guard timer == nil, !received else { return }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: deadline) {
+            Self.leave(loopBound.value)
+        }
+    }
+
+    /// Ends the connection as if the peer had closed its side (the upgrade handler then ends quietly instead
+    /// of reporting an error), then closes it.
+    private static func leave(_ context: ChannelHandlerContext) {
+        context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !received {
+            received = true
+            timer?.cancel()
+            timer = nil
+        }
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, !received {
+            // Nothing in flight on this connection: leave now instead of holding the shutdown.
+            Self.leave(context)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+}

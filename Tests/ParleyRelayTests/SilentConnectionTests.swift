@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+@testable import ParleyRelay
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Connections that never send a request: closed after the first-request deadline, and never able to hold
+/// up a graceful shutdown (they used to hold it until the peer went away: 60 s for an idle pooled
+/// connection of an HTTP client).
+@Suite("Silent connections", .timeLimit(.minutes(1)))
+struct SilentConnectionTests {
+    /// A non-blocking loopback TCP connection to the relay that sends nothing.
+    final class SilentSocket: Sendable {
+        let fd: Int32
+
+        init(port: Int) throws {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw TestFailure("socket") }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+            guard connected else {
+                close(fd)
+                throw TestFailure("connect")
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+
+        deinit { close(fd) }
+
+        /// Whether the relay has closed the connection (a read sees end of file or a reset).
+        var closedByPeer: Bool {
+            var byte: UInt8 = 0
+            let count = read(fd, &byte, 1)
+            if count == 0 { return true }
+            if count < 0 { return errno != EAGAIN && errno != EWOULDBLOCK }
+            return false
+        }
+    }
+
+    @Test func aConnectionThatSendsNothingIsClosedAfterTheDeadline() async throws {
+        var limits = RelayLimits()
+        limits.firstRequestTimeoutSeconds = 2
+        let relay = try await TestRelay.start(limits: limits)
+        let started = ContinuousClock.now
+        let silent = try SilentSocket(port: relay.port)
+        let closedAtOnce = silent.closedByPeer
+        if ContinuousClock.now - started < .seconds(1) { #expect(!closedAtOnce) }
+        #expect(await eventually(timeout: .seconds(20)) { silent.closedByPeer })
+        #expect(ContinuousClock.now - started >= .seconds(2))
+
+        // A connection that does send a request is served as before.
+        #expect(try await relay.http.raw(.GET, "/healthz").status == 200)
+        try await relay.stop()
+    }
+
+    @Test func silentConnectionsDoNotHoldUpAGracefulShutdown() async throws {
+        // Deadline and graceful-shutdown bound both far longer than the stop may take: a connection that held
+        // the shutdown would show as a stop of 30 s (or the 20 s bound below), not as a slow machine.
+        var limits = RelayLimits()
+        limits.firstRequestTimeoutSeconds = 60
+        let relay = try await TestRelay.start(limits: limits, gracefulShutdownSeconds: 30)
+        let sockets = try (0..<3).map { _ in try SilentSocket(port: relay.port) }
+        #expect(try await relay.http.raw(.GET, "/healthz").status == 200)
+        let started = ContinuousClock.now
+        try await relay.stop(limit: .seconds(20))
+        #expect(ContinuousClock.now - started < .seconds(10))
+        for socket in sockets { #expect(socket.closedByPeer) }
+    }
+}
