@@ -3,11 +3,13 @@ import NIOCore
 
 /// The HTTP client devices use by default: a relay that does not answer fails a request within
 /// seconds (the outbox retries later), and up to 16 requests run at once per relay (sender-key
-/// distribution to large groups).
+/// distribution to large groups). The connect timeout also bounds how long a request may wait for one of
+/// those 16 connections, so it is not shorter than a busy moment of a large fan-out (3 s failed requests
+/// queued behind 16 slow ones on a loaded 2-core machine).
 public enum ParleyHTTP {
     public static let shared: HTTPClient = {
         var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(3), read: .seconds(30))
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(30))
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 16
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
