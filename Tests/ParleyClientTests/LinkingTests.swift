@@ -9,7 +9,7 @@ import Testing
 /// Linking a second device through a real relay in-process: the account identity travels
 /// end-to-end encrypted, the new device imports contacts and history and publishes its bundle
 /// under the account identity.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(4)))
 struct LinkingTests {
     struct Client {
         let store: DeviceStore

@@ -10,7 +10,7 @@ import Testing
 /// published at registration, the sender's first attempt refused with the missing device
 /// named, sessions set up from the relay's bundles, the retry accepted, the receiver decrypting
 /// from its WebSocket and acknowledging.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct RelayEndToEndTests {
     struct Client {
         let store: DeviceStore

@@ -3,7 +3,7 @@ import ParleyWire
 import Testing
 @testable import ParleyRelay
 
-@Suite("Accounts, devices and authentication", .timeLimit(.minutes(1)))
+@Suite("Accounts, devices and authentication", .timeLimit(.minutes(3)))
 struct AccountTests {
     @Test func healthAndRegistration() async throws {
         let relay = try await TestRelay.start()

@@ -3,7 +3,7 @@ import ParleyWire
 import Testing
 @testable import ParleyRelay
 
-@Suite("Bad input", .timeLimit(.minutes(1)))
+@Suite("Bad input", .timeLimit(.minutes(3)))
 struct BadInputTests {
     @Test func malformedUnknownAndOversizedHTTPBodies() async throws {
         let relay = try await TestRelay.start()

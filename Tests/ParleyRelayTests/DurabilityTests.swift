@@ -3,7 +3,7 @@ import ParleyWire
 import Testing
 @testable import ParleyRelay
 
-@Suite("Durable queues: backlog order, reconnects, restarts, expiry", .timeLimit(.minutes(1)))
+@Suite("Durable queues: backlog order, reconnects, restarts, expiry", .timeLimit(.minutes(3)))
 struct DurabilityTests {
     @Test func backlogInOrderAndReconnectMidBacklogLosesNothing() async throws {
         let relay = try await TestRelay.start()

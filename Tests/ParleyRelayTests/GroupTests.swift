@@ -3,7 +3,7 @@ import ParleyWire
 import Testing
 @testable import ParleyRelay
 
-@Suite("Groups", .timeLimit(.minutes(1)))
+@Suite("Groups", .timeLimit(.minutes(3)))
 struct GroupTests {
     @Test func fanOutMembershipEventsAndPermissions() async throws {
         let relay = try await TestRelay.start()

@@ -9,7 +9,7 @@ import Testing
 /// the existing device. The relay checks the signed prekey's signature against the new key, and a
 /// device approved with `awaitIdentityUpload` stays invisible (no listing, no bundle, no fan-out)
 /// until that upload.
-@Suite("Identity key upload", .timeLimit(.minutes(1)))
+@Suite("Identity key upload", .timeLimit(.minutes(3)))
 struct IdentityUploadTests {
     /// Real key material: an identity, a signed prekey signed by it, one-time prekeys.
     struct RealKeys {

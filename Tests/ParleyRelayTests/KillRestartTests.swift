@@ -5,7 +5,7 @@ import Testing
 
 /// The real `parley-relay` executable, killed with SIGKILL after acknowledging messages and
 /// started again on the same database: nothing it acknowledged is lost.
-@Suite("SIGKILL and restart", .timeLimit(.minutes(2)))
+@Suite("SIGKILL and restart", .timeLimit(.minutes(4)))
 struct KillRestartTests {
     /// `parley-relay` next to the test bundle (any `--scratch-path`), else in `.build/debug`.
     static let binary: String = {

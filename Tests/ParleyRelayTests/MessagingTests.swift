@@ -3,7 +3,7 @@ import ParleyWire
 import Testing
 @testable import ParleyRelay
 
-@Suite("1:1 messages: device-set checks, delivery, acks", .timeLimit(.minutes(1)))
+@Suite("1:1 messages: device-set checks, delivery, acks", .timeLimit(.minutes(3)))
 struct MessagingTests {
     @Test func mismatchedAndStaleDevicesStoreNothing() async throws {
         let relay = try await TestRelay.start()

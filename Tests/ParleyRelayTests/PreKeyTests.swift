@@ -3,7 +3,7 @@ import ParleyWire
 import Testing
 @testable import ParleyRelay
 
-@Suite("Prekeys", .timeLimit(.minutes(1)))
+@Suite("Prekeys", .timeLimit(.minutes(3)))
 struct PreKeyTests {
     @Test func uploadFetchAndRefillSignal() async throws {
         let relay = try await TestRelay.start()

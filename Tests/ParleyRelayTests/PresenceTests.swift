@@ -3,7 +3,7 @@ import ParleyWire
 import Testing
 @testable import ParleyRelay
 
-@Suite("Presence and typing", .timeLimit(.minutes(1)))
+@Suite("Presence and typing", .timeLimit(.minutes(3)))
 struct PresenceTests {
     @Test func presenceChangesReachSubscribers() async throws {
         let relay = try await TestRelay.start()

@@ -3,7 +3,7 @@ import ParleyWire
 import Testing
 @testable import ParleyRelay
 
-@Suite("Web Push with VAPID", .timeLimit(.minutes(1)))
+@Suite("Web Push with VAPID", .timeLimit(.minutes(3)))
 struct PushTests {
     static func limits() -> RelayLimits {
         var limits = RelayLimits()

@@ -9,7 +9,7 @@ import Glibc
 /// Connections that never send a request: closed after the first-request deadline, and never able to hold
 /// up a graceful shutdown (they used to hold it until the peer went away: 60 s for an idle pooled
 /// connection of an HTTP client).
-@Suite("Silent connections", .timeLimit(.minutes(1)))
+@Suite("Silent connections", .timeLimit(.minutes(3)))
 struct SilentConnectionTests {
     /// A non-blocking loopback TCP connection to the relay that sends nothing.
     final class SilentSocket: Sendable {

@@ -10,7 +10,7 @@ import Testing
 @testable import ParleyRelay
 
 /// `--tls-cert`/`--tls-key`: the relay serves https:// and wss:// (self-signed test certificate).
-@Suite("TLS", .timeLimit(.minutes(1)))
+@Suite("TLS", .timeLimit(.minutes(3)))
 struct TLSTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/tls")
     static let files = RelayConfiguration.TLSFiles(

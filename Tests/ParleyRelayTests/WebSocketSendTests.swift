@@ -3,7 +3,7 @@ import ParleyWire
 import Testing
 @testable import ParleyRelay
 
-@Suite("1:1 messages sent over the WebSocket (send / sendResult frames)", .timeLimit(.minutes(1)))
+@Suite("1:1 messages sent over the WebSocket (send / sendResult frames)", .timeLimit(.minutes(3)))
 struct WebSocketSendTests {
     @Test func sendFrameIsCommittedDeliveredAndAnswered() async throws {
         let relay = try await TestRelay.start()

@@ -5,7 +5,7 @@ import ParleyTestSupport
 import Testing
 
 /// `parley chat` in a real terminal (tmux): typed lines are sent, incoming messages appear.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .timeLimit(.minutes(4)))
 struct CLIChatTests {
     static func tmux(_ arguments: [String]) async throws -> (Int32, String) {
         let result = try await ChildProcess.run("/usr/bin/env", ["tmux"] + arguments, timeout: .seconds(30))

@@ -6,7 +6,7 @@ import ParleyWire
 import Testing
 
 /// Adding a member, renaming, leaving: what every member's device ends up knowing.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .timeLimit(.minutes(4)))
 struct EngineGroupManagementTests {
     @Test func addRenameAndLeave() async throws {
         let harness = try await EngineHarness()

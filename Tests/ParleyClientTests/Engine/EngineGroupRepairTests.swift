@@ -7,7 +7,7 @@ import Testing
 
 /// A member that lost a sender key reports the group message it could not read; the sender hands
 /// it the key again and resends the message, which the member then reads once.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .timeLimit(.minutes(4)))
 struct EngineGroupRepairTests {
     @Test func lostSenderKeyIsRedistributedAndTheMessageResent() async throws {
         let harness = try await EngineHarness()

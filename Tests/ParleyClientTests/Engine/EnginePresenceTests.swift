@@ -5,7 +5,7 @@ import ParleyRelay
 import ParleyWire
 import Testing
 
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .timeLimit(.minutes(4)))
 struct EnginePresenceTests {
     @Test func presenceAndTypingReachTheContact() async throws {
         let harness = try await EngineHarness()
