@@ -29,7 +29,7 @@ struct FirstRequestDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel
 }
 
 /// Closes the connection unless bytes arrive within the deadline (or before the server quiesces); once they
-/// do, it steps aside for good.
+/// do, it removes itself from the pipeline.
 final class FirstRequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     typealias InboundOut = NIOAny
@@ -74,12 +74,17 @@ final class FirstRequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelH
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if !received {
-            received = true
-            timer?.cancel()
-            timer = nil
+        guard !received else {
+            context.fireChannelRead(data)
+            return
         }
+        received = true
+        timer?.cancel()
+        timer = nil
         context.fireChannelRead(data)
+        // From here on the HTTP handlers (idle timeout, quiescing) or the WebSocket (pings) look after the
+        // connection: leave the pipeline so that an open WebSocket does not carry this handler.
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

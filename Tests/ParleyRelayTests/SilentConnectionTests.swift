@@ -75,4 +75,20 @@ struct SilentConnectionTests {
         #expect(ContinuousClock.now - started < .seconds(10))
         for socket in sockets { #expect(socket.closedByPeer) }
     }
+
+    @Test func aWebSocketOutlivesTheFirstRequestDeadline() async throws {
+        var limits = RelayLimits()
+        limits.firstRequestTimeoutSeconds = 1
+        let relay = try await TestRelay.start(limits: limits)
+        let alice = try await relay.http.register(Fixtures.uniqueName("alice"))
+        let bob = try await relay.http.register(Fixtures.uniqueName("bob"))
+        let ws = try await relay.connect(bob)
+        #expect(try await ws.backlog().isEmpty)
+        try await Task.sleep(for: .milliseconds(2_500))  // well past the deadline
+        let content = Fixtures.bytes(64)
+        #expect(try await relay.http.sendToAll(from: alice, to: bob.account, content: content).status == 200)
+        #expect(await ws.next(.message)?.envelope?.content == content)
+        await ws.close()
+        try await relay.stop()
+    }
 }
