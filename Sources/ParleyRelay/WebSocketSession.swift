@@ -47,50 +47,23 @@ struct WebSocketSession: Sendable {
     /// Sends and acks in flight per connection before the session stops reading (back pressure).
     private static let maxInFlightPerConnection = 128
 
+    /// What the read loop keeps from one device message to the next.
+    private struct ReadState {
+        var inFlight = 0
+        var badFrames = 0
+        var frameBucket: TokenBucket
+    }
+
     /// Reads device frames until the connection ends; returns the stream's error, if any. Sends and acks wait
     /// for a commit: they run concurrently (bounded), so the next frames are read meanwhile.
     private func read(inbound: WebSocketInboundStream, outbox: SessionOutbox) async -> (any Error)? {
         await withTaskGroup(of: Void.self, returning: (any Error)?.self) { group in
-            var inFlight = 0
-            var badFrames = 0
-            var frameBucket = TokenBucket(
-                capacity: core.limits.clientFramesPerSecond * 5, ratePerSecond: core.limits.clientFramesPerSecond)
+            var state = ReadState(
+                frameBucket: TokenBucket(
+                    capacity: core.limits.clientFramesPerSecond * 5, ratePerSecond: core.limits.clientFramesPerSecond))
             do {
                 for try await message in inbound.messages(maxSize: RelayLimits.maxClientFrameBytes) {
-                    let outcome: FrameError?
-                    if !frameBucket.take() {
-                        outcome = FrameError(.rateLimited)
-                    } else {
-                        switch decode(message) {
-                        case .failure(let error):
-                            outcome = error
-                        case .success(let frame) where frame.type == .ack || frame.type == .send:
-                            switch prepare(frame) {
-                            case .failure(let error):
-                                outcome = error
-                            case .success(let work):
-                                outcome = nil
-                                if inFlight >= Self.maxInFlightPerConnection {
-                                    _ = await group.next()
-                                    inFlight -= 1
-                                }
-                                inFlight += 1
-                                group.addTask { await work(outbox) }
-                            }
-                        case .success(let frame):
-                            outcome = await handle(frame, outbox: outbox)
-                        }
-                    }
-                    guard let error = outcome else { continue }
-                    badFrames += 1
-                    core.metrics.badFrames.increment()
-                    let requestId = error.requestId
-                    outbox.post(.frame(ServerFrame(type: .error, error: error.error.body, requestId: requestId)))
-                    if badFrames >= core.limits.maxBadFramesPerConnection {
-                        logger.notice("closing connection after repeated bad frames", metadata: device.logMetadata())
-                        outbox.post(.close(.abuse))
-                        return nil
-                    }
+                    guard await process(message, &state, &group, outbox) else { return nil }
                 }
             } catch {
                 logger.debug("read loop ended", metadata: device.logMetadata(["error": "\(type(of: error))"]))
@@ -98,6 +71,50 @@ struct WebSocketSession: Sendable {
             }
             return nil
         }
+    }
+
+    /// Handles one device message; false once the connection is to be closed (too many bad frames). Not inlined
+    /// into the read loop: an idle connection keeps the loop's async frame (at its largest), so it stays small,
+    /// and the frame for handling a message is only taken once a message arrives.
+    @inline(never)
+    private func process(
+        _ message: WebSocketMessage, _ state: inout ReadState, _ group: inout TaskGroup<Void>, _ outbox: SessionOutbox
+    ) async -> Bool {
+        let outcome: FrameError?
+        if !state.frameBucket.take() {
+            outcome = FrameError(.rateLimited)
+        } else {
+            switch decode(message) {
+            case .failure(let error):
+                outcome = error
+            case .success(let frame) where frame.type == .ack || frame.type == .send:
+                switch prepare(frame) {
+                case .failure(let error):
+                    outcome = error
+                case .success(let work):
+                    outcome = nil
+                    if state.inFlight >= Self.maxInFlightPerConnection {
+                        _ = await group.next()
+                        state.inFlight -= 1
+                    }
+                    state.inFlight += 1
+                    group.addTask { await work(outbox) }
+                }
+            case .success(let frame):
+                outcome = await handle(frame, outbox: outbox)
+            }
+        }
+        guard let error = outcome else { return true }
+        state.badFrames += 1
+        core.metrics.badFrames.increment()
+        let requestId = error.requestId
+        outbox.post(.frame(ServerFrame(type: .error, error: error.error.body, requestId: requestId)))
+        if state.badFrames >= core.limits.maxBadFramesPerConnection {
+            logger.notice("closing connection after repeated bad frames", metadata: device.logMetadata())
+            outbox.post(.close(.abuse))
+            return false
+        }
+        return true
     }
 
     /// Decodes one client frame: the common `ack`/`send` shapes on the fast path, everything else strictly.
