@@ -1,36 +1,27 @@
-import Foundation
 import ParleyWire
 
 /// The live WebSocket sessions, one per device: a newer connection of the same device replaces the older.
 actor ConnectionHub {
-    struct Registration: Sendable {
-        let id: UUID
-        let account: String
-        let continuation: AsyncStream<SessionEvent>.Continuation
-    }
-
-    private var sessions: [DeviceAddress: Registration] = [:]
+    /// Each device's current session, by the outbox its events go to (one reference per connection).
+    private var sessions: [DeviceAddress: SessionOutbox] = [:]
     private var byAccount: [String: Set<DeviceAddress>] = [:]
 
-    /// Registers a session; returns its id, event stream, and the stream's continuation (the session may
-    /// queue its own frames on it without going through the hub).
-    func register(_ device: AuthenticatedDevice) -> (UUID, AsyncStream<SessionEvent>, AsyncStream<SessionEvent>.Continuation) {
-        let (stream, continuation) = AsyncStream<SessionEvent>.makeStream()
-        let id = UUID()
+    /// Registers a session's outbox; a previous session of the same device is told to close and takes no more
+    /// events.
+    func register(_ device: AuthenticatedDevice, _ outbox: SessionOutbox) {
         if let previous = sessions[device.address] {
-            previous.continuation.yield(.close(.superseded))
-            previous.continuation.finish()
+            previous.post(.close(.superseded))
+            previous.finish()
         }
-        sessions[device.address] = Registration(id: id, account: device.account, continuation: continuation)
+        sessions[device.address] = outbox
         byAccount[device.account, default: []].insert(device.address)
-        return (id, stream, continuation)
     }
 
     /// Removes a session if it is still the current one of its device. Returns whether it was.
     @discardableResult
-    func unregister(_ device: AuthenticatedDevice, id: UUID) -> Bool {
-        guard let current = sessions[device.address], current.id == id else { return false }
-        current.continuation.finish()
+    func unregister(_ device: AuthenticatedDevice, _ outbox: SessionOutbox) -> Bool {
+        guard let current = sessions[device.address], current === outbox else { return false }
+        current.finish()
         sessions[device.address] = nil
         byAccount[device.account]?.remove(device.address)
         if byAccount[device.account]?.isEmpty == true { byAccount[device.account] = nil }
@@ -43,7 +34,7 @@ actor ConnectionHub {
         var offline: [DeviceAddress] = []
         for address in addresses {
             if let session = sessions[address] {
-                session.continuation.yield(.wake)
+                session.post(.wake)
             } else {
                 offline.append(address)
             }
@@ -58,7 +49,7 @@ actor ConnectionHub {
         var seenOffline = Set<DeviceAddress>()
         for delivery in deliveries {
             if let session = sessions[delivery.address] {
-                session.continuation.yield(.envelope(delivery.queued))
+                session.post(.envelope(delivery.queued))
             } else if seenOffline.insert(delivery.address).inserted {
                 offline.append(delivery.address)
             }
@@ -67,13 +58,13 @@ actor ConnectionHub {
     }
 
     func send(_ event: SessionEvent, to address: DeviceAddress) {
-        sessions[address]?.continuation.yield(event)
+        sessions[address]?.post(event)
     }
 
     /// Sends a frame to every connected device of an account, optionally except one.
     func send(_ frame: ServerFrame, toAccount account: String, except: DeviceAddress? = nil) {
         for address in byAccount[account] ?? [] where address != except {
-            sessions[address]?.continuation.yield(.frame(frame))
+            sessions[address]?.post(.frame(frame))
         }
     }
 
@@ -85,9 +76,9 @@ actor ConnectionHub {
 
     /// Asks every session to close (graceful shutdown).
     func closeAll() {
-        for registration in sessions.values {
-            registration.continuation.yield(.close(.shutdown))
-            registration.continuation.finish()
+        for outbox in sessions.values {
+            outbox.post(.close(.shutdown))
+            outbox.finish()
         }
         sessions.removeAll()
         byAccount.removeAll()

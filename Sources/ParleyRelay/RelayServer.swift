@@ -91,10 +91,7 @@ public enum RelayServer {
                 try await outbound.close(.policyViolation, reason: "unauthorized")
                 return
             }
-            var sessionLogger = logger
-            sessionLogger[metadataKey: "account"] = "\(device.account)"
-            sessionLogger[metadataKey: "device"] = "\(device.deviceId)"
-            try await WebSocketSession(core: core, device: device, logger: sessionLogger).run(
+            try await WebSocketSession(core: core, device: device, logger: logger).run(
                 inbound: inbound, outbound: outbound)
         }
 

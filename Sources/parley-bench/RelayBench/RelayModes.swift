@@ -498,20 +498,34 @@ struct RelayIdleClient: AsyncParsableCommand {
         let payload = BenchPayload(size: 16)
         var open: [BenchSocket] = []
         var failed = 0
-        await withTaskGroup(of: BenchSocket?.self) { tasks in
+        var failures: [String: Int] = [:]
+        await withTaskGroup(of: Result<BenchSocket, any Error>.self) { tasks in
             var next = 0
             func add() {
                 let header = headers[next]
                 next += 1
                 tasks.addTask {
-                    try? await connectBenchSocket(on: loop, host: host, port: port, authorization: header, stats: loopStats, payload: payload).get()
+                    do {
+                        return .success(try await connectBenchSocket(on: loop, host: host, port: port, authorization: header, stats: loopStats, payload: payload).get())
+                    } catch {
+                        return .failure(error)
+                    }
                 }
             }
             while next < min(concurrency, headers.count) { add() }
             while let result = await tasks.next() {
-                if let socket = result { open.append(socket) } else { failed += 1 }
+                switch result {
+                case .success(let socket): open.append(socket)
+                case .failure(let error):
+                    failed += 1
+                    failures["\(error)", default: 0] += 1
+                }
                 if next < headers.count { add() }
             }
+        }
+        // Why connections failed (to standard error, which the bench passes through).
+        for (reason, count) in failures.sorted(by: { $0.value > $1.value }) {
+            FileHandle.standardError.write(Data("relay-idle-client: \(count) failed: \(reason)\n".utf8))
         }
         FileHandle.standardOutput.write(Data("READY \(open.count) \(failed)\n".utf8))
         _ = await Task.detached { FileHandle.standardInput.readDataToEndOfFile() }.value
