@@ -163,10 +163,8 @@ struct WebSocketSession: Sendable {
         for message in messages + own {
             do {
                 try InputValidation.checkCiphertext(type: message.type, content: message.content)
-            } catch let error as RelayError {
-                return .failure(FrameError(error, requestId: requestId))
             } catch {
-                return .failure(FrameError(.internalError, requestId: requestId))
+                return .failure(FrameError(error, requestId: requestId))
             }
         }
         let clientTimestamp = frame.clientTimestamp
@@ -212,11 +210,8 @@ struct WebSocketSession: Sendable {
             case .message, .queueEmpty, .presence, .error, .pong, .sendResult:
                 return FrameError(.invalidField("frame type \(frame.type.rawValue) is not sent by devices"))
             }
-        } catch let error as RelayError {
-            return FrameError(error)
         } catch {
-            logger.error("frame handling failed", metadata: device.logMetadata(["error": "\(type(of: error))"]))
-            return FrameError(.internalError)
+            return FrameError(error)  // every step above throws `RelayError` (typed throws)
         }
         return nil
     }
