@@ -148,6 +148,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
+            exclude: ["Fixtures"],  // read from the source tree by path (#filePath), not bundled
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
