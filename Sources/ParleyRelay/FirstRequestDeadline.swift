@@ -36,11 +36,9 @@ struct FirstRequestDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel
 
 /// Closes the connection unless bytes arrive within the deadline (or before the server quiesces); once they
 /// do, it removes itself from the pipeline.
-final class FirstRequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class FirstRequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     typealias InboundOut = NIOAny
-    typealias OutboundIn = NIOAny
-    typealias OutboundOut = NIOAny
 
     private let deadline: TimeAmount
     private var timer: Scheduled<Void>?
@@ -60,8 +58,7 @@ final class FirstRequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelH
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
+        disarm()
     }
 
     private func arm(_ context: ChannelHandlerContext) {
@@ -70,6 +67,11 @@ final class FirstRequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelH
         timer = context.eventLoop.scheduleTask(in: deadline) {
             Self.leave(loopBound.value)
         }
+    }
+
+    private func disarm() {
+        timer?.cancel()
+        timer = nil
     }
 
     /// Ends the connection as if the peer had closed its side (the upgrade handler then ends quietly instead
@@ -85,8 +87,7 @@ final class FirstRequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelH
             return
         }
         received = true
-        timer?.cancel()
-        timer = nil
+        disarm()
         context.fireChannelRead(data)
         // From here on the HTTP handlers (idle timeout, quiescing) or the WebSocket (pings) look after the
         // connection: leave the pipeline so that an open WebSocket does not carry this handler.
@@ -103,8 +104,7 @@ final class FirstRequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelH
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
+        disarm()
         context.fireChannelInactive()
     }
 }

@@ -153,8 +153,7 @@ public final class ChildProcess: Sendable {
     ) async throws -> (status: Int32, output: String) {
         let child = try spawn(executable, arguments, environment: environment, captureOutput: true)
         defer { if let path = child.outputPath { try? FileManager.default.removeItem(atPath: path) } }
-        let termination = await child.wait(timeout: timeout)
-        if termination == nil {
+        guard let termination = await child.wait(timeout: timeout) else {
             child.signal(SIGKILL)
             _ = await child.wait()
             throw ChildProcessError("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout)")
@@ -162,7 +161,6 @@ public final class ChildProcess: Sendable {
         switch termination {
         case .exited(let status): return (status, child.output())
         case .signaled(let signal): return (-signal, child.output())
-        case nil: return (-1, child.output())
         }
     }
 }
