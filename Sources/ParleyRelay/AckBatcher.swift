@@ -13,4 +13,9 @@ struct AckBatcher: Sendable {
     func ack(_ address: DeviceAddress, ids: [UUID]) async throws -> Int {
         try await committer.submit((address, ids))
     }
+
+    /// The same with a completion handler (runs on the committing task, must not block).
+    func ack(_ address: DeviceAddress, ids: [UUID], completion: @escaping @Sendable (Result<Int, any Error>) -> Void) {
+        committer.submit((address, ids), completion: completion)
+    }
 }

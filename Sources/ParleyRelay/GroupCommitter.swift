@@ -1,15 +1,26 @@
+import NIOConcurrencyHelpers
+
 /// Group commit: whatever is pending when the previous commit finishes is committed together in
 /// one call (one transaction), then every caller of the batch is answered with its own result.
 /// A caller is only answered after its batch's commit returned, so an answer means "durable".
 /// Batches hold at most `RelayLimits.maxSubmissionsPerTransaction` entries.
-actor GroupCommitter<Input: Sendable, Output: Sendable> {
+///
+/// Submitting takes a lock and appends; one flushing task runs while there is anything pending (not a task,
+/// actor hop or continuation per submission: the WebSocket sessions submit with a completion handler from
+/// their event loop).
+final class GroupCommitter<Input: Sendable, Output: Sendable>: Sendable {
     typealias Commit = @Sendable ([Input]) async throws -> [Result<Output, any Error>]
     typealias AfterBatch = @Sendable ([Result<Output, any Error>]) async -> Void
+    typealias Completion = @Sendable (Result<Output, any Error>) -> Void
+
+    private struct State {
+        var pending: [(Input, Completion)] = []
+        var flushing = false
+    }
 
     private let commit: Commit
     private let afterBatch: AfterBatch?
-    private var pending: [(Input, CheckedContinuation<Output, any Error>)] = []
-    private var flushing = false
+    private let state = NIOLockedValueBox(State())
 
     /// `commit` must return one result per input, in order. `afterBatch` runs once the batch's
     /// callers have been answered.
@@ -18,34 +29,49 @@ actor GroupCommitter<Input: Sendable, Output: Sendable> {
         self.afterBatch = afterBatch
     }
 
+    /// Queues `input` for the next commit; `completion` runs once it is committed (or refused), on the
+    /// flushing task. It must not block.
+    func submit(_ input: Input, completion: @escaping Completion) {
+        let startFlushing = state.withLockedValue { state -> Bool in
+            state.pending.append((input, completion))
+            guard !state.flushing else { return false }
+            state.flushing = true
+            return true
+        }
+        if startFlushing { Task { await self.flushLoop() } }
+    }
+
     func submit(_ input: Input) async throws -> Output {
         try await withCheckedThrowingContinuation { continuation in
-            pending.append((input, continuation))
-            if !flushing {
-                flushing = true
-                Task { await self.flushLoop() }
-            }
+            submit(input) { result in continuation.resume(with: result) }
         }
     }
 
     private func flushLoop() async {
-        while !pending.isEmpty {
-            let count = min(pending.count, RelayLimits.maxSubmissionsPerTransaction)
-            let batch = Array(pending.prefix(count))
-            pending.removeFirst(count)
+        while true {
+            let batch = state.withLockedValue { state -> [(Input, Completion)] in
+                let count = min(state.pending.count, RelayLimits.maxSubmissionsPerTransaction)
+                if count == 0 {
+                    state.flushing = false
+                    return []
+                }
+                if count == state.pending.count {
+                    defer { state.pending = [] }
+                    return state.pending
+                }
+                let batch = Array(state.pending.prefix(count))
+                state.pending.removeFirst(count)
+                return batch
+            }
+            if batch.isEmpty { return }
             do {
                 let results = try await commit(batch.map(\.0))
-                for ((_, continuation), result) in zip(batch, results) { continuation.resume(with: result) }
-                if results.count < batch.count {
-                    for (_, continuation) in batch.dropFirst(results.count) {
-                        continuation.resume(throwing: RelayError.internalError)
-                    }
-                }
+                for ((_, completion), result) in zip(batch, results) { completion(result) }
+                for (_, completion) in batch.dropFirst(results.count) { completion(.failure(RelayError.internalError)) }
                 if let afterBatch { await afterBatch(results) }
             } catch {
-                for (_, continuation) in batch { continuation.resume(throwing: error) }
+                for (_, completion) in batch { completion(.failure(error)) }
             }
         }
-        flushing = false
     }
 }

@@ -37,4 +37,19 @@ struct MessageRoutes {
             throw error
         }
     }
+
+    /// `submit` with a completion handler (runs on the committing task, must not block).
+    static func submit(
+        _ submission: MessageSubmission, core: RelayCore,
+        completion: @escaping @Sendable (Result<SubmissionReceipt, any Error>) -> Void
+    ) {
+        let start = ContinuousClock.now
+        core.batcher.submit(submission) { result in
+            switch result {
+            case .success: core.metrics.sendLatency.record(start.duration(to: .now))
+            case .failure: core.metrics.refused.increment()
+            }
+            completion(result)
+        }
+    }
 }

@@ -19,4 +19,12 @@ struct MessageWriteBatcher: Sendable {
     func submit(_ submission: MessageSubmission) async throws -> SubmissionReceipt {
         try await committer.submit(submission)
     }
+
+    /// Queues the submission for the next commit; `completion` runs (on the committing task, must not block)
+    /// once it is durable or refused.
+    func submit(
+        _ submission: MessageSubmission, completion: @escaping @Sendable (Result<SubmissionReceipt, any Error>) -> Void
+    ) {
+        committer.submit(submission, completion: completion)
+    }
 }

@@ -3,7 +3,6 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import HummingbirdWebSocket
 import NIOCore
 import NIOSSL
 import Logging
@@ -69,45 +68,25 @@ public enum RelayServer {
         GroupRoutes(core: core).register(on: router)
         PushRoutes(core: core).register(on: router)
 
-        let wsRouter = Router(context: BasicWebSocketRequestContext.self)
-        wsRouter.middlewares.add(ErrorMappingMiddleware(logger: logger))
         let authenticator = Authenticator(store: store)
-        wsRouter.ws("/v1/ws") { request, _ in
-            // A ticket is checked here (401 without upgrade) and spent in onUpgrade.
-            if let ticket = request.uri.queryParameters.get("ticket") {
-                guard await core.tickets.isValid(String(ticket)) else { throw RelayError.unauthorized }
-            } else {
-                _ = try await authenticator.authenticate(request.headers)
+        let tickets = core.tickets
+        let authenticate: RelayChannel.Authenticate = { authorization, ticket in
+            if let ticket {
+                // A ticket works once (spent here, at the upgrade).
+                guard let device = await tickets.redeem(ticket) else { throw RelayError.unauthorized }
+                return device
             }
-            return .upgrade([:])
-        } onUpgrade: { inbound, outbound, context in
-            let device: AuthenticatedDevice?
-            if let ticket = context.request.uri.queryParameters.get("ticket") {
-                device = await core.tickets.redeem(String(ticket))
-            } else {
-                device = try? await authenticator.authenticate(context.request.headers)
-            }
-            guard let device else {
-                try await outbound.close(.policyViolation, reason: "unauthorized")
-                return
-            }
-            try await WebSocketSession(core: core, device: device, logger: logger).run(
-                inbound: inbound, outbound: outbound)
+            var headers = HTTPFields()
+            if let authorization { headers[.authorization] = authorization }
+            return try await authenticator.authenticate(headers)
         }
-
-        let wsConfiguration = WebSocketServerConfiguration(
-            maxFrameSize: RelayLimits.maxServerFrameBytes,
-            autoPing: .enabled(timePeriod: .seconds(configuration.limits.pingIntervalSeconds)),
-            closeTimeout: .seconds(5))
-        let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
-            http1: .init(idleTimeout: .seconds(configuration.limits.httpIdleTimeoutSeconds)), ws: wsConfiguration)
-        let webSocketResponder = wsRouter.buildResponder()
+        let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(configuration.limits.httpIdleTimeoutSeconds))
         let firstRequestDeadline = TimeAmount.seconds(configuration.limits.firstRequestTimeoutSeconds)
         let tlsConfiguration = try configuration.tls.map { try Self.tlsConfiguration($0) }
         let server = HTTPServerBuilder { responder in
             let channel = FirstRequestDeadlineChannel(
-                base: HTTP1WebSocketUpgradeChannel(
-                    responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
+                base: RelayChannel(
+                    responder: responder, core: core, http1: http1, authenticate: authenticate, logger: logger),
                 deadline: firstRequestDeadline)
             if let tlsConfiguration { return try TLSChannel(channel, tlsConfiguration: tlsConfiguration) }
             return channel

@@ -1,4 +1,3 @@
-import HummingbirdWebSocket
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -8,10 +7,15 @@ import ParleyWire
 /// The writing side of one device's WebSocket session: what the hub and the session have for the device's
 /// socket (backlog, live envelopes, ephemeral frames, close), written in the order posted.
 ///
-/// Events are written by a delivery task that exists only while there is something to write: the first `post`
-/// after a quiet period starts one, and it ends once everything posted is written. An idle connection thus holds
-/// no delivery task (no task object, no async stack slabs kept at their deepest use) and no `AsyncStream`: only
-/// this object.
+/// Events are written on the connection's event loop, by a run that is scheduled when the first event arrives
+/// after a quiet period and that writes everything posted meanwhile with one flush (one socket write for many
+/// frames). Reading the device's queue from the store (`wake`) is the only step that waits: a drain task reads
+/// page by page and writes each page on the event loop, and events posted meanwhile wait behind it. An idle
+/// connection holds no task: only this object.
+///
+/// Writing pauses while the socket is not writable (a device that does not read) and resumes when it is. Live
+/// envelopes that pile up meanwhile are replaced by one `wake` (they are in the store), so a stalled device
+/// costs the relay a bounded amount of memory.
 final class SessionOutbox: Sendable {
     /// What this connection has delivered. Every queue entry with `seq <= drained` was either read from the
     /// store and sent, or was no longer queued; entries above it that arrived live are in `live`.
@@ -22,52 +26,69 @@ final class SessionOutbox: Sendable {
     }
 
     private struct State: Sendable {
-        /// Posted, not yet taken by a delivery task. The first job of every session: its backlog, then `queueEmpty`.
+        /// Posted, not yet written. The first job of every session: its backlog, then `queueEmpty`.
         var events: [SessionEvent] = [.wake]
-        /// Delivery tasks start only once the session has called `start()`.
+        /// Nothing is written before the session has called `start()`.
         var started = false
         /// False after `finish()`: later events are dropped.
         var accepting = true
-        /// A close frame was written, or writing failed: later events are dropped.
+        /// A close frame was written, writing failed or the connection is gone: later events are dropped.
         var stopped = false
-        /// The running delivery task, if any.
-        var task: Task<Void, Never>?
-        /// Carried from one delivery task to the next.
+        /// A run is scheduled on, or running on, the event loop.
+        var running = false
+        /// A drain task is reading the store; events wait behind it.
+        var draining = false
+        /// Writing waits for the socket to become writable.
+        var blocked = false
+        /// Carried from one run (or drain) to the next.
         var delivery = DeliveryState()
-        /// The session waiting in `finishAndWait()` for the running delivery task.
-        var idleWaiter: CheckedContinuation<Void, Never>?
+        /// Sessions waiting in `finishAndWait()`.
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        /// A drain waiting for the socket to become writable.
+        var writableWaiter: CheckedContinuation<Void, Never>?
+
+        var isIdle: Bool { !running && !draining && (events.isEmpty || stopped || !started) }
     }
 
     /// Live entries remembered per connection before the session reads the store to forget them.
     static let maxRememberedLive = 1_024
+    /// Events kept while the socket is blocked before live envelopes are folded into one `wake`.
+    static let maxPendingEvents = 1_024
     static let allocator = ByteBufferAllocator()
 
     private let core: RelayCore
     private let device: AuthenticatedDevice
-    private let outbound: WebSocketOutboundWriter
+    private let channel: any Channel
     private let state = NIOLockedValueBox(State())
 
-    init(core: RelayCore, device: AuthenticatedDevice, outbound: WebSocketOutboundWriter) {
+    init(core: RelayCore, device: AuthenticatedDevice, channel: any Channel) {
         self.core = core
         self.device = device
-        self.outbound = outbound
+        self.channel = channel
     }
 
     /// Lets delivery begin (the backlog first); events posted before wait until now.
     func start() {
-        state.withLockedValue { state in
+        let run = state.withLockedValue { state in
             state.started = true
-            startDeliveryIfNeeded(&state)
+            return Self.claimRun(&state)
         }
+        if run { scheduleRun() }
     }
 
     /// Queues an event for the device's socket. Dropped once the session finished or stopped writing.
     func post(_ event: SessionEvent) {
-        state.withLockedValue { state in
-            guard state.accepting, !state.stopped else { return }
-            state.events.append(event)
-            startDeliveryIfNeeded(&state)
+        let run = state.withLockedValue { state -> Bool in
+            guard state.accepting, !state.stopped else { return false }
+            if case .envelope = event, state.events.count >= Self.maxPendingEvents {
+                // The store has it: fold it into a drain instead of holding it in memory.
+                if case .wake = state.events.last {} else { state.events.append(.wake) }
+            } else {
+                state.events.append(event)
+            }
+            return Self.claimRun(&state)
         }
+        if run { scheduleRun() }
     }
 
     /// Takes no more events; those already posted are still written.
@@ -75,94 +96,197 @@ final class SessionOutbox: Sendable {
         state.withLockedValue { $0.accepting = false }
     }
 
-    /// Takes no more events and waits until those already posted are written (or writing stopped). Cancelling the
-    /// caller cancels the delivery task.
+    /// Takes no more events and waits until those already posted are written (or writing stopped).
     func finishAndWait() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let running = state.withLockedValue { state -> Bool in
-                    state.accepting = false
-                    guard state.task != nil else { return false }
-                    state.idleWaiter = continuation
-                    return true
-                }
-                if !running { continuation.resume() }
-            }
-        } onCancel: {
-            state.withLockedValue { $0.task }?.cancel()
-        }
-    }
-
-    private func startDeliveryIfNeeded(_ state: inout State) {
-        guard state.started, state.task == nil, !state.events.isEmpty else { return }
-        // Detached: the task belongs to this session, not to whoever posted (a hub or batcher task).
-        state.task = Task.detached { await self.deliverPosted() }
-    }
-
-    /// Writes posted events in order until none is left, then ends.
-    private func deliverPosted() async {
-        var delivery = state.withLockedValue { $0.delivery }
-        while true {
-            let (batch, waiter) = state.withLockedValue { state -> ([SessionEvent], CheckedContinuation<Void, Never>?) in
-                let batch = state.events
-                state.events = []
-                guard batch.isEmpty else { return (batch, nil) }
-                state.delivery = delivery
-                state.task = nil
-                let waiter = state.idleWaiter
-                state.idleWaiter = nil
-                return ([], waiter)
-            }
-            if batch.isEmpty {
-                waiter?.resume()
-                return
-            }
-            for event in batch {
-                var keepWriting = !Task.isCancelled
-                if keepWriting { keepWriting = await deliver(event, &delivery) }
-                if !keepWriting {
-                    state.withLockedValue { state in
-                        state.stopped = true
-                        state.events = []
-                    }
-                    break
-                }
-            }
-        }
-    }
-
-    /// Writes one event; false when the session must not write anymore (closed, or the write failed).
-    private func deliver(_ event: SessionEvent, _ delivery: inout DeliveryState) async -> Bool {
-        do {
-            switch event {
-            case .envelope(let queued):
-                // Committed after the store was last read (or concurrently with it): send unless the read
-                // already covered it. Entries committed by other transactions (group events) come as
-                // `.wake` and are read from the store.
-                guard queued.seq > delivery.drained, delivery.live.insert(queued.seq).inserted else { return true }
-                try await write(FastWire.messageFrame(queued.envelope, allocator: Self.allocator))
-                core.metrics.messagesOut.increment()
-                if delivery.live.count > Self.maxRememberedLive { try await drain(&delivery) }
-            case .wake:
-                try await drain(&delivery)
-            case .frame(let frame):
-                try await send(frame)
-            case .encoded(let buffer):
-                try await write(buffer)
-            case .close(let reason):
-                if case .shutdown = reason {
-                    try await outbound.close(.goingAway, reason: reason.text)
-                } else {
-                    try await outbound.close(.policyViolation, reason: reason.text)
-                }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = state.withLockedValue { state -> Bool in
+                state.accepting = false
+                guard !state.isIdle else { return true }
+                state.idleWaiters.append(continuation)
                 return false
             }
-            return true
-        } catch {
-            core.logger.debug("delivery loop ended", metadata: device.logMetadata(["error": "\(type(of: error))"]))
-            try? await outbound.close(.unexpectedServerError, reason: "delivery failed")
-            return false
+            if idle { continuation.resume() }
         }
+    }
+
+    /// The connection is gone: nothing more can be written.
+    func connectionClosed() {
+        let (writable, idle) = state.withLockedValue { state in
+            state.stopped = true
+            state.events = []
+            let writable = state.writableWaiter
+            state.writableWaiter = nil
+            return (writable, Self.takeIdleWaiters(&state))
+        }
+        writable?.resume()
+        for waiter in idle { waiter.resume() }
+    }
+
+    /// The socket became writable again (from the channel handler, on the event loop).
+    func writabilityChanged() {
+        guard channel.isWritable else { return }
+        let (writable, run) = state.withLockedValue { state in
+            let writable = state.writableWaiter
+            state.writableWaiter = nil
+            state.blocked = false
+            return (writable, Self.claimRun(&state))
+        }
+        writable?.resume()
+        if run { scheduleRun() }
+    }
+
+    // MARK: writing on the event loop
+
+    private static func claimRun(_ state: inout State) -> Bool {
+        guard state.started, !state.running, !state.draining, !state.blocked, !state.stopped, !state.events.isEmpty
+        else { return false }
+        state.running = true
+        return true
+    }
+
+    private static func takeIdleWaiters(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
+        guard state.isIdle, !state.idleWaiters.isEmpty else { return [] }
+        defer { state.idleWaiters = [] }
+        return state.idleWaiters
+    }
+
+    private func scheduleRun() {
+        channel.eventLoop.execute { self.run() }
+    }
+
+    /// How a run ended.
+    private enum RunEnd {
+        case idle
+        case drain
+        case blocked
+        case stopped
+    }
+
+    /// Writes what is posted, in order, with one flush; hands over to a drain task at a `wake`.
+    private func run() {
+        var delivery = state.withLockedValue { $0.delivery }
+        var written = 0
+        var end = RunEnd.idle
+        var envelopesOut = 0
+        outer: while true {
+            let batch = state.withLockedValue { state -> [SessionEvent] in
+                defer { state.events = [] }
+                return state.events
+            }
+            if batch.isEmpty { break }
+            for (index, event) in batch.enumerated() {
+                if !channel.isActive {
+                    end = .stopped
+                    break outer
+                }
+                if !channel.isWritable {
+                    requeue(batch[index...])
+                    end = .blocked
+                    break outer
+                }
+                switch event {
+                case .envelope(let queued):
+                    // Committed after the store was last read (or concurrently with it): send unless the read
+                    // already covered it. Entries committed by other transactions (group events) come as
+                    // `.wake` and are read from the store.
+                    guard queued.seq > delivery.drained, delivery.live.insert(queued.seq).inserted else { continue }
+                    write(FastWire.messageFrame(queued.envelope, allocator: Self.allocator))
+                    envelopesOut += 1
+                    written += 1
+                    if delivery.live.count > Self.maxRememberedLive {
+                        requeue([.wake] + batch[(index + 1)...])
+                        end = .drain
+                        break outer
+                    }
+                case .wake:
+                    requeue(batch[index...])
+                    end = .drain
+                    break outer
+                case .frame(let frame):
+                    guard let data = try? WireCoding.encoder().encode(frame) else { continue }
+                    write(ByteBuffer(bytes: data))
+                    written += 1
+                case .encoded(let buffer):
+                    write(buffer)
+                    written += 1
+                case .close(let reason):
+                    channel.flush()
+                    written = 0
+                    let code: WebSocketErrorCode = if case .shutdown = reason { .goingAway } else { .policyViolation }
+                    channel.pipeline.fireUserInboundEventTriggered(DeviceSessionHandler.Close(code: code, reason: reason.text))
+                    end = .stopped
+                    break outer
+                }
+            }
+        }
+        if written > 0 { channel.flush() }
+        if envelopesOut > 0 { core.metrics.messagesOut.increment(by: Int64(envelopesOut)) }
+        let (again, idle) = state.withLockedValue { state in
+            state.delivery = delivery
+            state.running = false
+            switch end {
+            case .idle: break
+            case .drain: state.draining = true
+            case .blocked: state.blocked = true
+            case .stopped:
+                state.stopped = true
+                state.events = []
+            }
+            // Events posted after the last batch was taken (they saw a run going on) get a run of their own.
+            return (Self.claimRun(&state), Self.takeIdleWaiters(&state))
+        }
+        for waiter in idle { waiter.resume() }
+        if again { scheduleRun() }
+        if end == .drain {
+            // The task belongs to this session, not to whoever posted.
+            Task.detached { await self.drainThenResume() }
+        } else if end == .blocked, channel.isWritable {
+            writabilityChanged()  // became writable between the check and the state change
+        }
+    }
+
+    /// Puts events back in front of those posted meanwhile.
+    private func requeue(_ events: some Collection<SessionEvent>) {
+        state.withLockedValue { state in state.events = Array(events) + state.events }
+    }
+
+    private func write(_ buffer: ByteBuffer) {
+        channel.write(WebSocketFrame(fin: true, opcode: .text, data: buffer), promise: nil)
+    }
+
+    // MARK: reading the store
+
+    private func drainThenResume() async {
+        var delivery = state.withLockedValue { $0.delivery }
+        // The `wake` that started the drain is still first in line.
+        state.withLockedValue { state in
+            if case .wake = state.events.first { state.events.removeFirst() }
+            // Consecutive wakes are covered by this one drain.
+            while case .wake = state.events.first { state.events.removeFirst() }
+        }
+        var failed = false
+        do {
+            try await drain(&delivery)
+        } catch {
+            failed = true
+            core.logger.debug("delivery failed", metadata: device.logMetadata(["error": "\(type(of: error))"]))
+            let channel = self.channel
+            channel.eventLoop.execute {
+                channel.pipeline.fireUserInboundEventTriggered(
+                    DeviceSessionHandler.Close(code: .unexpectedServerError, reason: "delivery failed"))
+            }
+        }
+        let (run, idle) = state.withLockedValue { state in
+            state.delivery = delivery
+            state.draining = false
+            if failed {
+                state.stopped = true
+                state.events = []
+            }
+            return (Self.claimRun(&state), Self.takeIdleWaiters(&state))
+        }
+        for waiter in idle { waiter.resume() }
+        if run { scheduleRun() }
     }
 
     /// Sends every queued envelope above `drained` not already sent live, oldest first; after the first full
@@ -172,32 +296,55 @@ final class SessionOutbox: Sendable {
     private func drain(_ delivery: inout DeliveryState) async throws {
         let highestLive = delivery.live.max() ?? 0
         while true {
+            guard await waitWritable() else { return }
             let page = try await core.store.pending(
                 device.address, afterSeq: delivery.drained, limit: RelayLimits.deliveryPageSize)
-            var sent = 0
+            var frames: [ByteBuffer] = []
+            frames.reserveCapacity(page.count)
             for item in page {
                 delivery.drained = item.seq
                 if delivery.live.contains(item.seq) { continue }
-                try await write(FastWire.messageFrame(item.envelope, allocator: Self.allocator))
-                sent += 1
+                frames.append(FastWire.messageFrame(item.envelope, allocator: Self.allocator))
             }
-            core.metrics.messagesOut.increment(by: Int64(sent))
+            if !frames.isEmpty {
+                writeOnLoop(frames)
+                core.metrics.messagesOut.increment(by: Int64(frames.count))
+            }
             if page.count < RelayLimits.deliveryPageSize { break }
         }
         delivery.drained = max(delivery.drained, highestLive)
         delivery.live.removeAll(keepingCapacity: delivery.live.count < 64)
         if !delivery.sentQueueEmpty {
             delivery.sentQueueEmpty = true
-            try await send(ServerFrame(type: .queueEmpty))
+            let data = try WireCoding.encoder().encode(ServerFrame(type: .queueEmpty))
+            writeOnLoop([ByteBuffer(bytes: data)])
         }
     }
 
-    private func send(_ frame: ServerFrame) async throws {
-        let data = try WireCoding.encoder().encode(frame)
-        try await write(ByteBuffer(bytes: data))
+    /// Writes frames with one flush, on the event loop (in order with the runs, which are scheduled there too).
+    private func writeOnLoop(_ frames: [ByteBuffer]) {
+        let channel = self.channel
+        channel.eventLoop.execute {
+            for frame in frames {
+                channel.write(WebSocketFrame(fin: true, opcode: .text, data: frame), promise: nil)
+            }
+            channel.flush()
+        }
     }
 
-    private func write(_ buffer: ByteBuffer) async throws {
-        try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: buffer)))
+    /// Waits until the socket is writable; false if the connection is gone or writing stopped.
+    private func waitWritable() async -> Bool {
+        while !channel.isWritable {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLockedValue { state -> Bool in
+                    if state.stopped || channel.isWritable { return true }
+                    state.writableWaiter = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+            if state.withLockedValue({ $0.stopped }) { return false }
+        }
+        return channel.isActive
     }
 }

@@ -1,217 +1,217 @@
 import Foundation
-import HummingbirdWebSocket
 import Logging
 import NIOCore
-import NIOWebSocket
 import ParleyWire
 
-/// One device's WebSocket: delivers its queue (backlog in order, then `queueEmpty`, then live), takes acks,
-/// presence subscriptions, typing indicators and pings. All writes go through the session's `SessionOutbox`.
+/// One device's WebSocket session: delivers its queue (backlog in order, then `queueEmpty`, then live), takes
+/// sends, acks, presence subscriptions, typing indicators and pings. All writes go through the session's
+/// `SessionOutbox`.
 ///
-/// The session runs on the connection's task and reads; the outbox writes from a task of its own that exists only
-/// while there is something to write. The logger gets the session's metadata (account, device) only when a
-/// message is logged, so an idle session keeps no copy of it.
+/// `DeviceSessionHandler` calls `receive` on the connection's event loop for every text frame. Sends and acks
+/// are validated there and handed to the group committers with a completion handler: no task, actor hop or
+/// continuation per frame. Only the rare frames that need other components (presence, typing) run in a task.
+/// The logger gets the session's metadata (account, device) only when a message is logged.
 struct WebSocketSession: Sendable {
     let core: RelayCore
     let device: AuthenticatedDevice
     let logger: Logger
 
-    /// Runs the session until the connection ends. Rethrows the inbound stream's protocol error (e.g. a device
-    /// message over the size limit) so that the WebSocket layer closes with the matching code.
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        let outbox = SessionOutbox(core: core, device: device, outbound: outbound)
+    /// Registers the session: the hub routes the device's envelopes to `outbox`, presence counts it. Then
+    /// delivery begins (the backlog first).
+    func begin(_ outbox: SessionOutbox) async {
         await core.hub.register(device, outbox)
-        let selfAddress = device.address
         await core.presence.deviceConnected(account: device.account)
-        try? await core.touches.touch(selfAddress, now: RelayClock.nowMillis())
+        try? await core.touches.touch(device.address, now: RelayClock.nowMillis())
         core.metrics.connections.increment()
         logger.debug("device connected", metadata: device.logMetadata())
         outbox.start()
+    }
 
-        let readError = await read(inbound: inbound, outbox: outbox)
-        // The device went away (or was closed): stop delivery once what was posted is written. False if a newer
-        // connection took over.
+    /// The connection ended: unregisters the session (unless a newer connection took over) once what was posted
+    /// is written or can no longer be.
+    func end(_ outbox: SessionOutbox) async {
         let wasCurrent = await core.hub.unregister(device, outbox)
         await outbox.finishAndWait()
-
-        if wasCurrent { await core.presence.unsubscribe(selfAddress) }
+        if wasCurrent { await core.presence.unsubscribe(device.address) }
         await core.presence.deviceDisconnected(account: device.account)
-        try? await core.touches.touch(selfAddress, now: RelayClock.nowMillis())
+        try? await core.touches.touch(device.address, now: RelayClock.nowMillis())
         core.metrics.connections.decrement()
         logger.debug("device disconnected", metadata: device.logMetadata())
-        if let readError { throw readError }
     }
 
     // MARK: reading
 
-    /// Sends and acks in flight per connection before the session stops reading (back pressure).
-    private static let maxInFlightPerConnection = 128
-
-    /// What the read loop keeps from one device message to the next.
-    private struct ReadState {
-        var inFlight = 0
+    /// What the read side keeps from one device frame to the next (owned by the event loop).
+    struct ReadState {
         var badFrames = 0
         var frameBucket: TokenBucket
     }
 
-    /// Reads device frames until the connection ends; returns the stream's error, if any. Sends and acks wait
-    /// for a commit: they run concurrently (bounded), so the next frames are read meanwhile.
-    private func read(inbound: WebSocketInboundStream, outbox: SessionOutbox) async -> (any Error)? {
-        await withTaskGroup(of: Void.self, returning: (any Error)?.self) { group in
-            var state = ReadState(
-                frameBucket: TokenBucket(
-                    capacity: core.limits.clientFramesPerSecond * 5, ratePerSecond: core.limits.clientFramesPerSecond))
-            do {
-                for try await message in inbound.messages(maxSize: RelayLimits.maxClientFrameBytes) {
-                    guard await process(message, &state, &group, outbox) else { return nil }
-                }
-            } catch {
-                logger.debug("read loop ended", metadata: device.logMetadata(["error": "\(type(of: error))"]))
-                return error
-            }
-            return nil
-        }
+    /// What the handler does after a frame.
+    enum Next {
+        case keepReading
+        /// Too many bad frames: the outbox closes the connection; read nothing more.
+        case stop
     }
 
-    /// Handles one device message; false once the connection is to be closed (too many bad frames). Not inlined
-    /// into the read loop: an idle connection keeps the loop's async frame (at its largest), so it stays small,
-    /// and the frame for handling a message is only taken once a message arrives.
-    @inline(never)
-    private func process(
-        _ message: WebSocketMessage, _ state: inout ReadState, _ group: inout TaskGroup<Void>, _ outbox: SessionOutbox
-    ) async -> Bool {
+    func makeReadState() -> ReadState {
+        ReadState(
+            frameBucket: TokenBucket(
+                capacity: core.limits.clientFramesPerSecond * 5, ratePerSecond: core.limits.clientFramesPerSecond))
+    }
+
+    /// Handles one text frame. `done` runs once per accepted `send` or `ack` when it was committed (or failed),
+    /// from the committing task; the caller counts those in flight for back pressure. `asyncOutcome` reports the
+    /// error of a frame handled in a task (presence, typing), on any thread.
+    func receive(
+        _ text: ByteBuffer, _ state: inout ReadState, outbox: SessionOutbox,
+        accepted: () -> Void, done: @escaping @Sendable () -> Void,
+        asyncOutcome: @escaping @Sendable (FrameError?) -> Void
+    ) -> Next {
         let outcome: FrameError?
         if !state.frameBucket.take() {
             outcome = FrameError(.rateLimited)
         } else {
-            switch decode(message) {
+            switch decode(text) {
             case .failure(let error):
                 outcome = error
-            case .success(let frame) where frame.type == .ack || frame.type == .send:
-                switch prepare(frame) {
-                case .failure(let error):
-                    outcome = error
-                case .success(let work):
-                    outcome = nil
-                    if state.inFlight >= Self.maxInFlightPerConnection {
-                        _ = await group.next()
-                        state.inFlight -= 1
-                    }
-                    state.inFlight += 1
-                    group.addTask { await work(outbox) }
-                }
+            case .success(let frame) where frame.type == .ack:
+                outcome = ack(frame, outbox: outbox, accepted: accepted, done: done)
+            case .success(let frame) where frame.type == .send:
+                outcome = send(frame, outbox: outbox, accepted: accepted, done: done)
             case .success(let frame):
-                outcome = await handle(frame, outbox: outbox)
+                outcome = handle(frame, outbox: outbox, asyncOutcome: asyncOutcome)
             }
         }
-        guard let error = outcome else { return true }
+        guard let error = outcome else { return .keepReading }
+        return refuse(error, &state, outbox: outbox)
+    }
+
+    /// Answers a refused frame; after too many, closes the connection.
+    func refuse(_ error: FrameError, _ state: inout ReadState, outbox: SessionOutbox) -> Next {
         state.badFrames += 1
         core.metrics.badFrames.increment()
-        let requestId = error.requestId
-        outbox.post(.frame(ServerFrame(type: .error, error: error.error.body, requestId: requestId)))
+        outbox.post(.frame(ServerFrame(type: .error, error: error.error.body, requestId: error.requestId)))
         if state.badFrames >= core.limits.maxBadFramesPerConnection {
             logger.notice("closing connection after repeated bad frames", metadata: device.logMetadata())
             outbox.post(.close(.abuse))
-            return false
+            return .stop
         }
-        return true
+        return .keepReading
     }
 
     /// Decodes one client frame: the common `ack`/`send` shapes on the fast path, everything else strictly.
-    private func decode(_ message: WebSocketMessage) -> Result<ClientFrame, FrameError> {
-        guard case .text(let text) = message else {
-            return .failure(FrameError(.malformedRequest("frames must be JSON text")))
-        }
-        // The inbound stream enforces the limit only on fragmented messages; check single frames here.
-        guard text.utf8.count <= RelayLimits.maxClientFrameBytes else {
+    private func decode(_ text: ByteBuffer) -> Result<ClientFrame, FrameError> {
+        // The frame aggregator allows up to the WebSocket limit; JSON frames have a smaller one.
+        guard text.readableBytes <= RelayLimits.maxClientFrameBytes else {
             return .failure(FrameError(.payloadTooLarge("frame larger than \(RelayLimits.maxClientFrameBytes) bytes")))
         }
-        if let frame = FastWire.decodeClientFrame(text.utf8) { return .success(frame) }
+        if let frame = FastWire.decodeClientFrame(text.readableBytesView) { return .success(frame) }
         do {
-            return .success(try StrictJSON.decode(ClientFrame.self, from: Data(text.utf8)))
+            return .success(try StrictJSON.decode(ClientFrame.self, from: Data(text.readableBytesView)))
         } catch {
             return .failure(FrameError(error))
         }
     }
 
-    /// Validates an `ack` or `send` frame; returns the work that commits it and answers.
-    private func prepare(_ frame: ClientFrame) -> Result<@Sendable (SessionOutbox) async -> Void, FrameError> {
+    private func ack(
+        _ frame: ClientFrame, outbox: SessionOutbox, accepted: () -> Void, done: @escaping @Sendable () -> Void
+    ) -> FrameError? {
+        guard let ids = frame.ids, !ids.isEmpty, ids.count <= RelayLimits.maxAckIds else {
+            return FrameError(.invalidField("ack needs 1...\(RelayLimits.maxAckIds) ids"))
+        }
         let core = self.core
         let device = self.device
         let logger = self.logger
-        if frame.type == .ack {
-            guard let ids = frame.ids, !ids.isEmpty, ids.count <= RelayLimits.maxAckIds else {
-                return .failure(FrameError(.invalidField("ack needs 1...\(RelayLimits.maxAckIds) ids")))
+        accepted()
+        core.acks.ack(device.address, ids: ids) { result in
+            switch result {
+            case .success(let removed):
+                core.metrics.acks.increment(by: Int64(removed))
+            case .failure(let error):
+                logger.error("ack failed", metadata: device.logMetadata(["error": "\(type(of: error))"]))
+                outbox.post(.frame(ServerFrame(type: .error, error: RelayError.internalError.body)))
             }
-            return .success { outbox in
-                do {
-                    let removed = try await core.acks.ack(device.address, ids: ids)
-                    core.metrics.acks.increment(by: Int64(removed))
-                } catch {
-                    logger.error("ack failed", metadata: device.logMetadata(["error": "\(type(of: error))"]))
-                    outbox.post(.frame(ServerFrame(type: .error, error: RelayError.internalError.body)))
-                }
-            }
+            done()
         }
+        return nil
+    }
+
+    private func send(
+        _ frame: ClientFrame, outbox: SessionOutbox, accepted: () -> Void, done: @escaping @Sendable () -> Void
+    ) -> FrameError? {
         guard let requestId = frame.requestId else {
-            return .failure(FrameError(.invalidField("send needs requestId")))
+            return FrameError(.invalidField("send needs requestId"))
         }
         guard let recipient = frame.to, let messages = frame.messages else {
-            return .failure(FrameError(.invalidField("send needs to and messages"), requestId: requestId))
+            return FrameError(.invalidField("send needs to and messages"), requestId: requestId)
         }
         let own = frame.ownDeviceMessages ?? []
         for message in messages + own {
             do {
                 try InputValidation.checkCiphertext(type: message.type, content: message.content)
             } catch {
-                return .failure(FrameError(error, requestId: requestId))
+                return FrameError(error, requestId: requestId)
             }
         }
-        let clientTimestamp = frame.clientTimestamp
-        return .success { outbox in
-            let now = RelayClock.nowMillis()
-            let submission = MessageSubmission(
-                sender: device, payload: .direct(recipient: recipient, messages: messages, own: own),
-                clientTimestamp: clientTimestamp, serverTimestamp: now, expiresAt: core.expiry(from: now))
-            do {
-                let receipt = try await MessageRoutes.submit(submission, core: core)
+        let now = RelayClock.nowMillis()
+        let submission = MessageSubmission(
+            sender: device, payload: .direct(recipient: recipient, messages: messages, own: own),
+            clientTimestamp: frame.clientTimestamp, serverTimestamp: now, expiresAt: core.expiry(from: now))
+        let device = self.device
+        let logger = self.logger
+        accepted()
+        MessageRoutes.submit(submission, core: core) { result in
+            switch result {
+            case .success(let receipt):
                 let response = SendMessageResponse(
                     serverTimestamp: receipt.serverTimestamp, queued: receipt.recipients.count, ids: receipt.ids)
-                outbox.post(.encoded(FastWire.sendResultFrame(requestId: requestId, response, allocator: SessionOutbox.allocator)))
-            } catch {
+                outbox.post(
+                    .encoded(FastWire.sendResultFrame(requestId: requestId, response, allocator: SessionOutbox.allocator)))
+            case .failure(let error):
                 let relayError = error as? RelayError ?? .internalError
                 if relayError == .internalError {
                     logger.error("send failed", metadata: device.logMetadata(["error": "\(type(of: error))"]))
                 }
                 outbox.post(.frame(ServerFrame(type: .error, error: relayError.body, requestId: requestId)))
             }
+            done()
         }
+        return nil
     }
 
-    /// Handles one client frame other than `ack` and `send`; returns the error to report, if any.
-    private func handle(_ frame: ClientFrame, outbox: SessionOutbox) async -> FrameError? {
-        do {
-            switch frame.type {
-            case .subscribePresence:
-                guard let accounts = frame.accounts, accounts.count <= RelayLimits.maxPresenceSubscriptions else {
-                    return FrameError(
-                        .invalidField("subscribePresence needs at most \(RelayLimits.maxPresenceSubscriptions) accounts"))
-                }
+    /// Handles one client frame other than `ack` and `send`; returns the error to report, if any. Presence
+    /// subscriptions and typing indicators run in a task and report through `asyncOutcome`.
+    private func handle(
+        _ frame: ClientFrame, outbox: SessionOutbox, asyncOutcome: @escaping @Sendable (FrameError?) -> Void
+    ) -> FrameError? {
+        switch frame.type {
+        case .subscribePresence:
+            guard let accounts = frame.accounts, accounts.count <= RelayLimits.maxPresenceSubscriptions else {
+                return FrameError(
+                    .invalidField("subscribePresence needs at most \(RelayLimits.maxPresenceSubscriptions) accounts"))
+            }
+            do {
                 for account in accounts { try AccountName.validate(account) }
-                for state in await core.presence.subscribe(device.address, to: accounts) {
+            } catch {
+                return FrameError(error)
+            }
+            let core = self.core
+            let address = device.address
+            Task {
+                for state in await core.presence.subscribe(address, to: accounts) {
                     outbox.post(.frame(state))
                 }
-            case .typing:
-                return await forwardTyping(frame).map { FrameError($0) }
-            case .ping:
-                outbox.post(.frame(ServerFrame(type: .pong)))
-            case .ack, .send:
-                return FrameError(.internalError)
-            case .message, .queueEmpty, .presence, .error, .pong, .sendResult:
-                return FrameError(.invalidField("frame type \(frame.type.rawValue) is not sent by devices"))
+                asyncOutcome(nil)
             }
-        } catch {
-            return FrameError(error)  // every step above throws `RelayError` (typed throws)
+        case .typing:
+            Task { asyncOutcome(await forwardTyping(frame).map { FrameError($0) }) }
+        case .ping:
+            outbox.post(.frame(ServerFrame(type: .pong)))
+        case .ack, .send:
+            return FrameError(.internalError)
+        case .message, .queueEmpty, .presence, .error, .pong, .sendResult:
+            return FrameError(.invalidField("frame type \(frame.type.rawValue) is not sent by devices"))
         }
         return nil
     }

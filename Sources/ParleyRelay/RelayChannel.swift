@@ -1,0 +1,192 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+import ParleyWire
+
+/// The relay's connection: HTTP/1.1 requests go to Hummingbird's router; an upgrade to `GET /v1/ws` becomes a
+/// device session served by `DeviceSessionHandler` directly on the connection's event loop.
+///
+/// The shape follows hummingbird-websocket's `HTTP1WebSocketUpgradeChannel`, except for what runs after the
+/// upgrade: there, every frame crosses an async channel into a task; here the session reads and writes on the
+/// event loop and many frames go out in one socket write (see `SessionOutbox`). The upgrade is refused with
+/// `401` (wrong credentials or ticket) or `404` (another path), with the relay's JSON error body.
+struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
+    enum Upgrade: Sendable {
+        /// A device session; completes once it has ended.
+        case session(EventLoopFuture<Void>)
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, RelayError)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgrade: EventLoopFuture<Upgrade>
+        let channel: any Channel
+    }
+
+    /// Authenticates an upgrade request (its `Authorization` header or `ticket` query parameter).
+    typealias Authenticate = @Sendable (_ authorization: String?, _ ticket: String?) async throws -> AuthenticatedDevice
+
+    let responder: HTTPChannelHandler.Responder
+    let core: RelayCore
+    let http1: HTTP1Channel.Configuration
+    let authenticate: Authenticate
+    let logger: Logger
+
+    init(
+        responder: @escaping HTTPChannelHandler.Responder, core: RelayCore, http1: HTTP1Channel.Configuration,
+        authenticate: @escaping Authenticate, logger: Logger
+    ) {
+        self.responder = Self.redirectingLateUpgrades(responder)
+        self.core = core
+        self.http1 = http1
+        self.authenticate = authenticate
+        self.logger = logger
+    }
+
+    /// What the upgrade decided, kept between `shouldUpgrade` and the pipeline set-up of one connection.
+    private enum Decision {
+        case none
+        case device(AuthenticatedDevice)
+        case refused(RelayError)
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let decision = NIOLoopBoundBox(Decision.none, eventLoop: channel.eventLoop)
+            let core = self.core
+            let authenticate = self.authenticate
+            let sessionLogger = self.logger
+            let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
+                maxFrameSize: RelayLimits.maxServerFrameBytes,
+                shouldUpgrade: { channel, head in
+                    let promise = channel.eventLoop.makePromise(of: Decision.self)
+                    promise.completeWithTask {
+                        await Self.decide(head, authenticate: authenticate)
+                    }
+                    return promise.futureResult.map { result in
+                        decision.value = result
+                        if case .device = result { return HTTPHeaders() }
+                        return nil
+                    }
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard case .device(let device) = decision.value else { throw RelayError.unauthorized }
+                        let ended = channel.eventLoop.makePromise(of: Void.self)
+                        do {
+                            try channel.pipeline.syncOperations.addHandler(
+                                NIOWebSocketFrameAggregator(
+                                    minNonFinalFragmentSize: 1, maxAccumulatedFrameCount: 1_024,
+                                    maxAccumulatedFrameSize: RelayLimits.maxServerFrameBytes))
+                            try channel.pipeline.syncOperations.addHandler(
+                                DeviceSessionHandler(
+                                    session: WebSocketSession(core: core, device: device, logger: sessionLogger),
+                                    pingInterval: .seconds(core.limits.pingIntervalSeconds), ended: ended))
+                        } catch {
+                            ended.fail(error)
+                            throw error
+                        }
+                        return Upgrade.session(ended.futureResult)
+                    }
+                })
+            let upgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration<Upgrade>(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandlers(self.http1.additionalChannelHandlers())
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: self.http1.idleTimeout.map { .init($0) }, logger: logger))
+                        let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true))
+                        if case .refused(let error) = decision.value { return Upgrade.refused(asyncChannel, error) }
+                        return Upgrade.notUpgraded(asyncChannel)
+                    }
+                })
+            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<Upgrade>(
+                upgradeConfiguration: upgradeConfiguration)
+            configuration.enablePipelining = false  // HTTP is pipelined by NIOAsyncChannel
+            configuration.enableErrorHandling = false  // Hummingbird answers malformed requests
+            configuration.enableResponseHeaderValidation = false  // swift-http-types validates them
+            configuration.decoderConfiguration.maxHeaderFieldSize = http1.httpDecoder.maxHeaderFieldSize
+            configuration.decoderConfiguration.maxHeaderListSize = http1.httpDecoder.maxHeaderListSize
+            configuration.decoderConfiguration.maxHeaderFieldCount = http1.httpDecoder.maxHeaderFieldCount
+            let upgrade = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
+                configuration: configuration)
+            return Value(upgrade: upgrade, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgrade.get() {
+            case .session(let ended):
+                try await ended.get()
+            case .notUpgraded(let http1):
+                await handleHTTP(asyncChannel: http1, logger: logger)
+            case .refused(let http1, let error):
+                await refuse(http1, error)
+            }
+        } catch let error as ChannelError where error == .inputClosed {
+            logger.trace("connection closed before the upgrade")
+        } catch {
+            logger.debug("connection ended", metadata: ["error": "\(type(of: error))"])
+        }
+    }
+
+    /// Whether an upgrade request may become a device session.
+    private static func decide(_ head: HTTPRequestHead, authenticate: Authenticate) async -> Decision {
+        let components = URLComponents(string: head.uri)
+        guard components?.path == "/v1/ws" else { return .refused(.notFound("no such WebSocket endpoint")) }
+        let ticket = components?.queryItems?.first { $0.name == "ticket" }?.value
+        do {
+            return .device(try await authenticate(head.headers.first(name: "authorization"), ticket))
+        } catch let error as RelayError {
+            return .refused(error)
+        } catch {
+            return .refused(.unauthorized)
+        }
+    }
+
+    /// Answers a refused upgrade with the error's status and JSON body, then closes.
+    private func refuse(_ asyncChannel: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, _ error: RelayError) async {
+        let body = (try? WireCoding.encoder().encode(error.body)) ?? Data()
+        let head = HTTPResponse(
+            status: error.status, headerFields: [.connection: "close", .contentType: "application/json", .contentLength: "\(body.count)"])
+        do {
+            try await asyncChannel.executeThenClose { _, outbound in
+                try await outbound.write(contentsOf: [.head(head), .body(ByteBuffer(bytes: body)), .end(nil)])
+            }
+        } catch {
+            logger.trace("could not answer a refused upgrade", metadata: ["error": "\(type(of: error))"])
+        }
+    }
+
+    /// NIO's upgrade handler looks for an upgrade only in a connection's first request. A later request asking
+    /// for one is redirected to the same URI with the connection closed, so that the client retries on a new
+    /// connection (as hummingbird-websocket does).
+    private static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder)
+        -> HTTPChannelHandler.Responder
+    {
+        struct RedirectedUpgrade: Error {}
+        return { request, responseWriter, channel in
+            if request.headers[.upgrade]?.lowercased() == "websocket" {
+                var path = request.uri.path
+                if let query = request.uri.query { path += "?\(query)" }
+                let response = HTTPResponse(
+                    status: .temporaryRedirect, headerFields: [.connection: "close", .location: path])
+                try await responseWriter.writeResponse(response)
+                throw RedirectedUpgrade()
+            }
+            try await responder(request, responseWriter, channel)
+        }
+    }
+}
