@@ -47,7 +47,10 @@ final class GroupCommitter<Input: Sendable, Output: Sendable>: Sendable {
         }
     }
 
+    /// Commits batch after batch while anything is pending. Answering a batch's callers and `afterBatch` run
+    /// in a task of their own, in batch order, while the next batch commits (the writer does not wait for them).
     private func flushLoop() async {
+        var finishing: Task<Void, Never>?
         while true {
             let batch = state.withLockedValue { state -> [(Input, Completion)] in
                 let count = min(state.pending.count, RelayLimits.maxSubmissionsPerTransaction)
@@ -64,13 +67,21 @@ final class GroupCommitter<Input: Sendable, Output: Sendable>: Sendable {
                 return batch
             }
             if batch.isEmpty { return }
+            let results: [Result<Output, any Error>]
             do {
-                let results = try await commit(batch.map(\.0))
-                for ((_, completion), result) in zip(batch, results) { completion(result) }
-                for (_, completion) in batch.dropFirst(results.count) { completion(.failure(RelayError.internalError)) }
-                if let afterBatch { await afterBatch(results) }
+                let committed = try await commit(batch.map(\.0))
+                results = batch.indices.map { index in
+                    index < committed.count ? committed[index] : .failure(RelayError.internalError)
+                }
             } catch {
-                for (_, completion) in batch { completion(.failure(error)) }
+                results = batch.map { _ in .failure(error) }
+            }
+            let previous = finishing
+            let afterBatch = self.afterBatch
+            finishing = Task {
+                await previous?.value
+                for ((_, completion), result) in zip(batch, results) { completion(result) }
+                if let afterBatch { await afterBatch(results) }
             }
         }
     }

@@ -107,6 +107,13 @@ extension SQLiteRelayStore {
 
     /// 409 if the addressed device set differs from `expected`, 410 if registration ids differ.
     private static func check(_ messages: [OutgoingDeviceMessage], against expected: [UInt32: UInt32], account: String) throws {
+        // The common case: exactly the expected devices, each once, with current registration ids.
+        if messages.count == expected.count {
+            var seen = Set<UInt32>(minimumCapacity: messages.count)
+            if messages.allSatisfy({ expected[$0.deviceId] == $0.registrationId && seen.insert($0.deviceId).inserted }) {
+                return
+            }
+        }
         var given: [UInt32: UInt32] = [:]
         for message in messages {
             guard given.updateValue(message.registrationId, forKey: message.deviceId) == nil else {
