@@ -62,7 +62,7 @@ extension SQLiteRelayStore {
     ) throws {
         let content = try WireCoding.encoder().encode(event)
         try insertMessage(
-            db, id: UUID(), kind: .groupEvent, senderAccount: actor.account, senderDevice: actor.deviceId,
+            db, id: MessageID.make(unixMillis: now), kind: .groupEvent, senderAccount: actor.account, senderDevice: actor.deviceId,
             conversation: Envelope.groupConversation(event.groupId), groupId: event.groupId, type: 0, content: content,
             serverTimestamp: now, clientTimestamp: nil, targets: targets, expiresAt: expiresAt)
     }

@@ -150,7 +150,7 @@ extension SQLiteRelayStore {
             groupId = group
         }
         for copy in plan {
-            let id = UUID()
+            let id = MessageID.make(unixMillis: submission.serverTimestamp)
             let seqs = try insertMessage(
                 db, id: id, kind: kind, senderAccount: sender.account, senderDevice: sender.deviceId,
                 conversation: conversation, groupId: groupId, type: copy.type, content: copy.content,
@@ -249,7 +249,7 @@ extension SQLiteRelayStore {
             // Two statements per acknowledged copy in the common case (a message with one queue entry):
             // delete the entry (returning its size), then delete the message if this was its last reference.
             let deleteEntry = try db.cachedStatement(
-                sql: "DELETE FROM queue_entry WHERE account_id = ? AND device_id = ? AND message_id = ? RETURNING size")
+                sql: "DELETE FROM queue_entry WHERE message_id = ? AND account_id = ? AND device_id = ? RETURNING size")
             let deleteLast = try db.cachedStatement(sql: "DELETE FROM message WHERE id = ? AND ref_count <= 1")
             let release = try db.cachedStatement(sql: "UPDATE message SET ref_count = ref_count - 1 WHERE id = ?")
             let counters = try db.cachedStatement(
@@ -263,7 +263,7 @@ extension SQLiteRelayStore {
                 var removed = 0
                 var bytes = 0
                 for id in Set(ids) {
-                    guard let size = try Int.fetchOne(deleteEntry, arguments: [address.accountId, Int64(address.deviceId), id])
+                    guard let size = try Int.fetchOne(deleteEntry, arguments: [id, address.accountId, Int64(address.deviceId)])
                     else { continue }
                     try deleteLast.execute(arguments: [id])
                     if db.changesCount == 0 { try release.execute(arguments: [id]) }

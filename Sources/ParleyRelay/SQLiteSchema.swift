@@ -102,6 +102,40 @@ enum SQLiteSchema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("relay-v3-queue-entry-by-message") { db in
+            // The uniqueness index leads with the message id instead of the device. Message ids are time-ordered
+            // (UUIDv7, `MessageID`), so new entries go to the index's right edge instead of a random page, and
+            // an ack still finds its entry by (message, device). SQLite cannot change a table constraint in
+            // place: the table is rebuilt, keeping its rows and its AUTOINCREMENT counter.
+            let counter = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'queue_entry'")
+            try db.execute(sql: """
+                CREATE TABLE queue_entry_v3 (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    account_id INTEGER NOT NULL,
+                    device_id INTEGER NOT NULL,
+                    message_id BLOB NOT NULL,
+                    size INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    UNIQUE (message_id, account_id, device_id)
+                );
+                INSERT INTO queue_entry_v3 (seq, account_id, device_id, message_id, size, expires_at)
+                    SELECT seq, account_id, device_id, message_id, size, expires_at FROM queue_entry;
+                DROP TABLE queue_entry;
+                ALTER TABLE queue_entry_v3 RENAME TO queue_entry;
+                CREATE INDEX queue_entry_by_device ON queue_entry(account_id, device_id, seq);
+                CREATE INDEX queue_entry_by_expiry ON queue_entry(expires_at);
+                DELETE FROM sqlite_sequence WHERE name IN ('queue_entry', 'queue_entry_v3');
+                """)
+            // Without a counter the table never had a row; AUTOINCREMENT creates it on the first insert.
+            if let counter {
+                try db.execute(
+                    sql: """
+                        INSERT INTO sqlite_sequence (name, seq)
+                        VALUES ('queue_entry', MAX(?, (SELECT COALESCE(MAX(seq), 0) FROM queue_entry)))
+                        """,
+                    arguments: [counter])
+            }
+        }
         return migrator
     }
 }

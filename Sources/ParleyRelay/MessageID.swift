@@ -1,0 +1,39 @@
+import Foundation
+
+/// Message ids: UUID version 7 (RFC 9562), a 48-bit Unix millisecond timestamp followed by random bits.
+///
+/// Ids the relay creates within one millisecond sort after those of the previous one, so new message rows
+/// go to the right edge of the `message` table's B-tree instead of a random leaf page: a commit of 2,000
+/// messages then dirties (and writes to the WAL, and fsyncs) a few dozen pages rather than up to 2,000. To a
+/// client an id stays opaque; what it reveals (the time the relay stored the message) is already in the
+/// envelope's `serverTimestamp`.
+enum MessageID {
+    static func make(unixMillis: Int64) -> UUID {
+        var random = SystemRandomNumberGenerator()
+        return make(unixMillis: unixMillis, using: &random)
+    }
+
+    static func make(unixMillis: Int64, using generator: inout some RandomNumberGenerator) -> UUID {
+        let time = UInt64(clamping: max(0, unixMillis)) & 0xFFFF_FFFF_FFFF
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        bytes.0 = UInt8(truncatingIfNeeded: time >> 40)
+        bytes.1 = UInt8(truncatingIfNeeded: time >> 32)
+        bytes.2 = UInt8(truncatingIfNeeded: time >> 24)
+        bytes.3 = UInt8(truncatingIfNeeded: time >> 16)
+        bytes.4 = UInt8(truncatingIfNeeded: time >> 8)
+        bytes.5 = UInt8(truncatingIfNeeded: time)
+        bytes.6 = 0x70 | UInt8(truncatingIfNeeded: high >> 8) & 0x0F  // version 7
+        bytes.7 = UInt8(truncatingIfNeeded: high)
+        bytes.8 = 0x80 | UInt8(truncatingIfNeeded: low >> 56) & 0x3F  // variant 10
+        bytes.9 = UInt8(truncatingIfNeeded: low >> 48)
+        bytes.10 = UInt8(truncatingIfNeeded: low >> 40)
+        bytes.11 = UInt8(truncatingIfNeeded: low >> 32)
+        bytes.12 = UInt8(truncatingIfNeeded: low >> 24)
+        bytes.13 = UInt8(truncatingIfNeeded: low >> 16)
+        bytes.14 = UInt8(truncatingIfNeeded: low >> 8)
+        bytes.15 = UInt8(truncatingIfNeeded: low)
+        return UUID(uuid: bytes)
+    }
+}
