@@ -5,10 +5,18 @@ actor ConnectionHub {
     /// Each device's current session, by the outbox its events go to (one reference per connection).
     private var sessions: [DeviceAddress: SessionOutbox] = [:]
     private var byAccount: [String: Set<DeviceAddress>] = [:]
+    /// Set by `closeAll` (graceful shutdown): later sessions are closed as they register.
+    private var closing = false
 
     /// Registers a session's outbox; a previous session of the same device is told to close and takes no more
     /// events.
     func register(_ device: AuthenticatedDevice, _ outbox: SessionOutbox) {
+        if closing {
+            // Connected while the relay shuts down: closed at once, like the sessions `closeAll` found.
+            outbox.post(.close(.shutdown))
+            outbox.finish()
+            return
+        }
         if let previous = sessions[device.address] {
             previous.post(.close(.superseded))
             previous.finish()
@@ -76,6 +84,7 @@ actor ConnectionHub {
 
     /// Asks every session to close (graceful shutdown).
     func closeAll() {
+        closing = true
         for outbox in sessions.values {
             outbox.post(.close(.shutdown))
             outbox.finish()

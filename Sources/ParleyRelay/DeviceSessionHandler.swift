@@ -120,6 +120,10 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let close = event as? Close {
             self.close(context: context, code: close.code, reason: close.reason)
+        } else if event is ChannelShouldQuiesceEvent {
+            // The server shuts down gracefully and waits for every connection to close: also for a session that
+            // connected after `SessionCloser` closed the registered ones.
+            close(context: context, code: .goingAway, reason: CloseReason.shutdown.text)
         } else {
             context.fireUserInboundEventTriggered(event)
         }

@@ -129,7 +129,13 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
         do {
             switch try await value.upgrade.get() {
             case .session(let ended):
-                try await ended.get()
+                // A forced shutdown cancels this task: closing the connection ends the session.
+                let channel = value.channel
+                try await withTaskCancellationHandler {
+                    try await ended.get()
+                } onCancel: {
+                    channel.close(promise: nil)
+                }
             case .notUpgraded(let http1):
                 await handleHTTP(asyncChannel: http1, logger: logger)
             case .refused(let http1, let error):

@@ -91,4 +91,23 @@ struct SilentConnectionTests {
         await ws.close()
         try await relay.stop()
     }
+
+    /// A device that connects once the shutdown has closed the open sessions (a client reconnecting at once)
+    /// is closed too, and the stop does not wait for it.
+    @Test func aSessionOpenedDuringShutdownIsClosed() async throws {
+        let relay = try await TestRelay.start(gracefulShutdownSeconds: 30)
+        let alice = try await relay.http.register(Fixtures.uniqueName("alice"))
+        let early = try await relay.connect(alice)
+        #expect(try await early.backlog().isEmpty)
+        // What the shutdown does first: close every registered session.
+        await relay.running.core.hub.closeAll()
+        #expect(await early.waitClosed())
+        let late = try await relay.connect(alice)
+        #expect(await late.waitClosed())
+        let started = ContinuousClock.now
+        try await relay.stop(limit: .seconds(20))
+        #expect(ContinuousClock.now - started < .seconds(10))
+        await early.close()
+        await late.close()
+    }
 }

@@ -1,0 +1,93 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import ParleyRelay
+
+@Suite("Relay store: migrations and message ids")
+struct StoreMigrationTests {
+    /// A relay database from before `relay-v3` keeps its queued entries, their sequence numbers and the
+    /// AUTOINCREMENT counter (also above the largest remaining entry), and gets the new uniqueness index.
+    @Test func queueEntryRebuildKeepsRowsAndCounter() throws {
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("parley-migration-\(UUID().uuidString).sqlite").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let queue = try DatabaseQueue(path: path)
+        let migrator = SQLiteSchema.migrator()
+        try migrator.migrate(queue, upTo: "relay-v2-push")
+
+        let ids = (0..<4).map { _ in UUID() }
+        try queue.write { db in
+            for (index, id) in ids.enumerated() {
+                try db.execute(
+                    sql: "INSERT INTO queue_entry (account_id, device_id, message_id, size, expires_at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [1 + index % 2, 1, id, 100 + index, 1_000 + index])
+            }
+            // The newest entry was acknowledged: the counter (4) is above the largest remaining seq (3).
+            try db.execute(sql: "DELETE FROM queue_entry WHERE seq = 4")
+        }
+        try migrator.migrate(queue)
+
+        try queue.write { db in
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT seq, account_id, device_id, message_id, size, expires_at FROM queue_entry ORDER BY seq")
+            #expect(rows.map { $0["seq"] as Int64 } == [1, 2, 3])
+            #expect(rows.map { $0["message_id"] as UUID } == Array(ids.prefix(3)))
+            #expect(rows.map { $0["size"] as Int } == [100, 101, 102])
+            #expect(try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'queue_entry'") == 4)
+
+            // New entries continue above the old counter; (message, account, device) stays unique.
+            try db.execute(
+                sql: "INSERT INTO queue_entry (account_id, device_id, message_id, size, expires_at) VALUES (2, 1, ?, 1, 1)",
+                arguments: [UUID()])
+            #expect(db.lastInsertedRowID == 5)
+            #expect(throws: DatabaseError.self) {
+                try db.execute(
+                    sql: "INSERT INTO queue_entry (account_id, device_id, message_id, size, expires_at) VALUES (1, 1, ?, 1, 1)",
+                    arguments: [ids[0]])
+            }
+            let indexes = try String.fetchAll(
+                db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'queue_entry' ORDER BY name")
+            #expect(indexes.contains("queue_entry_by_device"))
+            #expect(indexes.contains("queue_entry_by_expiry"))
+            let unique = try Row.fetchAll(db, sql: "PRAGMA index_list(queue_entry)").filter { ($0["unique"] as Int) == 1 }
+            #expect(unique.count == 1)
+            if let name: String = unique.first?["name"] {
+                let columns = try String.fetchAll(db, sql: "SELECT name FROM pragma_index_info(?) ORDER BY seqno", arguments: [name])
+                #expect(columns == ["message_id", "account_id", "device_id"])
+            }
+        }
+    }
+
+    /// An empty pre-v3 database migrates too (no counter to carry).
+    @Test func emptyQueueMigrates() throws {
+        let queue = try DatabaseQueue()
+        try SQLiteSchema.migrator().migrate(queue)
+        try queue.write { db in
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue_entry") == 0)
+            try db.execute(
+                sql: "INSERT INTO queue_entry (account_id, device_id, message_id, size, expires_at) VALUES (1, 1, ?, 1, 1)",
+                arguments: [UUID()])
+            #expect(db.lastInsertedRowID == 1)
+        }
+    }
+
+    /// Message ids are RFC 9562 version 7: the timestamp in the first 48 bits, so ids of later milliseconds
+    /// sort after earlier ones byte-wise (the order SQLite compares blobs in).
+    @Test func messageIdsAreTimeOrderedVersion7() {
+        var previous: [UInt8] = []
+        for millis in stride(from: Int64(1_700_000_000_000), to: 1_700_000_000_050, by: 1) {
+            let id = MessageID.make(unixMillis: millis)
+            let bytes = withUnsafeBytes(of: id.uuid) { Array($0) }
+            #expect(bytes[6] >> 4 == 7)
+            #expect(bytes[8] >> 6 == 0b10)
+            let time = bytes.prefix(6).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            #expect(time == UInt64(millis))
+            #expect(previous.lexicographicallyPrecedes(bytes))
+            previous = bytes
+        }
+        // Random bits differ between ids of the same millisecond.
+        let ids = Set((0..<1_000).map { _ in MessageID.make(unixMillis: 1_700_000_000_000) })
+        #expect(ids.count == 1_000)
+    }
+}
