@@ -30,11 +30,11 @@ enum FastWire {
         writeString(&out, envelope.conversation)
         if let groupId = envelope.groupId {
             out.writeStaticString(#","groupId":""#)
-            out.writeString(groupId.uuidString)
+            writeUUID(&out, groupId)
             out.writeStaticString("\"")
         }
         out.writeStaticString(#","id":""#)
-        out.writeString(envelope.id.uuidString)
+        writeUUID(&out, envelope.id)
         out.writeStaticString(#"","kind":""#)
         out.writeString(envelope.kind.rawValue)
         out.writeStaticString(#"","senderAccount":"#)
@@ -60,7 +60,7 @@ enum FastWire {
         for (index, id) in result.ids.enumerated() {
             if index > 0 { out.writeStaticString(",") }
             out.writeStaticString("\"")
-            out.writeString(id.uuidString)
+            writeUUID(&out, id)
             out.writeStaticString("\"")
         }
         out.writeStaticString(#"],"queued":"#)
@@ -69,6 +69,54 @@ enum FastWire {
         writeInt(&out, result.serverTimestamp)
         out.writeStaticString(#"},"type":"sendResult"}"#)
         return out
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
+
+    /// A UUID in its canonical text form, upper-case like `UUID.uuidString` (Foundation formats with
+    /// `snprintf`, a measurable cost per frame).
+    static func writeUUID(_ out: inout ByteBuffer, _ id: UUID) {
+        withUnsafeBytes(of: id.uuid) { bytes in
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 { out.writeInteger(UInt8(ascii: "-")) }
+                out.writeInteger(hexDigits[Int(byte >> 4)])
+                out.writeInteger(hexDigits[Int(byte & 0x0F)])
+            }
+        }
+    }
+
+    /// Parses the canonical 36-character form (either case), as `UUID(uuidString:)` accepts it; nil otherwise.
+    static func parseUUID(_ text: some Collection<UInt8>) -> UUID? {
+        guard text.count == 36 else { return nil }
+        var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        let ok = withUnsafeMutableBytes(of: &bytes) { out -> Bool in
+            var position = 0
+            var high: UInt8?
+            var index = 0
+            for character in text {
+                defer { position += 1 }
+                if position == 8 || position == 13 || position == 18 || position == 23 {
+                    guard character == UInt8(ascii: "-") else { return false }
+                    continue
+                }
+                let value: UInt8
+                switch character {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): value = character - UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): value = character - UInt8(ascii: "a") + 10
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): value = character - UInt8(ascii: "A") + 10
+                default: return false
+                }
+                if let first = high {
+                    out[index] = first << 4 | value
+                    index += 1
+                    high = nil
+                } else {
+                    high = value
+                }
+            }
+            return index == 16
+        }
+        return ok ? UUID(uuid: bytes) : nil
     }
 
     private static func writeInt(_ out: inout ByteBuffer, _ value: Int64) {
@@ -231,8 +279,8 @@ enum FastWire {
         }
 
         mutating func uuid() -> UUID? {
-            guard let text = string() else { return nil }
-            return UUID(uuidString: text)
+            guard let raw = rawString() else { return nil }
+            return FastWire.parseUUID(raw)
         }
 
         mutating func base64() -> Data? {

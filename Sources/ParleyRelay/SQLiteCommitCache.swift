@@ -19,17 +19,28 @@ final class SQLiteCommitCache {
     /// What this transaction added, written back once per device at the end.
     private(set) var added: [DeviceAddress: QueueState] = [:]
 
+    /// Lookups kept across transactions (account ids, device lists).
+    private let lookups: SQLiteLookupCache?
+
+    init(lookups: SQLiteLookupCache? = nil) {
+        self.lookups = lookups
+    }
+
     func accountId(_ db: Database, name: String) throws -> Int64? {
         if let cached = accountIds[name] { return cached }
+        if let known = lookups?.accountId(name) { return known }
         let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM account WHERE name = ?"), arguments: [name])
         accountIds[name] = id
+        if let id { lookups?.remember(accountId: id, name: name) }
         return id
     }
 
     func activeDevices(_ db: Database, accountId: Int64) throws -> [UInt32: UInt32] {
         if let cached = devices[accountId] { return cached }
+        if let known = lookups?.devices(accountId) { return known }
         let result = try SQLiteRelayStore.activeDevices(db, accountId: accountId)
         devices[accountId] = result
+        lookups?.remember(devices: result, accountId: accountId)
         return result
     }
 

@@ -70,7 +70,7 @@ extension SQLiteRelayStore {
     func createGroup(creator: AuthenticatedDevice, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int)
         async throws -> (GroupInfo, AffectedQueues)
     {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             var ids = try Self.resolve(db, members)
             if !ids.contains(creator.accountId) { ids.append(creator.accountId) }
             guard ids.count <= maxMembers else { throw RelayError.groupFull }
@@ -95,7 +95,7 @@ extension SQLiteRelayStore {
     func addGroupMembers(
         actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int
     ) async throws -> (GroupInfo, AffectedQueues) {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             _ = try Self.groupInfo(db, groupId)
             guard try Self.isMember(db, groupId: groupId, accountId: actor.accountId) else {
                 throw RelayError.forbidden("not a member of this group")
@@ -123,7 +123,7 @@ extension SQLiteRelayStore {
     func removeGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64)
         async throws -> (GroupInfo, AffectedQueues)
     {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             _ = try Self.groupInfo(db, groupId)
             guard try Self.isMember(db, groupId: groupId, accountId: actor.accountId) else {
                 throw RelayError.forbidden("not a member of this group")

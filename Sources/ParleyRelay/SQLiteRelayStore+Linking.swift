@@ -4,7 +4,7 @@ import ParleyWire
 
 extension SQLiteRelayStore {
     func createLinkCode(_ creator: DeviceAddress, code: String, now: Int64, expiresAt: Int64) async throws {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             try Self.deleteStaleLinks(db, now: now)
             try db.execute(
                 sql: """
@@ -18,7 +18,7 @@ extension SQLiteRelayStore {
     func claimLinkCode(
         code: String, device: NewDeviceKeys, credentialHash: Data, now: Int64, maxDevices: Int
     ) async throws -> (String, UInt32) {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             guard
                 let row = try Row.fetchOne(
                     db,
@@ -75,7 +75,7 @@ extension SQLiteRelayStore {
     func approveLink(
         accountId: Int64, code: String, provisioningBlob: Data, awaitIdentityUpload: Bool, now: Int64
     ) async throws {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             guard
                 let row = try Row.fetchOne(
                     db, sql: "SELECT state, device_id, expires_at FROM link_code WHERE code = ? AND account_id = ?",

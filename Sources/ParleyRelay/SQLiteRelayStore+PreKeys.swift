@@ -6,7 +6,7 @@ extension SQLiteRelayStore {
     func storePreKeys(
         _ address: DeviceAddress, identityKey: Data?, signed: SignedPreKey?, oneTime: [OneTimePreKey]
     ) async throws -> Int {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             let state = try String.fetchOne(
                 db, sql: "SELECT state FROM device WHERE account_id = ? AND device_id = ?",
                 arguments: [address.accountId, Int64(address.deviceId)])
@@ -56,7 +56,7 @@ extension SQLiteRelayStore {
     /// Select and delete in the same write transaction: a one-time prekey is handed out at most once,
     /// however many fetches run concurrently (SQLite serializes write transactions).
     func takePreKeyBundles(account: String, deviceId: UInt32?) async throws -> [DevicePreKeyBundle] {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             let accountId = try Self.requireAccountId(db, name: account)
             var sql = """
                 SELECT device_id, registration_id, identity_key, signed_prekey_id, signed_prekey, signed_prekey_signature

@@ -3,7 +3,7 @@ import GRDB
 
 extension SQLiteRelayStore {
     func setPushEndpoint(_ address: DeviceAddress, endpoint: String, now: Int64) async throws {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             try db.execute(
                 sql: """
                     INSERT OR REPLACE INTO push_subscription (account_id, device_id, endpoint, created_at) VALUES (?, ?, ?, ?)
@@ -13,7 +13,7 @@ extension SQLiteRelayStore {
     }
 
     func removePushEndpoint(_ address: DeviceAddress, ifEndpoint: String?) async throws {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             if let ifEndpoint {
                 try db.execute(
                     sql: "DELETE FROM push_subscription WHERE account_id = ? AND device_id = ? AND endpoint = ?",

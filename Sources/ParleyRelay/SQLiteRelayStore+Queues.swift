@@ -10,7 +10,7 @@ extension SQLiteRelayStore {
         -> [Result<SubmissionReceipt, RelayError>]
     {
         try await pool.write { db in
-            let cache = SQLiteCommitCache()
+            let cache = SQLiteCommitCache(lookups: lookups)
             var results: [Result<SubmissionReceipt, RelayError>] = []
             results.reserveCapacity(submissions.count)
             for submission in submissions {
@@ -244,14 +244,13 @@ extension SQLiteRelayStore {
         }
     }
 
+    /// Ids acknowledged per statement: a device's ack frame is applied with three statements per chunk (delete
+    /// the entries returning their sizes, delete the messages they were the last reference of, decrement the
+    /// others), not two or three per id.
+    static let ackChunk = 32
+
     func ack(_ batch: [(DeviceAddress, [UUID])]) async throws -> [Int] {
         try await pool.write { db in
-            // Two statements per acknowledged copy in the common case (a message with one queue entry):
-            // delete the entry (returning its size), then delete the message if this was its last reference.
-            let deleteEntry = try db.cachedStatement(
-                sql: "DELETE FROM queue_entry WHERE message_id = ? AND account_id = ? AND device_id = ? RETURNING size")
-            let deleteLast = try db.cachedStatement(sql: "DELETE FROM message WHERE id = ? AND ref_count <= 1")
-            let release = try db.cachedStatement(sql: "UPDATE message SET ref_count = ref_count - 1 WHERE id = ?")
             let counters = try db.cachedStatement(
                 sql: """
                     UPDATE device SET queue_count = queue_count - ?, queue_bytes = queue_bytes - ?
@@ -262,12 +261,14 @@ extension SQLiteRelayStore {
             for (address, ids) in batch {
                 var removed = 0
                 var bytes = 0
-                for id in Set(ids) {
-                    guard let size = try Int.fetchOne(deleteEntry, arguments: [id, address.accountId, Int64(address.deviceId)])
-                    else { continue }
-                    try deleteLast.execute(arguments: [id])
-                    if db.changesCount == 0 { try release.execute(arguments: [id]) }
-                    removed += 1
+                var unique = Set<UUID>(minimumCapacity: ids.count)
+                let distinct = ids.filter { unique.insert($0).inserted }
+                var start = 0
+                while start < distinct.count {
+                    let chunk = distinct[start..<min(start + Self.ackChunk, distinct.count)]
+                    start += chunk.count
+                    let (count, size) = try Self.ackChunk(db, address, chunk)
+                    removed += count
                     bytes += size
                 }
                 if removed > 0 {
@@ -279,8 +280,43 @@ extension SQLiteRelayStore {
         }
     }
 
+    /// Removes one device's entries for `ids` (those it still has) and releases their messages; returns how
+    /// many entries were removed and their bytes.
+    private static func ackChunk(_ db: Database, _ address: DeviceAddress, _ ids: ArraySlice<UUID>) throws -> (Int, Int) {
+        let deleteEntries = try db.cachedStatement(
+            sql: """
+                DELETE FROM queue_entry WHERE message_id IN (\(placeholders(ids.count))) AND account_id = ? AND device_id = ?
+                RETURNING message_id, size
+                """)
+        var arguments = StatementArguments(ids.map { $0 as (any DatabaseValueConvertible)? })
+        arguments += [address.accountId, Int64(address.deviceId)]
+        var released: [Data] = []
+        released.reserveCapacity(ids.count)
+        var bytes = 0
+        let rows = try Row.fetchCursor(deleteEntries, arguments: arguments)
+        while let row = try rows.next() {
+            released.append(row[0])
+            bytes += row[1] as Int
+        }
+        guard !released.isEmpty else { return (0, 0) }
+        let messageArguments = StatementArguments(released.map { $0 as (any DatabaseValueConvertible)? })
+        // Messages this was the last reference of go; shared (group) messages lose one reference.
+        try db.cachedStatement(sql: "DELETE FROM message WHERE ref_count <= 1 AND id IN (\(placeholders(released.count)))")
+            .execute(arguments: messageArguments)
+        if db.changesCount < released.count {
+            try db.cachedStatement(sql: "UPDATE message SET ref_count = ref_count - 1 WHERE id IN (\(placeholders(released.count)))")
+                .execute(arguments: messageArguments)
+        }
+        return (released.count, bytes)
+    }
+
+    /// "?, ?, ..." for `count` parameters.
+    private static func placeholders(_ count: Int) -> String {
+        repeatElement("?", count: count).joined(separator: ", ")
+    }
+
     func deleteExpired(now: Int64) async throws -> ExpiryResult {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             let rows = try Row.fetchAll(
                 db,
                 sql: """

@@ -6,6 +6,8 @@ import ParleyWire
 /// is on disk before the relay acknowledges anything.
 final class SQLiteRelayStore: RelayStore {
     let pool: DatabasePool
+    /// Account ids and device lists for the send path, across transactions (see `SQLiteLookupCache`).
+    let lookups = SQLiteLookupCache()
 
     init(path: String) throws {
         var configuration = Configuration()
@@ -20,6 +22,17 @@ final class SQLiteRelayStore: RelayStore {
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try SQLiteSchema.migrator().migrate(pool)
+    }
+
+    /// A write transaction that may add, remove, activate or change accounts and devices (every write but the
+    /// send, ack and last-seen batches): drops the cached lookups first, inside the transaction, so that no
+    /// send validated after it sees a device list from before it.
+    func writeChangingLookups<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        let lookups = self.lookups
+        return try await pool.write { db in
+            lookups.clear()
+            return try body(db)
+        }
     }
 
     /// Closes the pool (checkpoints the WAL).
@@ -84,7 +97,7 @@ final class SQLiteRelayStore: RelayStore {
     // MARK: accounts and devices
 
     func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, now: Int64) async throws -> Int64 {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             if try Self.accountId(db, name: name) != nil { throw RelayError.nameTaken }
             try db.execute(sql: "INSERT INTO account (name, created_at) VALUES (?, ?)", arguments: [name, now])
             let accountId = db.lastInsertedRowID
@@ -135,7 +148,7 @@ final class SQLiteRelayStore: RelayStore {
     }
 
     func removeDevice(accountId: Int64, deviceId: UInt32) async throws {
-        try await pool.write { db in
+        try await writeChangingLookups { db in
             let exists = try Bool.fetchOne(
                 db, sql: "SELECT 1 FROM device WHERE account_id = ? AND device_id = ?",
                 arguments: [accountId, Int64(deviceId)]) ?? false

@@ -47,7 +47,7 @@ struct MessagingTests {
         #expect(reply.error?.staleDevices == [2])
 
         // The sender's own other devices must be covered too.
-        let alice2 = try await http.link(from: alice)
+        let alice2 = try await http.link(from: alice, keys: Fixtures.keys(registrationId: 300))
         reply = try await http.call(
             .PUT, "/v1/messages/\(bob.account)", alice,
             body: SendMessageRequest(messages: [
@@ -64,6 +64,24 @@ struct MessagingTests {
             #expect(try await ws.backlog().isEmpty)
             await ws.close()
         }
+
+        // The relay keeps device lists between send batches: a removed device is refused at once afterwards,
+        // and a send without it goes through.
+        let ownCopy = [OutgoingDeviceMessage(deviceId: alice2.deviceId, registrationId: 300, type: 1, content: content)]
+        let toBoth = SendMessageRequest(
+            messages: [
+                OutgoingDeviceMessage(deviceId: 1, registrationId: 100, type: 1, content: content),
+                OutgoingDeviceMessage(deviceId: 2, registrationId: 200, type: 1, content: content),
+            ], ownDeviceMessages: ownCopy)
+        #expect(try await http.call(.PUT, "/v1/messages/\(bob.account)", alice, body: toBoth).status == 200)
+        #expect(try await http.call(.DELETE, "/v1/devices/2", bob).status == 204)
+        reply = try await http.call(.PUT, "/v1/messages/\(bob.account)", alice, body: toBoth)
+        #expect(reply.status == 409)
+        #expect(reply.error?.extraDevices == [2])
+        let toOne = SendMessageRequest(
+            messages: [OutgoingDeviceMessage(deviceId: 1, registrationId: 100, type: 1, content: content)],
+            ownDeviceMessages: ownCopy)
+        #expect(try await http.call(.PUT, "/v1/messages/\(bob.account)", alice, body: toOne).status == 200)
         try await relay.stop()
     }
 
