@@ -16,6 +16,10 @@ final class GroupCommitter<Input: Sendable, Output: Sendable>: Sendable {
     private struct State {
         var pending: [(Input, Completion)] = []
         var flushing = false
+        /// The task answering the last committed batch. The next batch's answers wait for it, also across
+        /// flush loops (one ends when nothing is pending, the next starts with the next submission), so
+        /// batches are always answered and delivered in commit order.
+        var finishing: Task<Void, Never>?
     }
 
     private let commit: Commit
@@ -50,7 +54,6 @@ final class GroupCommitter<Input: Sendable, Output: Sendable>: Sendable {
     /// Commits batch after batch while anything is pending. Answering a batch's callers and `afterBatch` run
     /// in a task of their own, in batch order, while the next batch commits (the writer does not wait for them).
     private func flushLoop() async {
-        var finishing: Task<Void, Never>?
         while true {
             let batch = state.withLockedValue { state -> [(Input, Completion)] in
                 let count = min(state.pending.count, RelayLimits.maxSubmissionsPerTransaction)
@@ -76,12 +79,14 @@ final class GroupCommitter<Input: Sendable, Output: Sendable>: Sendable {
             } catch {
                 results = batch.map { _ in .failure(error) }
             }
-            let previous = finishing
             let afterBatch = self.afterBatch
-            finishing = Task {
-                await previous?.value
-                for ((_, completion), result) in zip(batch, results) { completion(result) }
-                if let afterBatch { await afterBatch(results) }
+            state.withLockedValue { state in
+                let previous = state.finishing
+                state.finishing = Task {
+                    await previous?.value
+                    for ((_, completion), result) in zip(batch, results) { completion(result) }
+                    if let afterBatch { await afterBatch(results) }
+                }
             }
         }
     }
