@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Message ids: UUID version 7 (RFC 9562), a 48-bit Unix millisecond timestamp followed by random bits.
 ///
@@ -35,5 +38,25 @@ enum MessageID {
         bytes.14 = UInt8(truncatingIfNeeded: low >> 8)
         bytes.15 = UInt8(truncatingIfNeeded: low)
         return UUID(uuid: bytes)
+    }
+}
+
+/// Random numbers for many message ids at once, from the C library's user-space generator
+/// (`SystemRandomNumberGenerator` makes a `getrandom` system call per value; a send batch makes thousands of ids).
+struct RandomPool: RandomNumberGenerator {
+    private var values: [UInt64] = []
+
+    mutating func next() -> UInt64 {
+        if values.isEmpty { refill() }
+        return values.removeLast()
+    }
+
+    private mutating func refill() {
+        var fresh = [UInt64](repeating: 0, count: 64)
+        // glibc's arc4random_buf: a ChaCha20 generator in user space, seeded and reseeded by the kernel.
+        fresh.withUnsafeMutableBytes { bytes in
+            if let base = bytes.baseAddress { arc4random_buf(base, bytes.count) }
+        }
+        values = fresh
     }
 }

@@ -63,6 +63,9 @@ public struct RelayLimits: Sendable {
     public var httpIdleTimeoutSeconds: Int64 = 90
     /// Malformed or rejected frames tolerated on one WebSocket before the relay closes it.
     public var maxBadFramesPerConnection: Int = 10
+    /// Events a connection keeps waiting while its socket is not writable; beyond it, live envelopes are read
+    /// from the store later instead of being held in memory.
+    public var maxPendingEventsPerConnection: Int = 1_024
     /// Client frames per second per connection (token bucket, burst = 5 x rate) before frames are refused.
     public var clientFramesPerSecond: Double = 50
     /// Presence changes of one account are coalesced over this window.

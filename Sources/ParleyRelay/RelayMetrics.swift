@@ -15,6 +15,7 @@ final class RelayMetrics: Sendable {
     let badFrames: Counter
     let pushes: Counter
     let pushFailures: Counter
+    let outboxFolds: Counter
 
     init() {
         func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -41,5 +42,9 @@ final class RelayMetrics: Sendable {
         pushes = registry.makeCounter(descriptor: name("pushes", "total", "Web pushes accepted by push services"))
         pushFailures = registry.makeCounter(
             descriptor: name("push_failures", "total", "Web pushes given up (gone, rejected, retries exhausted)"))
+        outboxFolds = registry.makeCounter(
+            descriptor: name(
+                "outbox_folds", "total",
+                "Live envelopes dropped from a slow connection's memory, to be read from the store instead"))
     }
 }

@@ -21,6 +21,8 @@ final class SQLiteCommitCache {
 
     /// Lookups kept across transactions (account ids, device lists).
     private let lookups: SQLiteLookupCache?
+    /// Randomness for the transaction's message ids.
+    var random = RandomPool()
 
     init(lookups: SQLiteLookupCache? = nil) {
         self.lookups = lookups

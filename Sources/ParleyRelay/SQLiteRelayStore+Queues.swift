@@ -150,7 +150,7 @@ extension SQLiteRelayStore {
             groupId = group
         }
         for copy in plan {
-            let id = MessageID.make(unixMillis: submission.serverTimestamp)
+            let id = MessageID.make(unixMillis: submission.serverTimestamp, using: &cache.random)
             let seqs = try insertMessage(
                 db, id: id, kind: kind, senderAccount: sender.account, senderDevice: sender.deviceId,
                 conversation: conversation, groupId: groupId, type: copy.type, content: copy.content,
@@ -181,16 +181,25 @@ extension SQLiteRelayStore {
         targets: [DeviceAddress], expiresAt: Int64, cache: SQLiteCommitCache? = nil
     ) throws -> [Int64] {
         guard !targets.isEmpty else { return [] }
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO message (id, kind, sender_account, sender_device, conversation, group_id, type, content,
-                    server_ts, client_ts, ref_count)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """
-        ).execute(arguments: [
-            id, kind.rawValue, senderAccount, Int64(senderDevice), conversation, groupId, type, content,
-            serverTimestamp, clientTimestamp, targets.count,
-        ])
+        var insert = SQLiteRawStatement(
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO message (id, kind, sender_account, sender_device, conversation, group_id, type, content,
+                        server_ts, client_ts, ref_count)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """), in: db)
+        insert.bind(id)
+        insert.bind(kind.rawValue)
+        insert.bind(senderAccount)
+        insert.bind(Int64(senderDevice))
+        insert.bind(conversation)
+        insert.bind(groupId)
+        insert.bind(Int64(type))
+        insert.bind(content)
+        insert.bind(serverTimestamp)
+        insert.bind(clientTimestamp)
+        insert.bind(Int64(targets.count))
+        try insert.run()
         let insertEntry = try db.cachedStatement(
             sql: "INSERT INTO queue_entry (account_id, device_id, message_id, size, expires_at) VALUES (?, ?, ?, ?, ?)")
         let bumpCounters = try db.cachedStatement(
@@ -201,7 +210,13 @@ extension SQLiteRelayStore {
         var seqs: [Int64] = []
         seqs.reserveCapacity(targets.count)
         for target in targets {
-            try insertEntry.execute(arguments: [target.accountId, Int64(target.deviceId), id, content.count, expiresAt])
+            var entry = SQLiteRawStatement(insertEntry, in: db)
+            entry.bind(target.accountId)
+            entry.bind(Int64(target.deviceId))
+            entry.bind(id)
+            entry.bind(Int64(content.count))
+            entry.bind(expiresAt)
+            try entry.run()
             seqs.append(db.lastInsertedRowID)
             if let cache {
                 cache.recordInsert(target, bytes: content.count)

@@ -52,8 +52,6 @@ final class SessionOutbox: Sendable {
 
     /// Live entries remembered per connection before the session reads the store to forget them.
     static let maxRememberedLive = 1_024
-    /// Events kept while the socket is blocked before live envelopes are folded into one `wake`.
-    static let maxPendingEvents = 1_024
     static let allocator = ByteBufferAllocator()
 
     private let core: RelayCore
@@ -80,8 +78,9 @@ final class SessionOutbox: Sendable {
     func post(_ event: SessionEvent) {
         let run = state.withLockedValue { state -> Bool in
             guard state.accepting, !state.stopped else { return false }
-            if case .envelope = event, state.events.count >= Self.maxPendingEvents {
+            if case .envelope = event, state.events.count >= core.limits.maxPendingEventsPerConnection {
                 // The store has it: fold it into a drain instead of holding it in memory.
+                core.metrics.outboxFolds.increment()
                 if case .wake = state.events.last {} else { state.events.append(.wake) }
             } else {
                 state.events.append(event)

@@ -90,4 +90,71 @@ struct StoreMigrationTests {
         let ids = Set((0..<1_000).map { _ in MessageID.make(unixMillis: 1_700_000_000_000) })
         #expect(ids.count == 1_000)
     }
+
+    /// The message and queue-entry inserts bind through SQLite's C API (`SQLiteRawStatement`): what they store
+    /// reads back exactly through GRDB, NULLs and empty blobs included, and a constraint violation is a
+    /// `DatabaseError` that leaves nothing behind.
+
+    /// The message and queue-entry inserts bind through SQLite's C API (`SQLiteRawStatement`): what they store
+    /// reads back exactly through GRDB, NULLs and empty blobs included, and a constraint violation is a
+    /// `DatabaseError` that leaves nothing behind.
+    @Test func rawInsertsStoreExactlyTheirValues() throws {
+        let queue = try DatabaseQueue()
+        try SQLiteSchema.migrator().migrate(queue)
+        let id = MessageID.make(unixMillis: 1_700_000_000_123)
+        let groupId = UUID()
+        let targets = [DeviceAddress(accountId: 7, deviceId: 1), DeviceAddress(accountId: 8, deviceId: 3)]
+        let seqs = try queue.write { db in
+            try SQLiteRelayStore.insertMessage(
+                db, id: id, kind: .group, senderAccount: "älice-ß", senderDevice: 4_000_000_000,
+                conversation: "group:x", groupId: groupId, type: 3, content: Data([0, 1, 2, 255]),
+                serverTimestamp: 1_700_000_000_123, clientTimestamp: nil, targets: targets, expiresAt: -5)
+        }
+        #expect(seqs.count == 2)
+        let row = try #require(try queue.read { db in try Row.fetchOne(db, sql: "SELECT * FROM message") })
+        #expect(row["id"] as UUID == id)
+        #expect(row["kind"] as String == "group")
+        #expect(row["sender_account"] as String == "älice-ß")
+        #expect(row["sender_device"] as Int64 == 4_000_000_000)
+        #expect(row["conversation"] as String == "group:x")
+        #expect(row["group_id"] as UUID? == groupId)
+        #expect(row["type"] as Int == 3)
+        #expect(row["content"] as Data == Data([0, 1, 2, 255]))
+        #expect(row["server_ts"] as Int64 == 1_700_000_000_123)
+        #expect(row["client_ts"] as Int64? == nil)
+        #expect(row["ref_count"] as Int == 2)
+        let entries = try queue.read { db in try Row.fetchAll(db, sql: "SELECT * FROM queue_entry ORDER BY seq") }
+        #expect(entries.map { $0["seq"] as Int64 } == seqs)
+        #expect(entries.map { $0["account_id"] as Int64 } == [7, 8])
+        #expect(entries.map { $0["device_id"] as Int64 } == [1, 3])
+        #expect(entries.map { $0["message_id"] as UUID } == [id, id])
+        #expect(entries.map { $0["size"] as Int } == [4, 4])
+        #expect(entries.map { $0["expires_at"] as Int64 } == [-5, -5])
+
+        // The same id again: refused by the primary key, and the transaction leaves nothing.
+        #expect(throws: DatabaseError.self) {
+            try queue.write { db in
+                try SQLiteRelayStore.insertMessage(
+                    db, id: id, kind: .direct, senderAccount: "bob", senderDevice: 1, conversation: "dm:a:b",
+                    groupId: nil, type: 1, content: Data(), serverTimestamp: 1, clientTimestamp: 2,
+                    targets: [DeviceAddress(accountId: 9, deviceId: 1)], expiresAt: 1)
+            }
+        }
+        #expect(try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM message") } == 1)
+        #expect(try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue_entry") } == 2)
+
+        // An empty ciphertext and a client timestamp round-trip too.
+        let other = MessageID.make(unixMillis: 1)
+        _ = try queue.write { db in
+            try SQLiteRelayStore.insertMessage(
+                db, id: other, kind: .direct, senderAccount: "bob", senderDevice: 1, conversation: "dm:a:b",
+                groupId: nil, type: 1, content: Data(), serverTimestamp: 1, clientTimestamp: 2,
+                targets: [DeviceAddress(accountId: 9, deviceId: 1)], expiresAt: 1)
+        }
+        let second = try #require(
+            try queue.read { db in try Row.fetchOne(db, sql: "SELECT * FROM message WHERE id = ?", arguments: [other]) })
+        #expect(second["content"] as Data == Data())
+        #expect(second["group_id"] as UUID? == nil)
+        #expect(second["client_ts"] as Int64? == 2)
+    }
 }
