@@ -19,25 +19,8 @@ struct StalledReaderTests {
         private var buffer: [UInt8] = []
 
         init(port: Int, authorization: String) throws {
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw TestFailure("socket") }
             // A small receive buffer, so that the relay's side fills up soon.
-            var size: Int32 = 16 * 1024
-            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-                }
-            }
-            guard connected else {
-                close(fd)
-                throw TestFailure("connect")
-            }
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            fd = try connectLoopbackSocket(port: port, receiveBuffer: 16 * 1024)
             let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
             let request =
                 "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
