@@ -9,12 +9,8 @@ struct AckBatcher: Sendable {
         committer = GroupCommitter { batch in try await store.ack(batch).map { .success($0) } }
     }
 
-    /// Removes the envelopes from the device's queue; returns how many were removed.
-    func ack(_ address: DeviceAddress, ids: [UUID]) async throws -> Int {
-        try await committer.submit((address, ids))
-    }
-
-    /// The same with a completion handler (runs on the committing task, must not block).
+    /// Removes the envelopes from the device's queue; `completion` gets how many were removed (it runs on the
+    /// committing task and must not block).
     func ack(_ address: DeviceAddress, ids: [UUID], completion: @escaping @Sendable (Result<Int, any Error>) -> Void) {
         committer.submit((address, ids), completion: completion)
     }

@@ -18,25 +18,17 @@ enum MessageID {
 
     static func make(unixMillis: Int64, using generator: inout some RandomNumberGenerator) -> UUID {
         let time = UInt64(clamping: max(0, unixMillis)) & 0xFFFF_FFFF_FFFF
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
+        let random = (generator.next() as UInt64, generator.next() as UInt64)
         var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        bytes.0 = UInt8(truncatingIfNeeded: time >> 40)
-        bytes.1 = UInt8(truncatingIfNeeded: time >> 32)
-        bytes.2 = UInt8(truncatingIfNeeded: time >> 24)
-        bytes.3 = UInt8(truncatingIfNeeded: time >> 16)
-        bytes.4 = UInt8(truncatingIfNeeded: time >> 8)
-        bytes.5 = UInt8(truncatingIfNeeded: time)
-        bytes.6 = 0x70 | UInt8(truncatingIfNeeded: high >> 8) & 0x0F  // version 7
-        bytes.7 = UInt8(truncatingIfNeeded: high)
-        bytes.8 = 0x80 | UInt8(truncatingIfNeeded: low >> 56) & 0x3F  // variant 10
-        bytes.9 = UInt8(truncatingIfNeeded: low >> 48)
-        bytes.10 = UInt8(truncatingIfNeeded: low >> 40)
-        bytes.11 = UInt8(truncatingIfNeeded: low >> 32)
-        bytes.12 = UInt8(truncatingIfNeeded: low >> 24)
-        bytes.13 = UInt8(truncatingIfNeeded: low >> 16)
-        bytes.14 = UInt8(truncatingIfNeeded: low >> 8)
-        bytes.15 = UInt8(truncatingIfNeeded: low)
+        withUnsafeMutableBytes(of: &bytes) { out in
+            // Bytes 0-5: the timestamp, big-endian. Bytes 6-15: random, then the version and variant bits.
+            withUnsafeBytes(of: time.bigEndian) { out.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[2...])) }
+            withUnsafeBytes(of: random) {
+                UnsafeMutableRawBufferPointer(rebasing: out[6...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[..<10]))
+            }
+            out[6] = 0x70 | out[6] & 0x0F  // version 7
+            out[8] = 0x80 | out[8] & 0x3F  // variant 10
+        }
         return UUID(uuid: bytes)
     }
 }
