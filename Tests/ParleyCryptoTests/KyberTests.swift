@@ -116,9 +116,10 @@ import Testing
             let publicKey = try KEMPublicKey(serialized: pair.publicKey.serialized)
             let secretKey = try KEMSecretKey(serialized: pair.secretKey.serialize())
             #expect(publicKey == pair.publicKey)
+            let stored = KEMKeyPair(publicKey: publicKey, secretKey: secretKey)
             let (sent, ciphertext) = try publicKey.encapsulate(using: SystemRandom.shared)
             #expect(sent.count == 32)
-            #expect(try secretKey.decapsulate(serialized: ciphertext.serialized) == sent)
+            #expect(try stored.secretKey.decapsulate(serialized: ciphertext.serialized) == sent)
             #expect(try pair.secretKey.decapsulate(ciphertext) == sent)
             ciphertexts.insert(ciphertext.serialized)
             // The raw secret key carries the public key, its hash and z after s_hat.

@@ -187,6 +187,13 @@ public struct KEMKeyPair: Sendable {
     public let publicKey: KEMPublicKey
     public let secretKey: KEMSecretKey
 
+    /// A stored pair (for example a Kyber prekey record: public and secret key serialized
+    /// apart). The secret key of Kyber1024 embeds its public key; this does not compare them.
+    public init(publicKey: KEMPublicKey, secretKey: KEMSecretKey) {
+        self.publicKey = publicKey
+        self.secretKey = secretKey
+    }
+
     /// The key pair of a seed (Kyber1024: the 64 bytes d || z, libcrux
     /// `kyber1024::generate_key_pair(randomness)`). Deterministic: for vectors and tests.
     public init<S: ByteView>(_ type: KEMKeyType = .kyber1024, seed: S) throws(KEMError) {

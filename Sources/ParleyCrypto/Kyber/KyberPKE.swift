@@ -1,59 +1,3 @@
-import CSodium
-
-/// Scratch memory for one Kyber operation: the polynomials, the 32-bit accumulator and the
-/// byte buffers live in one allocation, made when the operation starts and wiped (it holds
-/// noise, secret-key coefficients and messages) and freed when it ends.
-struct KyberWorkspace {
-    typealias Poly = KyberArithmetic.Poly
-
-    /// Polynomials 0..<8; poly 8 is the accumulator, 9 the matrix entry, which has
-    /// `entrySlack` coefficients of room after it for the branch-free rejection sampler.
-    static let polyCount = 10
-    static let entrySlack = 16
-    static let xofBytes = KyberSampling.xofSecondBytes
-    static let noiseBytes = KyberParameters.noiseBytes
-    /// Room for the KEM layer's own values (hashes, messages, keys, the re-encrypted
-    /// ciphertext of decapsulation).
-    static let kemBytes = 8 * 32 + KyberParameters.ciphertextBytes
-
-    private static let polyOffset = 0
-    private static let xofOffset = polyOffset + (polyCount * 256 + entrySlack) * 2
-    private static let noiseOffset = xofOffset + xofBytes
-    private static let kemOffset = noiseOffset + noiseBytes
-    static let byteCount = kemOffset + kemBytes
-
-    let base: UnsafeMutableRawPointer
-
-    func poly(_ index: Int) -> Poly {
-        (base + Self.polyOffset).assumingMemoryBound(to: Int16.self) + 256 * index
-    }
-    var accumulator: Poly { poly(8) }
-    /// A matrix entry, with `entrySlack` writable coefficients after its 256.
-    var entry: Poly { poly(9) }
-    var xofBuffer: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base + Self.xofOffset, count: Self.xofBytes) }
-    var noiseBuffer: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base + Self.noiseOffset, count: Self.noiseBytes) }
-    /// 32-byte slot `index` (0..<8) of the KEM area.
-    func slot(_ index: Int, count: Int = 32) -> UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(start: base + Self.kemOffset + 32 * index, count: count)
-    }
-    /// The KEM area's ciphertext-sized buffer.
-    var ciphertextBuffer: UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(start: base + Self.kemOffset + 8 * 32, count: KyberParameters.ciphertextBytes)
-    }
-
-    /// Runs `body` with a zeroed workspace; wipes and frees it afterwards, however `body` ends.
-    static func with<R, E: Error>(_ body: (KyberWorkspace) throws(E) -> R) throws(E) -> R {
-        let base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 16)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
-        defer {
-            sodium_memzero(base, byteCount)
-            base.deallocate()
-        }
-        // The accumulator starts zero and `finishAccumulation` leaves it zero.
-        return try body(KyberWorkspace(base: base))
-    }
-}
-
 /// The IND-CPA public-key encryption of Kyber (specification §4, Algorithms 4-6), for k = 4.
 /// Byte layouts: public key Encode_12(t_hat) || rho (1568), secret key Encode_12(s_hat) (1536),
 /// ciphertext Encode_11(Compress(u, 11)) || Encode_5(Compress(v, 5)) (1408 + 160).
@@ -74,7 +18,7 @@ enum KyberPKE {
         let sigma = UnsafeRawBufferPointer(rebasing: rhoSigma[32..<64])
 
         func sHat(_ i: Int) -> Poly { w.poly(i) }
-        let entry = w.entry, t = w.poly(5), e = w.poly(6)
+        let entry = w.entry, t = w.poly(4), e = w.poly(5)
         for i in 0..<P.k {
             KyberSampling.noise(sHat(i), seed: sigma, nonce: UInt8(i), keccak: &keccak, buffer: w.noiseBuffer)
             A.ntt(sHat(i))
@@ -105,7 +49,7 @@ enum KyberPKE {
     ) {
         let rho = UnsafeRawBufferPointer(rebasing: pk[P.polyVecBytes..<P.publicKeyBytes])
         func rHat(_ i: Int) -> Poly { w.poly(i) }
-        let entry = w.entry, u = w.poly(5), noise = w.poly(6), v = w.poly(7)
+        let entry = w.entry, u = w.poly(4), noise = w.poly(5), v = w.poly(6)
         for i in 0..<P.k {
             KyberSampling.noise(rHat(i), seed: coins, nonce: UInt8(i), keccak: &keccak, buffer: w.noiseBuffer)
             A.ntt(rHat(i))
@@ -144,7 +88,7 @@ enum KyberPKE {
         message m: UnsafeMutableRawBufferPointer, workspace w: KyberWorkspace
     ) {
         let uBytes = P.polyVecCompressedBytes / P.k
-        let entry = w.entry, u = w.poly(5), v = w.poly(7)
+        let entry = w.entry, u = w.poly(4), v = w.poly(6)
         for i in 0..<P.k {
             KyberEncoding.decodeDecompress11(UnsafeRawBufferPointer(rebasing: c[(uBytes * i)..<(uBytes * (i + 1))]), into: u)
             A.ntt(u)
