@@ -15,7 +15,7 @@ public struct ConformanceRunner {
     public init() {}
 
     /// The vector files below `paths` (a folder contributes every `*.json` below it except
-    /// `index.json`), sorted for a stable order.
+    /// `index.json`, and every NIST KAT response file `*.rsp`), sorted for a stable order.
     public func files(in paths: [String]) -> (files: [String], missing: [String]) {
         var files: [String] = []
         var missing: [String] = []
@@ -30,7 +30,7 @@ public struct ConformanceRunner {
             if isDirectory.boolValue {
                 let root = URL(fileURLWithPath: path)
                 let found = (fm.enumerator(atPath: path)?.allObjects as? [String] ?? [])
-                    .filter { $0.hasSuffix(".json") && ($0 as NSString).lastPathComponent != "index.json" }
+                    .filter { ($0.hasSuffix(".json") && ($0 as NSString).lastPathComponent != "index.json") || $0.hasSuffix(".rsp") }
                     .sorted()
                 files += found.map { root.appendingPathComponent($0).path }
             } else {
@@ -57,12 +57,15 @@ public struct ConformanceRunner {
     /// Runs the vectors of one file (one for protocol vectors, one per case for primitive KATs).
     public func run(file: String) -> [Outcome] {
         let fileName = (file as NSString).lastPathComponent
+        if fileName.hasSuffix(".rsp") { return KyberKATRunner.runResponseFile(file) }
         let vector: JSONValue
         do {
             vector = try JSONValue.parse(try Data(contentsOf: URL(fileURLWithPath: file)))
         } catch {
             return [Outcome(name: fileName, failure: "cannot read vector file: \(error)")]
         }
+        // A top-level array is a known-answer file in libcrux's format, one vector per entry.
+        if vector.raw is [Any] { return KyberKATRunner.runLibcrux(fileName: fileName, entries: vector) }
         let name = (try? vector["name"].string()) ?? fileName
         let kind: String
         do { kind = try vector["kind"].string() } catch { return [Outcome(name: name, failure: "no kind")] }
@@ -72,6 +75,8 @@ public struct ConformanceRunner {
             return [outcome(name) { try SessionVectorRunner(vector: vector).run() }]
         case "group":
             return [outcome(name) { try GroupVectorRunner(vector: vector).run() }]
+        case "kem":
+            return [outcome(name) { try KEMVectorRunner(vector: vector).run() }]
         case _ where PrimitiveVectorRunner.kinds.contains(kind):
             guard let cases = try? vector["cases"].array(), !cases.isEmpty else {
                 return [Outcome(name: name, failure: "no cases")]

@@ -18,4 +18,6 @@ public enum CryptoError: Error, Equatable, Sendable {
     case cipherFailure
     /// An HKDF output longer than 255 hash blocks was requested.
     case outputTooLong(Int)
+    /// OpenSSL reported a failure inside a SHA-3 or SHAKE computation.
+    case digestFailure
 }

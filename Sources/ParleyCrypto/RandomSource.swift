@@ -17,6 +17,10 @@ public enum RandomPurpose: String, Sendable {
     case signatureNonce
     case senderKeyId
     case senderChainSeed
+    /// A KEM key pair's seed (Kyber1024: d || z, 64 bytes).
+    case kemKeySeed
+    /// A KEM encapsulation's randomness (Kyber1024: m, 32 bytes).
+    case kemEncapsulation
     case other
 }
 
