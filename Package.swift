@@ -49,9 +49,12 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]),
 
         // MARK: crypto core
+        // Table-based Ed25519 verification for keys that verify many signatures (sender keys);
+        // public data only, checked against libsodium's verification in ParleyCryptoTests.
+        .target(name: "CEd25519", path: "Sources/CEd25519"),
         .target(
             name: "ParleyCrypto",
-            dependencies: ["CSodium", "COpenSSL", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CSodium", "COpenSSL", "CEd25519", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .target(
             name: "ParleyProtocol",
