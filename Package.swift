@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ParleyProtocol", targets: ["ParleyProtocol"]),
         .executable(name: "parley-conformance", targets: ["parley-conformance"]),
         .executable(name: "parley-bench", targets: ["parley-bench"]),
+        .executable(name: "parley-crypto-bench", targets: ["parley-crypto-bench"]),
         .executable(name: "parley-fuzz", targets: ["parley-fuzz"]),
         .library(name: "ParleyWire", targets: ["ParleyWire"]),
         .library(name: "ParleyRelay", targets: ["ParleyRelay"]),
@@ -69,10 +70,15 @@ let package = Package(
             name: "parley-conformance",
             dependencies: ["ParleyConformance", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+        .target(
+            name: "ParleyCryptoBench",
+            dependencies: ["ParleyProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        .executableTarget(name: "parley-crypto-bench", dependencies: ["ParleyCryptoBench"], swiftSettings: strict),
         .executableTarget(
             name: "parley-bench",
             dependencies: [
-                "ParleyProtocol", "ParleyClient", "ParleyRelay", "ParleyWire",
+                "ParleyProtocol", "ParleyClient", "ParleyRelay", "ParleyWire", "ParleyCryptoBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
