@@ -125,9 +125,10 @@ public struct Crypto: ParsableCommand {
     }
 }
 
-enum Table {
+/// The benchmarks' table rows (also used by `parley-bench kem`).
+public enum Table {
     static let widths = [38, 11, 13, 10, 9, 9, 10, 8, 7]
-    static func row(_ cells: [String]) -> String {
+    public static func row(_ cells: [String]) -> String {
         zip(cells, widths).enumerated().map { i, pair in
             let (text, width) = pair
             let pad = String(repeating: " ", count: max(0, width - text.count))
@@ -145,7 +146,8 @@ struct Measurement {
     let latencies: [Double]
 }
 
-func threadCPUSeconds() -> Double {
+/// This thread's CPU time in seconds.
+public func threadCPUSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
