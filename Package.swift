@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ParleyProtocol", targets: ["ParleyProtocol"]),
         .executable(name: "parley-conformance", targets: ["parley-conformance"]),
         .executable(name: "parley-bench", targets: ["parley-bench"]),
+        .executable(name: "parley-crypto-bench", targets: ["parley-crypto-bench"]),
         .executable(name: "parley-fuzz", targets: ["parley-fuzz"]),
         .library(name: "ParleyWire", targets: ["ParleyWire"]),
         .library(name: "ParleyRelay", targets: ["ParleyRelay"]),
@@ -49,9 +50,12 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]),
 
         // MARK: crypto core
+        // Table-based Ed25519 verification for keys that verify many signatures (sender keys);
+        // public data only, checked against libsodium's verification in ParleyCryptoTests.
+        .target(name: "CEd25519", path: "Sources/CEd25519"),
         .target(
             name: "ParleyCrypto",
-            dependencies: ["CSodium", "COpenSSL", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CSodium", "COpenSSL", "CEd25519", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .target(
             name: "ParleyProtocol",
@@ -66,10 +70,15 @@ let package = Package(
             name: "parley-conformance",
             dependencies: ["ParleyConformance", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+        .target(
+            name: "ParleyCryptoBench",
+            dependencies: ["ParleyProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        .executableTarget(name: "parley-crypto-bench", dependencies: ["ParleyCryptoBench"], swiftSettings: strict),
         .executableTarget(
             name: "parley-bench",
             dependencies: [
-                "ParleyProtocol", "ParleyClient", "ParleyRelay", "ParleyWire",
+                "ParleyProtocol", "ParleyClient", "ParleyRelay", "ParleyWire", "ParleyCryptoBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

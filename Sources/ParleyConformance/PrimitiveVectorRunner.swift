@@ -64,6 +64,12 @@ struct PrimitiveVectorRunner {
             guard XEdDSA.verify(signature, of: message, by: publicKey) == valid else {
                 throw VectorError.mismatch(valid ? "valid signature rejected" : "invalid signature accepted")
             }
+            // A prepared key verifies its first signature with libsodium, later ones with its
+            // tables: both must agree with the vector.
+            let prepared = XEdDSA.VerifyingKey(publicKey)
+            for round in 0..<3 where prepared.verify(signature, of: message) != valid {
+                throw VectorError.mismatch("prepared key, verification \(round + 1): " + (valid ? "valid signature rejected" : "invalid signature accepted"))
+            }
         case "fingerprint":
             let alice = try IdentityKey(serialized: try c["alice_identity"].hex())
             let bob = try IdentityKey(serialized: try c["bob_identity"].hex())

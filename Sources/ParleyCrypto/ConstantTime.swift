@@ -1,4 +1,5 @@
 import CSodium
+import Foundation
 
 /// Comparisons whose running time does not depend on where the inputs differ.
 public enum ConstantTime {
@@ -33,5 +34,21 @@ extension ArraySlice: ByteView where Element == UInt8 {
     @inlinable
     public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try self.withUnsafeBufferPointer { (buffer) throws(E) -> R in try body(UnsafeRawBufferPointer(buffer)) }
+    }
+}
+
+extension Data: ByteView {
+    /// The bytes of a `Data` (contiguous, whatever its storage).
+    @inlinable
+    public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        var result: Result<R, E>? = nil
+        withUnsafeBytes { buffer in
+            do throws(E) { result = .success(try body(buffer)) } catch { result = .failure(error) }
+        }
+        switch result {
+        case .success(let value)?: return value
+        case .failure(let error)?: throw error
+        case nil: preconditionFailure("Data.withUnsafeBytes did not run its closure")
+        }
     }
 }

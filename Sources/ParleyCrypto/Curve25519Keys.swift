@@ -95,6 +95,8 @@ public struct PrivateKey: @unchecked Sendable {
 
     /// The clamped scalar, for signing and for serialization. Wipe the copy when done.
     public func rawBytes() -> SecretBytes {
+        // swift-crypto's `rawRepresentation` is a `Data` that shares the key's own (self-wiping)
+        // storage, not a copy: it must not be wiped here, and needs no wiping.
         key.rawRepresentation.withUnsafeBytes { SecretBytes(copying: $0) }
     }
 }

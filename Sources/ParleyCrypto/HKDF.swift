@@ -8,8 +8,13 @@ public enum HKDF {
 
     /// HKDF-Extract: PRK = HMAC(salt, IKM). An empty salt means 32 zero bytes (RFC 5869 §2.2).
     public static func extract(salt: UnsafeRawBufferPointer, ikm: UnsafeRawBufferPointer, into prk: UnsafeMutableRawBufferPointer) {
-        let key = salt.count == 0 ? zeroSaltKey : HMACSHA256(key: salt)
-        key.authenticate(ikm, into: prk)
+        if salt.count == 0 {
+            zeroSaltKey.authenticate(ikm, into: prk)
+        } else {
+            var key = HMACSHA256(key: salt)
+            defer { key.wipe() }
+            key.authenticate(ikm, into: prk)
+        }
     }
 
     /// Extract with the zero salt, the common case in the ratchet's message-key derivation.
@@ -24,7 +29,8 @@ public enum HKDF {
     public static func expand(prk: UnsafeRawBufferPointer, info: UnsafeRawBufferPointer, into okm: UnsafeMutableRawBufferPointer) throws(CryptoError) {
         let length = okm.count
         guard length <= 255 * 32 else { throw .outputTooLong(length) }
-        let key = HMACSHA256(key: prk)
+        var key = HMACSHA256(key: prk)
+        defer { key.wipe() }
         let infoCount = info.count
         withUnsafeTemporaryAllocation(byteCount: 32 + infoCount + 1, alignment: 16) { scratch in
             guard let base = scratch.baseAddress else { return }

@@ -46,6 +46,13 @@ public struct HMACSHA256: Sendable {
     /// Starts a streaming MAC under this key.
     public func start() -> Stream { Stream(inner: inner, outer: outer) }
 
+    /// Overwrites the key's pad states (they are as good as the key). Call it when done with a
+    /// secret key; copies Swift made of the value (arguments, temporaries) are not reached.
+    public mutating func wipe() {
+        withUnsafeMutableBytes(of: &inner) { SecretBytes.wipe($0) }
+        withUnsafeMutableBytes(of: &outer) { SecretBytes.wipe($0) }
+    }
+
     /// The MAC of the concatenation of `parts`, written to `out` (32 bytes).
     @inline(__always)
     public func authenticate(_ parts: UnsafeRawBufferPointer..., into out: UnsafeMutableRawBufferPointer) {
@@ -64,13 +71,15 @@ public struct HMACSHA256: Sendable {
 
     /// One-shot HMAC.
     public static func mac<K: ByteView, D: ByteView>(key: K, data: D) -> [UInt8] {
-        HMACSHA256(key: key).authenticate(data)
+        var mac = HMACSHA256(key: key)
+        defer { mac.wipe() }
+        return mac.authenticate(data)
     }
 
-    /// An HMAC in progress.
+    /// An HMAC in progress. `finish` wipes its copies of the pad states.
     public struct Stream {
         private var inner: SHA256_CTX
-        private let outer: SHA256_CTX
+        private var outer: SHA256_CTX
 
         fileprivate init(inner: SHA256_CTX, outer: SHA256_CTX) {
             self.inner = inner
@@ -100,6 +109,9 @@ public struct HMACSHA256: Sendable {
             }
             SHA256_Final(o, &outerCtx)
             innerDigest = (0, 0, 0, 0)
+            withUnsafeMutableBytes(of: &inner) { SecretBytes.wipe($0) }
+            withUnsafeMutableBytes(of: &outer) { SecretBytes.wipe($0) }
+            withUnsafeMutableBytes(of: &outerCtx) { SecretBytes.wipe($0) }
         }
 
         public mutating func finish() -> [UInt8] {

@@ -27,6 +27,11 @@ public struct SHA512Hasher {
         return out
     }
 
+    /// Writes the 64-byte digest to `out` (which must hold 64 bytes); libsodium wipes the state.
+    public mutating func finish(into out: UnsafeMutablePointer<UInt8>) {
+        crypto_hash_sha512_final(&state, out)
+    }
+
     public static func hash<D: ByteView>(_ data: D) -> [UInt8] {
         var h = SHA512Hasher()
         h.update(data)

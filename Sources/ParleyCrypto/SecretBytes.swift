@@ -56,6 +56,12 @@ public struct SecretBytes: @unchecked Sendable {
         withBytes { Array($0) }
     }
 
+    /// Overwrites `buffer` with zeros in a way the compiler does not remove (`sodium_memzero`):
+    /// for plain buffers that held a secret (a random draw, a serialization copy).
+    public static func wipe(_ buffer: UnsafeMutableRawBufferPointer) {
+        if let base = buffer.baseAddress, buffer.count > 0 { sodium_memzero(base, buffer.count) }
+    }
+
     /// A sub-range of the secret as a new secret.
     public func slice(_ range: Range<Int>) -> SecretBytes {
         withBytes { src in

@@ -11,8 +11,10 @@ public enum ProtocolError: Error, Equatable, Sendable {
     /// The bytes do not parse: bad protobuf tag, wire type or length, a missing required field,
     /// or too short to hold the version byte and MAC. `what` names the structure.
     case malformed(String)
-    /// A key inside the message is not a serialized Curve25519 public key (33 bytes, type 0x05).
-    /// A key of small order is caught later, at the key agreement (`crypto`).
+    /// A key inside the message is not a serialized Curve25519 public key (33 bytes, type 0x05),
+    /// or a PreKeySignalMessage's base key is not canonical (`PublicKey.isCanonical`: a
+    /// non-canonical encoding or a point with a torsion component). A small-order ratchet or
+    /// identity key is caught later, at the key agreement (`crypto`).
     case invalidKey(String)
     /// The MAC did not verify under any session state for this address, or the message came from
     /// a receiving chain that is no longer kept.
@@ -37,6 +39,11 @@ public enum ProtocolError: Error, Equatable, Sendable {
     case missingSignedPreKey(UInt32)
     /// No sender-key state for this (group, sender, key id).
     case noSenderKey(groupId: String, keyId: UInt32?)
+    /// A chain (a pairwise sending or receiving chain, or a sender-key chain) is at position
+    /// `UInt32.max`: the key for that position would need a next chain key at 2^32, which the
+    /// counter cannot hold. The message at that position is neither sent nor accepted, as in
+    /// libsignal ("sender chain is too long"); the session or sender key must be replaced.
+    case chainExhausted(position: UInt32)
     /// Stored state could not be decoded.
     case corruptState(String)
     /// A primitive failed (should not happen with valid keys).
@@ -61,6 +68,7 @@ extension ProtocolError {
         case .missingPreKey: return "missing_prekey"
         case .missingSignedPreKey: return "missing_signed_prekey"
         case .noSenderKey: return "no_sender_key"
+        case .chainExhausted: return "chain_exhausted"
         case .corruptState: return "corrupt_state"
         case .crypto: return "crypto"
         }

@@ -17,7 +17,7 @@ public enum SessionCipher {
         }
         record.current = nil  // `state` is then the only reference: mutated in place, not copied
         let remoteIdentity = state.remoteIdentity
-        let (keys, nextChainKey) = state.senderChainKey.step()
+        let (keys, nextChainKey) = try state.senderChainKey.step()
         let message = try SignalMessage.encrypt(
             plaintext, keys: keys, senderRatchetKey: state.senderRatchetKey.publicKey,
             previousCounter: state.previousCounter, senderIdentity: state.localIdentity, receiverIdentity: remoteIdentity)
@@ -62,8 +62,16 @@ public enum SessionCipher {
         return plaintext
     }
 
-    /// Decrypts a PreKeySignalMessage from `address`: runs X3DH as the responder unless a
-    /// session from the same base key exists, then decrypts the inner message. The one-time
+    /// Decrypts a PreKeySignalMessage from `address`.
+    ///
+    /// The wrapper is not authenticated by itself, so everything it names is used only through
+    /// the one session it selects: the session created from the same base key (current or
+    /// archived, made current in the working copy), or else a new X3DH session. The inner message
+    /// is decrypted under that session alone, never under other archived states (libsignal,
+    /// 2025-03: "don't try older sessions for PreKey messages"): otherwise a genuine
+    /// SignalMessage re-wrapped with a fresh base key and a live one-time prekey id would decrypt
+    /// under an archived session and consume the prekey and archive a junk state. A failure of
+    /// any kind leaves the record, the prekeys and the identity store as they were. The one-time
     /// prekey is removed only when the message decrypted.
     public static func decrypt<S: IdentityKeyStore & SessionStore & PreKeyStore & SignedPreKeyStore>(
         _ message: PreKeySignalMessage, from address: ProtocolAddress, store: S,
@@ -72,9 +80,14 @@ public enum SessionCipher {
         guard try store.isTrustedIdentity(message.identityKey, for: address, direction: .receiving) else {
             throw ProtocolError.untrustedIdentity(address: address)
         }
+        // X25519 ignores bit 255 and reduces mod p: a re-encoded base key would run X3DH again
+        // with the same secrets (a replay). Only the canonical encoding is accepted.
+        guard message.baseKey.isCanonicalEncoding else {
+            throw ProtocolError.invalidKey("base key is not a canonical encoding")
+        }
         var record = try store.loadSession(for: address) ?? SessionRecord()
         var consumedPreKey: UInt32? = nil
-        if !record.hasSession(withBaseKey: message.baseKey.serialized) {
+        if !record.promoteSession(withBaseKey: message.baseKey) {
             guard let signed = try store.loadSignedPreKey(id: message.signedPreKeyId) else {
                 throw ProtocolError.missingSignedPreKey(message.signedPreKeyId)
             }
@@ -91,7 +104,9 @@ public enum SessionCipher {
             state.remoteRegistrationId = message.registrationId
             record.promote(state)
         }
-        let plaintext = try decrypt(record: &record, message: message.message, random: random)
+        guard var state = record.current else { throw ProtocolError.noSession(address) }
+        let plaintext = try decrypt(state: &state, message: message.message, random: random)
+        record.current = state
         try store.saveIdentity(message.identityKey, for: address)
         try store.storeSession(record, for: address)
         if let id = consumedPreKey { try store.removePreKey(id: id) }

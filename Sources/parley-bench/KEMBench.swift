@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Histogram
 import ParleyCrypto
+import ParleyCryptoBench
 
 /// `parley-bench kem`: Kyber1024 (0x08) key generation, encapsulation and decapsulation on one
 /// thread, with an X25519 anchor measured in the same run (one key generation plus one

@@ -6,10 +6,19 @@ import Testing
     @Test(arguments: [
         "pingpong_10_otk", "pingpong_10_no_otk", "alice_50_before_reply", "out_of_order_within_chain",
         "out_of_order_across_ratchets", "long_random_1000", "rejects_catalog_otk", "rejects_catalog_no_otk",
-        "group_100", "group_late_join",
+        "group_100", "group_late_join", "duplicates_after_last_draw",
     ])
     func vectorReplays(name: String) {
         let path = repositoryRoot.appendingPathComponent("TestVectors/protocol/\(name).json").path
+        let outcomes = ConformanceRunner().run(file: path)
+        #expect(outcomes.count == 1)
+        for outcome in outcomes { #expect(outcome.passed, "\(outcome.line)") }
+    }
+
+    /// Parley's own scenarios (TestVectors/scenarios/): attacks the shared set does not cover.
+    @Test(arguments: ["base_key_reencoded_no_otk"])
+    func scenarioReplays(name: String) {
+        let path = repositoryRoot.appendingPathComponent("TestVectors/scenarios/\(name).json").path
         let outcomes = ConformanceRunner().run(file: path)
         #expect(outcomes.count == 1)
         for outcome in outcomes { #expect(outcome.passed, "\(outcome.line)") }

@@ -13,7 +13,9 @@ public enum GroupCipher {
         if record.states.first?.signingPrivate == nil {
             let idBytes = random.draw(4, purpose: .senderKeyId)
             let keyId = idBytes.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) } & 0x7FFF_FFFF
-            let seed = SecretBytes(copying: random.draw(32, purpose: .senderChainSeed))
+            var seedDraw = random.draw(32, purpose: .senderChainSeed)
+            let seed = SecretBytes(copying: seedDraw)
+            seedDraw.withUnsafeMutableBytes { SecretBytes.wipe($0) }
             let signing = try PrivateKey.generate(using: random)
             record.add(
                 SenderKeyState(
@@ -27,22 +29,24 @@ public enum GroupCipher {
             signingKey: state.signingPublic)
     }
 
-    /// Installs a member's sender key from its distribution message. A state with the same key
-    /// id and signing key is left as it is (a replayed distribution message must not rewind the
-    /// chain); one with the same key id but another signing key is replaced.
+    /// Installs a member's sender key from its distribution message, as libsignal's
+    /// `add_sender_key_state` does: a state with the same key id and signing key is kept as it
+    /// is (a replayed distribution message must not rewind the chain) but moved to the front, so
+    /// the chain the sender is using is the last to be evicted; states with the same key id but
+    /// another signing key are removed; otherwise a new state goes in front. At most
+    /// `Limits.maxSenderKeyStates` are kept, the oldest dropped.
     public static func process<S: SenderKeyStore>(
         _ message: SenderKeyDistributionMessage, for name: SenderKeyName, store: S
     ) throws {
         var record = try store.loadSenderKey(for: name) ?? SenderKeyRecord()
-        if let i = record.stateIndex(keyId: message.keyId) {
-            if record.states[i].signingPublic == message.signingKey { return }
-            record.states.removeAll { $0.keyId == message.keyId }
-        }
+        let known = record.states.first { $0.keyId == message.keyId && $0.signingPublic == message.signingKey }
+        record.states.removeAll { $0.keyId == message.keyId }
         record.add(
-            SenderKeyState(
-                keyId: message.keyId,
-                chainKey: SenderChainKey(key: SecretBytes(copying: message.chainKey), iteration: message.iteration),
-                signingPublic: message.signingKey, signingPrivate: nil))
+            known
+                ?? SenderKeyState(
+                    keyId: message.keyId,
+                    chainKey: SenderChainKey(key: SecretBytes(copying: message.chainKey), iteration: message.iteration),
+                    signingPublic: message.signingKey, signingPrivate: nil))
         try store.storeSenderKey(record, for: name)
     }
 
@@ -52,9 +56,9 @@ public enum GroupCipher {
         _ plaintext: [UInt8], for name: SenderKeyName, store: S, random: any RandomSource = SystemRandom.shared
     ) throws -> SenderKeyMessage {
         guard var record = try store.loadSenderKey(for: name), var state = record.states.first,
-              let signing = state.signingPrivate
+              let signing = state.signer
         else { throw ProtocolError.noSenderKey(groupId: name.groupId, keyId: nil) }
-        let (messageKey, next) = state.chainKey.step()
+        let (messageKey, next) = try state.chainKey.step()
         let body = try messageKey.withKeyAndIV { (key, iv) throws(ProtocolError) -> [UInt8] in
             do { return try AES256CBC.encrypt(plaintext, key: key, iv: iv) } catch { throw .crypto((error as? CryptoError) ?? .cipherFailure) }
         }

@@ -11,17 +11,23 @@ public struct SenderChainKey: Sendable, Equatable {
         self.iteration = iteration
     }
 
-    func step() -> (SenderMessageKey, SenderChainKey) {
-        let mac = HMACSHA256(key: key)
+    /// The key at `iteration` and the chain at `iteration + 1`; `chainExhausted` at
+    /// `UInt32.max`, as libsignal's `SenderChainKey::next` ("sender chain is too long").
+    func step() throws(ProtocolError) -> (SenderMessageKey, SenderChainKey) {
+        guard iteration < UInt32.max else { throw .chainExhausted(position: iteration) }
+        var mac = HMACSHA256(key: key)
+        defer { mac.wipe() }
         let seed = SecretBytes(count: 32) { out in ChainKey.messageKeySeed.withBytes { mac.authenticate($0, into: out) } }
         let next = SecretBytes(count: 32) { out in ChainKey.chainKeySeed.withBytes { mac.authenticate($0, into: out) } }
-        return (SenderMessageKey(seed: seed, iteration: iteration), SenderChainKey(key: next, iteration: iteration &+ 1))
+        return (SenderMessageKey(seed: seed, iteration: iteration), SenderChainKey(key: next, iteration: iteration + 1))
     }
 
-    func next() -> SenderChainKey {
-        let mac = HMACSHA256(key: key)
+    func next() throws(ProtocolError) -> SenderChainKey {
+        guard iteration < UInt32.max else { throw .chainExhausted(position: iteration) }
+        var mac = HMACSHA256(key: key)
+        defer { mac.wipe() }
         let next = SecretBytes(count: 32) { out in ChainKey.chainKeySeed.withBytes { mac.authenticate($0, into: out) } }
-        return SenderChainKey(key: next, iteration: iteration &+ 1)
+        return SenderChainKey(key: next, iteration: iteration + 1)
     }
 }
 

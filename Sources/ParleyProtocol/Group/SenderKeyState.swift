@@ -6,10 +6,12 @@ struct SenderKeyState: Sendable {
     var keyId: UInt32
     var chainKey: SenderChainKey
     var signingPublic: PublicKey { didSet { verifier = XEdDSA.VerifyingKey(signingPublic) } }
-    var signingPrivate: PrivateKey?
+    var signingPrivate: PrivateKey? { didSet { signer = signingPrivate.flatMap { try? XEdDSA.SigningKey($0) } } }
     var skippedKeys: [SenderMessageKey] = []
     /// The signing key prepared for verification once, not per message.
     private(set) var verifier: XEdDSA.VerifyingKey
+    /// The signing key prepared once (its Edwards public key), on the sender's own state only.
+    private(set) var signer: XEdDSA.SigningKey?
 
     init(keyId: UInt32, chainKey: SenderChainKey, signingPublic: PublicKey, signingPrivate: PrivateKey?, skippedKeys: [SenderMessageKey] = []) {
         self.keyId = keyId
@@ -18,6 +20,7 @@ struct SenderKeyState: Sendable {
         self.signingPrivate = signingPrivate
         self.skippedKeys = skippedKeys
         self.verifier = XEdDSA.VerifyingKey(signingPublic)
+        self.signer = signingPrivate.flatMap { try? XEdDSA.SigningKey($0) }
     }
 }
 

@@ -15,32 +15,93 @@ public struct SenderKeyMessage: Sendable {
     public init(serialized bytes: [UInt8]) throws(ProtocolError) {
         guard bytes.count > XEdDSA.signatureSize else { throw .malformed("SenderKeyMessage shorter than signature") }
         try VersionByte.check(bytes[0])
-        let proto: Parley_Wire_SenderKeyMessage
-        do {
-            proto = try Parley_Wire_SenderKeyMessage(serializedBytes: Array(bytes[1..<(bytes.count - XEdDSA.signatureSize)]))
-        } catch {
-            throw .malformed("SenderKeyMessage protobuf")
-        }
-        guard proto.hasID, proto.hasIteration, proto.hasCiphertext else {
-            throw .malformed("SenderKeyMessage missing a required field")
+        let range = 1..<(bytes.count - XEdDSA.signatureSize)
+        let fields: (id: UInt32, iteration: UInt32, ciphertext: [UInt8])
+        if let fast = Self.fastPath(bytes, protobuf: range) {
+            fields = fast
+        } else {
+            let proto: Parley_Wire_SenderKeyMessage
+            do {
+                proto = try Parley_Wire_SenderKeyMessage(serializedBytes: Array(bytes[range]))
+            } catch {
+                throw .malformed("SenderKeyMessage protobuf")
+            }
+            guard proto.hasID, proto.hasIteration, proto.hasCiphertext else {
+                throw .malformed("SenderKeyMessage missing a required field")
+            }
+            fields = (proto.id, proto.iteration, Array(proto.ciphertext))
         }
         messageVersion = bytes[0] >> 4
-        keyId = proto.id
-        iteration = proto.iteration
-        ciphertext = Array(proto.ciphertext)
+        keyId = fields.id
+        iteration = fields.iteration
+        ciphertext = fields.ciphertext
         serialized = bytes
     }
 
-    init(keyId: UInt32, iteration: UInt32, ciphertext: [UInt8], signingKey: PrivateKey, random: any RandomSource) throws(ProtocolError) {
-        var proto = Parley_Wire_SenderKeyMessage()
-        proto.id = keyId
-        proto.iteration = iteration
-        proto.ciphertext = Data(ciphertext)
-        var bytes: [UInt8]
-        do { bytes = [VersionByte.current] + (try proto.serializedBytes() as [UInt8]) } catch {
+    /// The schema's three fields, each present, one-byte tags and declared wire types (see
+    /// `ProtoWire`); nil for anything else, which swift-protobuf then decides.
+    private static func fastPath(_ bytes: [UInt8], protobuf range: Range<Int>) -> (id: UInt32, iteration: UInt32, ciphertext: [UInt8])? {
+        bytes.withUnsafeBytes { all -> (UInt32, UInt32, [UInt8])? in
+            var reader = ProtoWire.Reader(UnsafeRawBufferPointer(rebasing: all[..<range.upperBound]), offset: range.lowerBound)
+            var id: UInt32? = nil, iteration: UInt32? = nil, body: Range<Int>? = nil
+            while let tag = reader.byte() {
+                switch tag {
+                case ProtoWire.tag(1, ProtoWire.wireVarint):
+                    guard let v = reader.varint() else { return nil }
+                    id = UInt32(truncatingIfNeeded: v)
+                case ProtoWire.tag(2, ProtoWire.wireVarint):
+                    guard let v = reader.varint() else { return nil }
+                    iteration = UInt32(truncatingIfNeeded: v)
+                case ProtoWire.tag(3, ProtoWire.wireLengthDelimited):
+                    guard let r = reader.lengthDelimited() else { return nil }
+                    body = r
+                default:
+                    return nil
+                }
+            }
+            guard let id, let iteration, let body else { return nil }
+            return (id, iteration, Array(all[body]))
+        }
+    }
+
+    /// Builds and signs the message in one buffer, byte for byte what swift-protobuf writes:
+    /// `0x33 | 08 <varint id> | 10 <varint iteration> | 1A <varint len> <body> | <signature 64>`.
+    init(keyId: UInt32, iteration: UInt32, ciphertext: [UInt8], signingKey: XEdDSA.SigningKey, random: any RandomSource) throws(ProtocolError) {
+        guard ciphertext.count < ProtoWire.maxMessageSize, let bodyLength = UInt32(exactly: ciphertext.count) else {
             throw .malformed("SenderKeyMessage encoding")
         }
-        do { bytes += try XEdDSA.sign(bytes, with: signingKey, using: random) } catch { throw .crypto(error) }
+        let headerCount = 1 + 1 + ProtoWire.varintSize(keyId) + 1 + ProtoWire.varintSize(iteration) + 1 + ProtoWire.varintSize(bodyLength)
+        guard headerCount - 1 + ciphertext.count < ProtoWire.maxMessageSize else { throw .malformed("SenderKeyMessage encoding") }
+        let signedCount = headerCount + ciphertext.count
+        var nonce = random.draw(XEdDSA.randomSize, purpose: .signatureNonce)
+        defer { nonce.withUnsafeMutableBytes { SecretBytes.wipe($0) } }
+        var failure: ProtocolError? = nil
+        let bytes = [UInt8](unsafeUninitializedCapacity: signedCount + XEdDSA.signatureSize) { buffer, count in
+            count = 0
+            guard let p = buffer.baseAddress else { failure = .crypto(.cipherFailure); return }
+            var n = 0
+            p[n] = VersionByte.current; n += 1
+            p[n] = ProtoWire.tag(1, ProtoWire.wireVarint); n += 1
+            n += ProtoWire.writeVarint(keyId, at: p + n)
+            p[n] = ProtoWire.tag(2, ProtoWire.wireVarint); n += 1
+            n += ProtoWire.writeVarint(iteration, at: p + n)
+            p[n] = ProtoWire.tag(3, ProtoWire.wireLengthDelimited); n += 1
+            n += ProtoWire.writeVarint(bodyLength, at: p + n)
+            ciphertext.withUnsafeBufferPointer { c in
+                if let base = c.baseAddress { (p + n).update(from: base, count: c.count) }
+            }
+            n += ciphertext.count
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            do throws(CryptoError) {
+                try signingKey.sign(
+                    UnsafeRawBufferPointer(rebasing: raw[0..<n]), random: nonce,
+                    into: UnsafeMutableRawBufferPointer(rebasing: raw[n..<(n + XEdDSA.signatureSize)]))
+                count = n + XEdDSA.signatureSize
+            } catch {
+                failure = .crypto(error)
+            }
+        }
+        if let failure { throw failure }
         self.messageVersion = Limits.currentVersion
         self.keyId = keyId
         self.iteration = iteration
@@ -49,8 +110,11 @@ public struct SenderKeyMessage: Sendable {
     }
 
     func verifySignature(_ key: XEdDSA.VerifyingKey) -> Bool {
-        let split = serialized.count - XEdDSA.signatureSize
-        return key.verify(Array(serialized[split...]), of: serialized[0..<split])
+        serialized.withUnsafeBytes { all in
+            let split = all.count - XEdDSA.signatureSize
+            return key.verify(
+                signature: UnsafeRawBufferPointer(rebasing: all[split...]), message: UnsafeRawBufferPointer(rebasing: all[..<split]))
+        }
     }
 }
 

@@ -15,20 +15,26 @@ public struct ChainKey: Sendable, Equatable {
     }
 
     /// The message keys for `index` and the chain key for `index + 1`, sharing one HMAC setup.
-    func step() -> (MessageKeys, ChainKey) {
-        let mac = HMACSHA256(key: key)
+    /// Throws `chainExhausted` at `index == UInt32.max` (there is no index 2^32).
+    func step() throws(ProtocolError) -> (MessageKeys, ChainKey) {
+        guard index < UInt32.max else { throw .chainExhausted(position: index) }
+        var mac = HMACSHA256(key: key)
+        defer { mac.wipe() }
         var seed = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         let keys: MessageKeys = withUnsafeMutableBytes(of: &seed) { seedBuf in
             Self.messageKeySeed.withBytes { mac.authenticate($0, into: seedBuf) }
             return MessageKeys.derive(seed: UnsafeRawBufferPointer(seedBuf), counter: index)
         }
         seed = (0, 0, 0, 0)
-        return (keys, ChainKey(key: nextKey(mac), index: index &+ 1))
+        return (keys, ChainKey(key: nextKey(mac), index: index + 1))
     }
 
     /// The chain key for `index + 1` without deriving this index's message keys.
-    func next() -> ChainKey {
-        ChainKey(key: nextKey(HMACSHA256(key: key)), index: index &+ 1)
+    func next() throws(ProtocolError) -> ChainKey {
+        guard index < UInt32.max else { throw .chainExhausted(position: index) }
+        var mac = HMACSHA256(key: key)
+        defer { mac.wipe() }
+        return ChainKey(key: nextKey(mac), index: index + 1)
     }
 
     private func nextKey(_ mac: HMACSHA256) -> SecretBytes {

@@ -4,10 +4,12 @@ protocol SymmetricKeyChain: Sendable {
     associatedtype MessageKey: Sendable
     /// The position of the next message key this chain yields.
     var position: UInt32 { get }
-    /// The key at `position` and the chain one position on.
-    func step() -> (MessageKey, Self)
-    /// The chain one position on, without deriving the key at `position`.
-    func next() -> Self
+    /// The key at `position` and the chain one position on; `chainExhausted` at
+    /// `UInt32.max`.
+    func step() throws(ProtocolError) -> (MessageKey, Self)
+    /// The chain one position on, without deriving the key at `position`; `chainExhausted` at
+    /// `UInt32.max`.
+    func next() throws(ProtocolError) -> Self
     static func position(of key: MessageKey) -> UInt32
 }
 
@@ -44,18 +46,19 @@ enum SkippedKeyWalk {
             let firstKept = target - next > keep ? target - keep : next
             while walker.position < target {
                 if walker.position >= firstKept {
-                    let (key, following) = walker.step()
+                    let (key, following) = try walker.step()
                     skipped.append(key)
                     walker = following
                 } else {
-                    walker = walker.next()
+                    walker = try walker.next()
                 }
             }
             if skipped.count > Limits.maxMessageKeys {
                 skipped.removeFirst(skipped.count - Limits.maxMessageKeys)
             }
         }
-        let (key, following) = walker.step()
+        // At `target == UInt32.max` this throws `chainExhausted` before anything is kept.
+        let (key, following) = try walker.step()
         chain = following
         return key
     }

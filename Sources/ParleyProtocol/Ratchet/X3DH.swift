@@ -58,10 +58,14 @@ enum X3DH {
     }
 
     /// The responder's side: the signed prekey is Bob's first ratchet key; no randomness.
+    /// The base key must be canonical (`PublicKey.isCanonical`, as libsignal checks it since
+    /// 2025-09): a torsion component or a non-canonical encoding would give the same secrets
+    /// as the honest key it was derived from, that is, replay a first message.
     static func bobSession(
         ourIdentity: IdentityKeyPair, ourSignedPreKey: PrivateKey, ourOneTimePreKey: PrivateKey?,
         theirIdentity: IdentityKey, theirBaseKey: PublicKey
     ) throws(ProtocolError) -> SessionState {
+        guard theirBaseKey.isCanonical else { throw .invalidKey("base key is not canonical") }
         do {
             var agreements = [
                 try ourSignedPreKey.agreement(with: theirIdentity.publicKey),

@@ -5,6 +5,13 @@ import SwiftProtobuf
 /// Session and sender-key records as bytes, for persistent stores. The format is the protobuf
 /// in `Proto/LocalStorage.proto`; decoding validates every key and length and reports
 /// `ProtocolError.corruptState` rather than trusting the disk.
+///
+/// Secrets pass through swift-protobuf's `Data` fields on the way. Encoding puts each secret in
+/// a `Data` whose buffer is wiped when it is released (`Data(wipingCopyOf:)`); decoding moves
+/// each secret field out of the decoded message and wipes its buffer once the secret is in a
+/// `SecretBytes`. The serialized bytes themselves (the result of `serialized()`, the input of
+/// `init(serialized:)`) belong to the caller, which should wipe them when done (a store seals
+/// them first).
 extension SessionRecord {
     static let formatVersion: UInt32 = 1
 
@@ -17,15 +24,37 @@ extension SessionRecord {
     }
 
     public init(serialized bytes: [UInt8]) throws(ProtocolError) {
-        let proto: Parley_Storage_SessionRecordStructure
+        var proto: Parley_Storage_SessionRecordStructure
         do { proto = try Parley_Storage_SessionRecordStructure(serializedBytes: bytes) } catch {
             throw .corruptState("session record protobuf")
         }
+        // Take the states out of the decoded message, so that each is the only holder of its
+        // secret fields and can wipe them (see `takeSecret`).
+        var currentStructure: Parley_Storage_SessionStructure? = nil
+        if proto.hasCurrent {
+            currentStructure = proto.current
+            proto.clearCurrent()
+        }
+        var previousStructures = proto.previous
+        proto.previous = []
+        defer {
+            currentStructure?.wipeSecrets()
+            for i in previousStructures.indices { previousStructures[i].wipeSecrets() }
+        }
         guard proto.formatVersion == Self.formatVersion else { throw .corruptState("session record format \(proto.formatVersion)") }
-        current = proto.hasCurrent ? try SessionState(structure: proto.current) : nil
+        guard previousStructures.count <= Limits.maxArchivedStates else { throw .corruptState("too many archived states") }
+        if var structure = currentStructure {
+            currentStructure = nil
+            current = try SessionState(structure: &structure)
+        } else {
+            current = nil
+        }
         var previous: [SessionState] = []
-        for p in proto.previous { previous.append(try SessionState(structure: p)) }
-        guard previous.count <= Limits.maxArchivedStates else { throw .corruptState("too many archived states") }
+        for i in previousStructures.indices {
+            var structure = previousStructures[i]
+            previousStructures[i] = Parley_Storage_SessionStructure()
+            previous.append(try SessionState(structure: &structure))
+        }
         self.previous = previous
     }
 }
@@ -36,26 +65,25 @@ extension SessionState {
         s.sessionVersion = UInt32(version)
         s.localIdentityPublic = Data(localIdentity.serialized)
         s.remoteIdentityPublic = Data(remoteIdentity.serialized)
-        s.rootKey = Data(rootKey.key.copyBytes())
+        s.rootKey = Data(wipingCopyOf: rootKey.key)
         s.previousCounter = previousCounter
         var sender = Parley_Storage_ChainStructure()
         sender.ratchetPublic = Data(senderChain.ratchetKey.publicKey.serialized)
-        sender.ratchetPrivate = Data(senderChain.ratchetKey.rawBytes().copyBytes())
+        sender.ratchetPrivate = Data(wipingCopyOf: senderChain.ratchetKey.rawBytes())
         sender.chainIndex = senderChain.chainKey.index
-        sender.chainKey = Data(senderChain.chainKey.key.copyBytes())
+        sender.chainKey = Data(wipingCopyOf: senderChain.chainKey.key)
         s.senderChain = sender
         s.receiverChains = receiverChains.map { chain in
             var c = Parley_Storage_ChainStructure()
             c.ratchetPublic = Data(chain.ratchetKey.serialized)
             c.chainIndex = chain.chainKey.index
-            c.chainKey = Data(chain.chainKey.key.copyBytes())
+            c.chainKey = Data(wipingCopyOf: chain.chainKey.key)
             c.messageKeys = chain.skippedKeys.map { keys in
                 var k = Parley_Storage_ChainStructure.MessageKey()
-                let material = keys.material.copyBytes()
                 k.index = keys.counter
-                k.cipherKey = Data(material[0..<32])
-                k.macKey = Data(material[32..<64])
-                k.iv = Data(material[64..<80])
+                k.cipherKey = Data(wipingCopyOf: keys.material, range: 0..<32)
+                k.macKey = Data(wipingCopyOf: keys.material, range: 32..<64)
+                k.iv = Data(wipingCopyOf: keys.material, range: 64..<80)
                 return k
             }
             return c
@@ -74,45 +102,72 @@ extension SessionState {
         return s
     }
 
-    init(structure s: Parley_Storage_SessionStructure) throws(ProtocolError) {
+    /// Builds a state from `s`, moving every secret out of it (the fields are left empty and
+    /// their buffers wiped); `s` must hold the only reference to its storage.
+    init(structure s: inout Parley_Storage_SessionStructure) throws(ProtocolError) {
         func key(_ d: Data, _ what: String) throws(ProtocolError) -> PublicKey {
-            do { return try PublicKey(serialized: Array(d)) } catch { throw .corruptState(what) }
-        }
-        func secret(_ d: Data, _ count: Int, _ what: String) throws(ProtocolError) -> SecretBytes {
-            guard d.count == count else { throw .corruptState(what) }
-            return SecretBytes(copying: Array(d))
+            do { return try PublicKey(serialized: d) } catch { throw .corruptState(what) }
         }
         guard s.sessionVersion == UInt32(Limits.currentVersion) else { throw .corruptState("session version \(s.sessionVersion)") }
         guard s.hasSenderChain else { throw .corruptState("no sender chain") }
+        var senderStructure = s.senderChain
+        s.clearSenderChain()
+        var receiverStructures = s.receiverChains
+        s.receiverChains = []
+        defer {
+            senderStructure.wipeSecrets()
+            for i in receiverStructures.indices { receiverStructures[i].wipeSecrets() }
+        }
+        let rootKey = try takeSecret(&s, \.rootKey, count: 32, "root key")
         let ratchetPrivate: PrivateKey
-        do { ratchetPrivate = try PrivateKey(bytes: Array(s.senderChain.ratchetPrivate)) } catch {
+        do {
+            var raw = take(&senderStructure, \.ratchetPrivate)
+            defer { raw.wipe() }
+            ratchetPrivate = try PrivateKey(bytes: raw)
+        } catch {
             throw .corruptState("sender ratchet private key")
         }
-        guard ratchetPrivate.publicKey.serialized == Array(s.senderChain.ratchetPublic) else {
+        guard ratchetPrivate.publicKey.serialized.elementsEqual(senderStructure.ratchetPublic) else {
             throw .corruptState("sender ratchet key pair mismatch")
         }
+        let senderChainKey = try takeSecret(&senderStructure, \.chainKey, count: 32, "sender chain key")
         self.init(
             localIdentity: IdentityKey(try key(s.localIdentityPublic, "local identity")),
             remoteIdentity: IdentityKey(try key(s.remoteIdentityPublic, "remote identity")),
-            rootKey: RootKey(try secret(s.rootKey, 32, "root key")),
+            rootKey: RootKey(rootKey),
             senderChain: SenderChain(
-                ratchetKey: ratchetPrivate,
-                chainKey: ChainKey(key: try secret(s.senderChain.chainKey, 32, "sender chain key"), index: s.senderChain.chainIndex)))
+                ratchetKey: ratchetPrivate, chainKey: ChainKey(key: senderChainKey, index: senderStructure.chainIndex)))
         previousCounter = s.previousCounter
-        guard s.receiverChains.count <= Limits.maxReceiverChains else { throw .corruptState("too many receiver chains") }
-        for c in s.receiverChains {
+        guard receiverStructures.count <= Limits.maxReceiverChains else { throw .corruptState("too many receiver chains") }
+        for i in receiverStructures.indices {
+            var c = receiverStructures[i]
+            receiverStructures[i] = Parley_Storage_ChainStructure()
+            defer { c.wipeSecrets() }
             guard c.messageKeys.count <= Limits.maxMessageKeys else { throw .corruptState("too many skipped keys") }
+            var messageKeys = c.messageKeys
+            c.messageKeys = []
+            defer { for j in messageKeys.indices { messageKeys[j].wipeSecrets() } }
             var skipped: [MessageKeys] = []
-            for k in c.messageKeys {
+            skipped.reserveCapacity(messageKeys.count)
+            for j in messageKeys.indices {
+                var k = messageKeys[j]
+                messageKeys[j] = Parley_Storage_ChainStructure.MessageKey()
+                defer { k.wipeSecrets() }
                 guard k.cipherKey.count == 32, k.macKey.count == 32, k.iv.count == 16 else {
                     throw .corruptState("skipped message key")
                 }
-                skipped.append(MessageKeys(material: SecretBytes(copying: Array(k.cipherKey + k.macKey + k.iv)), counter: k.index))
+                let material = SecretBytes(count: 80) { out in
+                    k.cipherKey.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: out[0..<32]))
+                    k.macKey.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: out[32..<64]))
+                    k.iv.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: out[64..<80]))
+                }
+                skipped.append(MessageKeys(material: material, counter: k.index))
             }
+            let chainKey = try takeSecret(&c, \.chainKey, count: 32, "receiver chain key")
             receiverChains.append(
                 ReceiverChain(
                     ratchetKey: try key(c.ratchetPublic, "receiver ratchet key"),
-                    chainKey: ChainKey(key: try secret(c.chainKey, 32, "receiver chain key"), index: c.chainIndex),
+                    chainKey: ChainKey(key: chainKey, index: c.chainIndex),
                     skippedKeys: skipped))
         }
         if s.hasPendingPreKey {
@@ -137,13 +192,13 @@ extension SenderKeyRecord {
             var s = Parley_Storage_SenderKeyStateStructure()
             s.keyID = state.keyId
             s.chainIteration = state.chainKey.iteration
-            s.chainKey = Data(state.chainKey.key.copyBytes())
+            s.chainKey = Data(wipingCopyOf: state.chainKey.key)
             s.signingPublic = Data(state.signingPublic.serialized)
-            if let priv = state.signingPrivate { s.signingPrivate = Data(priv.rawBytes().copyBytes()) }
+            if let priv = state.signingPrivate { s.signingPrivate = Data(wipingCopyOf: priv.rawBytes()) }
             s.messageKeys = state.skippedKeys.map { key in
                 var k = Parley_Storage_SenderKeyStateStructure.MessageKey()
                 k.iteration = key.iteration
-                k.seed = Data(key.seed.copyBytes())
+                k.seed = Data(wipingCopyOf: key.seed)
                 return k
             }
             return s
@@ -152,34 +207,134 @@ extension SenderKeyRecord {
     }
 
     public init(serialized bytes: [UInt8]) throws(ProtocolError) {
-        let proto: Parley_Storage_SenderKeyRecordStructure
+        var proto: Parley_Storage_SenderKeyRecordStructure
         do { proto = try Parley_Storage_SenderKeyRecordStructure(serializedBytes: bytes) } catch {
             throw .corruptState("sender key record protobuf")
         }
+        var structures = proto.states
+        proto.states = []
+        defer { for i in structures.indices { structures[i].wipeSecrets() } }
         guard proto.formatVersion == Self.formatVersion else { throw .corruptState("sender key format \(proto.formatVersion)") }
-        guard proto.states.count <= Limits.maxSenderKeyStates else { throw .corruptState("too many sender key states") }
+        guard structures.count <= Limits.maxSenderKeyStates else { throw .corruptState("too many sender key states") }
         var states: [SenderKeyState] = []
-        for s in proto.states {
-            guard s.chainKey.count == 32, s.messageKeys.count <= Limits.maxMessageKeys else {
-                throw .corruptState("sender chain key")
-            }
+        for i in structures.indices {
+            var s = structures[i]
+            structures[i] = Parley_Storage_SenderKeyStateStructure()
+            defer { s.wipeSecrets() }
+            guard s.messageKeys.count <= Limits.maxMessageKeys else { throw .corruptState("sender chain key") }
+            let chainKey = try takeSecret(&s, \.chainKey, count: 32, "sender chain key")
             let signingPublic: PublicKey
-            do { signingPublic = try PublicKey(serialized: Array(s.signingPublic)) } catch { throw .corruptState("signing key") }
+            do { signingPublic = try PublicKey(serialized: s.signingPublic) } catch { throw .corruptState("signing key") }
             var signingPrivate: PrivateKey? = nil
             if !s.signingPrivate.isEmpty {
-                do { signingPrivate = try PrivateKey(bytes: Array(s.signingPrivate)) } catch { throw .corruptState("signing private key") }
+                var raw = take(&s, \.signingPrivate)
+                defer { raw.wipe() }
+                do { signingPrivate = try PrivateKey(bytes: raw) } catch { throw .corruptState("signing private key") }
                 guard signingPrivate?.publicKey == signingPublic else { throw .corruptState("signing key pair mismatch") }
             }
+            var messageKeys = s.messageKeys
+            s.messageKeys = []
+            defer { for j in messageKeys.indices { messageKeys[j].wipeSecrets() } }
             var skipped: [SenderMessageKey] = []
-            for k in s.messageKeys {
-                guard k.seed.count == 32 else { throw .corruptState("sender message key") }
-                skipped.append(SenderMessageKey(seed: SecretBytes(copying: Array(k.seed)), iteration: k.iteration))
+            skipped.reserveCapacity(messageKeys.count)
+            for j in messageKeys.indices {
+                var k = messageKeys[j]
+                messageKeys[j] = Parley_Storage_SenderKeyStateStructure.MessageKey()
+                let seed = try takeSecret(&k, \.seed, count: 32, "sender message key")
+                skipped.append(SenderMessageKey(seed: seed, iteration: k.iteration))
             }
             states.append(
                 SenderKeyState(
-                    keyId: s.keyID, chainKey: SenderChainKey(key: SecretBytes(copying: Array(s.chainKey)), iteration: s.chainIteration),
+                    keyId: s.keyID, chainKey: SenderChainKey(key: chainKey, iteration: s.chainIteration),
                     signingPublic: signingPublic, signingPrivate: signingPrivate, skippedKeys: skipped))
         }
         self.states = states
+    }
+}
+
+/// Moves the `Data` at `path` out of `root`, leaving an empty one: afterwards the returned value
+/// is the only reference to its buffer (when `root` held the only other), so `wipe()` overwrites
+/// that buffer rather than a copy.
+func take<Root>(_ root: inout Root, _ path: WritableKeyPath<Root, Data>) -> Data {
+    let value = root[keyPath: path]
+    root[keyPath: path] = Data()
+    return value
+}
+
+/// Moves a secret field out of a decoded record into a `SecretBytes` of `count` bytes and wipes
+/// the field's buffer; `corruptState(what)` when the length is wrong (the buffer is wiped then too).
+func takeSecret<Root>(_ root: inout Root, _ path: WritableKeyPath<Root, Data>, count: Int, _ what: String) throws(ProtocolError) -> SecretBytes {
+    var data = take(&root, path)
+    defer { data.wipe() }
+    guard data.count == count else { throw .corruptState(what) }
+    return SecretBytes(copying: data)
+}
+
+extension Data {
+    /// A copy of `secret` (or of `range` of it) in a buffer that is wiped when the last `Data`
+    /// referring to it is released.
+    init(wipingCopyOf secret: SecretBytes, range: Range<Int>? = nil) {
+        let bounds = range ?? 0..<secret.count
+        let count = bounds.count
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1), alignment: 16)
+        secret.withBytes { src in
+            if let s = src.baseAddress, count > 0 { buffer.copyMemory(from: s + bounds.lowerBound, byteCount: count) }
+        }
+        self.init(bytesNoCopy: buffer, count: count, deallocator: .custom { pointer, count in
+            SecretBytes.wipe(UnsafeMutableRawBufferPointer(start: pointer, count: count))
+            pointer.deallocate()
+        })
+    }
+
+    /// Overwrites the bytes in place (a uniquely referenced buffer is not copied first).
+    mutating func wipe() {
+        guard !isEmpty else { return }
+        withUnsafeMutableBytes { SecretBytes.wipe($0) }
+    }
+}
+
+extension Parley_Storage_ChainStructure.MessageKey {
+    mutating func wipeSecrets() {
+        cipherKey.wipe()
+        macKey.wipe()
+        iv.wipe()
+    }
+}
+
+extension Parley_Storage_ChainStructure {
+    /// Wipes what is left of the secrets (after an early error, or fields not taken).
+    mutating func wipeSecrets() {
+        ratchetPrivate.wipe()
+        chainKey.wipe()
+        for i in messageKeys.indices { messageKeys[i].wipeSecrets() }
+    }
+}
+
+extension Parley_Storage_SessionStructure {
+    /// Its fields live in a shared storage object: each is moved out first, so that the buffer
+    /// wiped is the original, not a copy made on write.
+    mutating func wipeSecrets() {
+        var root = take(&self, \.rootKey)
+        root.wipe()
+        if hasSenderChain {
+            var chain = senderChain
+            clearSenderChain()
+            chain.wipeSecrets()
+        }
+        var chains = receiverChains
+        receiverChains = []
+        for i in chains.indices { chains[i].wipeSecrets() }
+    }
+}
+
+extension Parley_Storage_SenderKeyStateStructure.MessageKey {
+    mutating func wipeSecrets() { seed.wipe() }
+}
+
+extension Parley_Storage_SenderKeyStateStructure {
+    mutating func wipeSecrets() {
+        chainKey.wipe()
+        signingPrivate.wipe()
+        for i in messageKeys.indices { messageKeys[i].wipeSecrets() }
     }
 }

@@ -1,3 +1,5 @@
+import ParleyCrypto
+
 /// Everything stored for one address: the current session and up to
 /// `Limits.maxArchivedStates` previous ones (newest first), kept so that messages sent under a
 /// replaced session still decrypt.
@@ -41,11 +43,16 @@ public struct SessionRecord: Sendable {
         current = nil
     }
 
-    /// True when a session (current or archived) was created from this X3DH base key.
-    func hasSession(withBaseKey baseKey: PublicKeyBytes) -> Bool {
-        if current?.aliceBaseKey?.serialized == baseKey { return true }
-        return previous.contains { $0.aliceBaseKey?.serialized == baseKey }
+    /// Makes the session created from the X3DH base key `baseKey` current (promoting it from
+    /// the archive when needed) and returns true, or returns false when there is none. Keys are
+    /// compared in their canonical encodings (`PublicKey.canonicalEncoding`), so a re-encoding
+    /// of a known base key finds its session rather than starting another X3DH run.
+    mutating func promoteSession(withBaseKey baseKey: PublicKey) -> Bool {
+        let wanted = baseKey.canonicalEncoding
+        if let key = current?.aliceBaseKey, key.canonicalEncoding == wanted { return true }
+        guard let index = previous.firstIndex(where: { $0.aliceBaseKey?.canonicalEncoding == wanted }) else { return false }
+        let state = previous.remove(at: index)
+        promote(state)
+        return true
     }
 }
-
-typealias PublicKeyBytes = [UInt8]
