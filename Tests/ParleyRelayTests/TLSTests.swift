@@ -30,16 +30,29 @@ struct TLSTests {
         var configuration = HTTPClient.Configuration()
         configuration.tlsConfiguration = try Self.clientTLS()
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        // An HTTPClient dropped without shutdown() is a fatal error that ends the whole test process:
+        // shut it down (and stop the relay) whether the checks below pass or throw.
+        do {
+            try await checkHTTPSAndWSS(http: http, port: running.port)
+        } catch {
+            try? await http.shutdown()
+            try? await running.stop()
+            throw error
+        }
+        try await http.shutdown()
+        try await running.stop()
+    }
 
-        let health = try await http.execute(HTTPClientRequest(url: "https://localhost:\(running.port)/healthz"), timeout: .seconds(10))
+    private func checkHTTPSAndWSS(http: HTTPClient, port: Int) async throws {
+        let health = try await http.execute(HTTPClientRequest(url: "https://localhost:\(port)/healthz"), timeout: .seconds(30))
         #expect(health.status == .ok)
 
-        var register = HTTPClientRequest(url: "https://localhost:\(running.port)/v1/accounts")
+        var register = HTTPClientRequest(url: "https://localhost:\(port)/v1/accounts")
         register.method = .POST
         register.headers.add(name: "Content-Type", value: "application/json")
         register.body = .bytes(ByteBuffer(bytes: try WireCoding.encoder().encode(
             RegisterAccountRequest(name: Fixtures.uniqueName("tls"), device: Fixtures.keys()))))
-        let registered = try await http.execute(register, timeout: .seconds(10))
+        let registered = try await http.execute(register, timeout: .seconds(30))
         #expect(registered.status == .created)
         let credentials = try WireCoding.decoder().decode(
             DeviceCredentials.self, from: Data((try await registered.body.collect(upTo: 1 << 20)).readableBytesView))
@@ -49,7 +62,7 @@ struct TLSTests {
         headers[.authorization] = credentials.authorizationHeader
         let firstFrame = LockedBox<String?>(nil)
         _ = try await WebSocketClient.connect(
-            url: "wss://localhost:\(running.port)/v1/ws", configuration: .init(additionalHeaders: headers),
+            url: "wss://localhost:\(port)/v1/ws", configuration: .init(additionalHeaders: headers),
             tlsConfiguration: try Self.clientTLS(), logger: Logger(label: "tls-test")
         ) { inbound, outbound, _ in
             for try await message in inbound.messages(maxSize: 1 << 20) {
@@ -61,10 +74,8 @@ struct TLSTests {
         #expect(firstFrame.get()?.contains("queueEmpty") == true)
 
         // Plain http:// to the TLS port gets no answer.
-        let plain = try? await http.execute(HTTPClientRequest(url: "http://localhost:\(running.port)/healthz"), timeout: .seconds(5))
+        let plain = try? await http.execute(HTTPClientRequest(url: "http://localhost:\(port)/healthz"), timeout: .seconds(5))
         #expect(plain?.status != .ok)
-        try await http.shutdown()
-        try await running.stop()
     }
 
     @Test func anUnreadableCertificateStopsTheStart() async throws {
