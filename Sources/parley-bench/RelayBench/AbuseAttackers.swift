@@ -30,18 +30,18 @@ final class AbuseCounters: Sendable {
 
 /// Slowloris: keeps `count` connections open from `addresses` round robin, each with an incomplete request
 /// (half a head that never ends, half a head with a body that never comes), one more byte every 10 s; opens a
-/// new one for every connection the relay closes.
+/// new one for every connection the relay closes, at most `perSecond` new connections a second.
 final class SlowlorisAttacker: @unchecked Sendable {
     let counters = AbuseCounters()
     private var sockets: [(fd: Int32, nextByte: UInt64)] = []
     private var next = 0
     private var thread: AbuseThread?
 
-    init(host: String, port: Int, addresses: [String], count: Int) {
+    init(host: String, port: Int, addresses: [String], count: Int, perSecond: Int) {
         thread = AbuseThread(
             name: "slowloris",
             step: { [self] in
-                step(host: host, port: port, addresses: addresses, count: count)
+                step(host: host, port: port, addresses: addresses, count: count, perStep: max(1, perSecond / 10))
                 return 100_000
             },
             cleanup: { [self] in
@@ -54,7 +54,7 @@ final class SlowlorisAttacker: @unchecked Sendable {
     private static let slowBody = Array(
         "POST /v1/accounts HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{".utf8)
 
-    private func step(host: String, port: Int, addresses: [String], count: Int) {
+    private func step(host: String, port: Int, addresses: [String], count: Int, perStep: Int) {
         let now = monotonicNanos()
         // Closed by the relay (deadline, eviction, refusal): replace.
         var pollers = sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN) | pollReadHangUp, revents: 0) }
@@ -81,7 +81,7 @@ final class SlowlorisAttacker: @unchecked Sendable {
         }
         sockets = kept
         var opened = 0
-        while sockets.count < count, opened < 500 {
+        while sockets.count < count, opened < perStep {
             opened += 1
             let source = addresses[next % addresses.count]
             next += 1

@@ -32,6 +32,7 @@ struct RelayAbuse: AsyncParsableCommand {
     @Option(help: "Slowloris connections kept open (over all attacker processes).") var slowloris = 24_000
     @Option(help: "Attacker processes for the slowloris connections (each has its own open-file limit).") var slowlorisProcesses = 2
     @Option(help: "Loopback addresses the slowloris connections come from (127.0.0.10 on).") var slowlorisAddresses = 32
+    @Option(help: "New slowloris connections per second at most (all processes; each lives 10 s at the relay's defaults).") var slowlorisRate = 2_500
     @Option(help: "WebSockets that never read.") var stalledReaders = 8
     @Option(help: "256 KiB messages per second sent (over HTTP) to the non-reading devices.") var stalledMessagesPerSecond = 4.0
     @Option(help: "WebSockets flooding pings without reading.") var pingFlooders = 4
@@ -53,7 +54,7 @@ struct RelayAbuse: AsyncParsableCommand {
             print("relay: started \(target.flags.joined(separator: " "))")
         }
         defer { target.stop() }
-        print("parley-bench relay-abuse: \(honestDevices) honest devices at \(rate) msg/s; attack for \(duration) s (baseline \(baseline) s before, \(settle) s after): \(slowloris) slowloris connections from \(slowlorisAddresses) addresses, \(stalledReaders) non-reading WebSockets (\(stalledMessagesPerSecond) x 256 KiB messages/s to them), \(pingFlooders) ping flooders, \(queueFlooders) queue flooders at \(floodFramesPerSecond) frames/s, \(jsonBombers) JSON bombers (\(jsonBombBytes) bytes each)")
+        print("parley-bench relay-abuse: \(honestDevices) honest devices at \(rate) msg/s; attack for \(duration) s (baseline \(baseline) s before, \(settle) s after): \(slowloris) slowloris connections from \(slowlorisAddresses) addresses (at most \(slowlorisRate) new a second), \(stalledReaders) non-reading WebSockets (\(stalledMessagesPerSecond) x 256 KiB messages/s to them), \(pingFlooders) ping flooders, \(queueFlooders) queue flooders at \(floodFramesPerSecond) frames/s, \(jsonBombers) JSON bombers (\(jsonBombBytes) bytes each)")
 
         // Accounts.
         let prefix = runPrefix("x")
@@ -110,7 +111,8 @@ struct RelayAbuse: AsyncParsableCommand {
         let perProcess = (slowloris + slowlorisProcesses - 1) / max(1, slowlorisProcesses)
         for index in 0..<slowlorisProcesses where perProcess > 0 {
             let addresses = (0..<slowlorisAddresses).filter { $0 % slowlorisProcesses == index }.map { "127.0.0.\(10 + $0)" }
-            slowlorisChildren.append(try SlowlorisChild(host: host, port: port, addresses: addresses, count: perProcess))
+            slowlorisChildren.append(
+                try SlowlorisChild(host: host, port: port, addresses: addresses, count: perProcess, perSecond: slowlorisRate / max(1, slowlorisProcesses)))
         }
         let stalledAttack = StalledReaderAttacker(
             host: host, port: port, authorizations: stalled.map(\.authorizationHeader), source: "127.0.0.2")
@@ -310,11 +312,11 @@ final class SlowlorisChild: @unchecked Sendable {
     private let lock = NSLock()
     private var lastLine = ""
 
-    init(host: String, port: Int, addresses: [String], count: Int) throws {
+    init(host: String, port: Int, addresses: [String], count: Int, perSecond: Int) throws {
         process.executableURL = URL(fileURLWithPath: ownExecutablePath())
         process.arguments = [
             "relay-abuse-slowloris", "--host", host, "--port", String(port), "--count", String(count),
-            "--addresses", addresses.joined(separator: ","),
+            "--per-second", String(perSecond), "--addresses", addresses.joined(separator: ","),
         ]
         process.standardInput = input
         process.standardOutput = output
@@ -360,10 +362,12 @@ struct RelayAbuseSlowloris: AsyncParsableCommand {
     @Option var host: String
     @Option var port: Int
     @Option var count: Int
+    @Option var perSecond: Int
     @Option var addresses: String
 
     func run() async throws {
-        let attacker = SlowlorisAttacker(host: host, port: port, addresses: addresses.split(separator: ",").map(String.init), count: count)
+        let attacker = SlowlorisAttacker(
+            host: host, port: port, addresses: addresses.split(separator: ",").map(String.init), count: count, perSecond: perSecond)
         let reporter = Task {
             while !Task.isCancelled {
                 FileHandle.standardOutput.write(Data("\(attacker.counters.line)\n".utf8))
