@@ -33,7 +33,7 @@ struct AccountRoutes {
             let device = try await auth.authenticate(request.headers)
             let target = try HTTPSupport.uint32Parameter(context, "deviceId")
             try await core.store.removeDevice(accountId: device.accountId, deviceId: target)
-            await core.hub.send(.close(.deviceRemoved), to: DeviceAddress(accountId: device.accountId, deviceId: target))
+            await core.deviceRemoved(DeviceAddress(accountId: device.accountId, deviceId: target), of: device.account)
             core.logger.info("device removed", metadata: ["account": "\(device.account)", "device": "\(target)"])
             return HTTPSupport.noContent()
         }

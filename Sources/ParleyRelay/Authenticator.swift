@@ -24,6 +24,14 @@ struct Authenticator: Sendable {
 
     /// Verifies the credentials of a request. Pending (linked, not yet approved) devices pass only with `allowPending`.
     func authenticate(_ headers: HTTPFields, allowPending: Bool = false) async throws -> AuthenticatedDevice {
+        try await authenticateWithCredential(headers, allowPending: allowPending).device
+    }
+
+    /// `authenticate`, also returning the stored hash of the credential that passed (what a WebSocket ticket or
+    /// session is checked against later).
+    func authenticateWithCredential(_ headers: HTTPFields, allowPending: Bool = false) async throws
+        -> (device: AuthenticatedDevice, credentialHash: Data)
+    {
         guard let (account, deviceId, token) = Self.parse(headers[.authorization]) else {
             throw RelayError.unauthorized
         }
@@ -34,6 +42,21 @@ struct Authenticator: Sendable {
         guard Credentials.verify(token, against: stored.credentialHash), stored.active || allowPending else {
             throw RelayError.unauthorized
         }
-        return AuthenticatedDevice(accountId: stored.accountId, account: stored.account, deviceId: stored.deviceId)
+        return (
+            AuthenticatedDevice(accountId: stored.accountId, account: stored.account, deviceId: stored.deviceId),
+            stored.credentialHash
+        )
+    }
+}
+
+extension Authenticator {
+    /// Whether `device` still exists, is active and has the credential whose hash is `credentialHash`: a ticket
+    /// when it is redeemed, and a session when it registers, are checked against the store again (the device
+    /// may have been removed since its credentials were verified).
+    func stillValid(_ device: AuthenticatedDevice, credentialHash: Data) async throws -> Bool {
+        guard let stored = try await store.deviceAuth(account: device.account, deviceId: device.deviceId) else {
+            return false
+        }
+        return stored.active && stored.accountId == device.accountId && Credentials.sameHash(stored.credentialHash, credentialHash)
     }
 }

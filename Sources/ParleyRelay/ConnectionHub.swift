@@ -18,8 +18,8 @@ actor ConnectionHub {
             return
         }
         if let previous = sessions[device.address] {
-            previous.post(.close(.superseded))
-            previous.finish()
+            // At once, whatever the old connection still has to write (its envelopes stay queued).
+            previous.abort(.superseded)
         }
         sessions[device.address] = outbox
         byAccount[device.account, default: []].insert(device.address)
@@ -69,6 +69,14 @@ actor ConnectionHub {
         sessions[address]?.post(event)
     }
 
+    /// Ends the session of `account`'s device at once, whatever its outbox holds (see `SessionOutbox.abort`).
+    func end(_ address: DeviceAddress, of account: String, reason: CloseReason) {
+        guard let outbox = sessions.removeValue(forKey: address) else { return }
+        outbox.abort(reason)
+        byAccount[account]?.remove(address)
+        if byAccount[account]?.isEmpty == true { byAccount[account] = nil }
+    }
+
     /// Sends a frame to every connected device of an account, optionally except one.
     func send(_ frame: ServerFrame, toAccount account: String, except: DeviceAddress? = nil) {
         for address in byAccount[account] ?? [] where address != except {
@@ -81,6 +89,13 @@ actor ConnectionHub {
     }
 
     var count: Int { sessions.count }
+
+    /// Bytes the device's current session holds for its socket (see `SessionOutbox.heldBytes`); nil when it
+    /// has none.
+    func heldBytes(of address: DeviceAddress) async -> Int? {
+        guard let outbox = sessions[address] else { return nil }
+        return await outbox.heldBytes()
+    }
 
     /// Asks every session to close (graceful shutdown).
     func closeAll() {

@@ -8,6 +8,13 @@ import NIOWebSocket
 /// whose pong does not come; runs the closing handshake; stops reading while too many sends and acks of this
 /// connection wait for their commit (back pressure); tells the outbox when the socket is writable again or gone.
 ///
+/// A device that does not read costs bounded memory and is let go: while its socket is not writable the
+/// handler reads nothing from it (so its frames produce no answers to hold), answers only its latest ping
+/// (RFC 6455 §5.5.3 allows that) and only once the socket is writable, and closes the connection when the
+/// socket stays unwritable for `unwritableTimeout`. Only a pong that echoes the relay's own ping keeps the
+/// connection alive: other frames (and unsolicited pongs) do not, so a device that sends without reading is
+/// closed at the ping timeout too.
+///
 /// Below it in the pipeline: NIO's frame decoder (frames over `RelayLimits.maxServerFrameBytes` close the
 /// connection with 1009), its protocol-error handler, and a frame aggregator (fragmented messages).
 final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler {
@@ -19,6 +26,9 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     struct Close: Sendable {
         let code: WebSocketErrorCode
         let reason: String
+        /// Close the socket right after the close frame (if it can be written at all), without waiting for the
+        /// device's: the session is over whatever the device does (removed, superseded).
+        var immediate = false
     }
 
     /// Sends and acks in flight per connection before the session stops reading (back pressure).
@@ -61,22 +71,30 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     private let session: WebSocketSession
     private let pingInterval: TimeAmount
+    private let unwritableTimeout: TimeAmount
     private let ended: EventLoopPromise<Void>
     private var outbox: SessionOutbox?
-    private var begun: Task<Void, Never>?
+    private var begun: Task<Bool, Never>?
     private var readState: WebSocketSession.ReadState
     private let inFlight = InFlight()
     private var stopReading = false
     private var closeSent = false
-    private var awaitingPong = false
+    /// The payload of the relay's last ping while its pong is awaited.
+    private var awaitedPong: UInt64?
+    /// The payload of the device's latest ping, answered once the socket is writable (older ones are not).
+    private var pendingPong: ByteBuffer?
+    /// A read was withheld because the socket was not writable.
+    private var readHeldForWritability = false
     private var pinger: RepeatedTask?
     private var closeTimer: Scheduled<Void>?
+    private var unwritableTimer: Scheduled<Void>?
     private var finished = false
 
     /// `ended` completes once the session has unregistered after the connection closed.
-    init(session: WebSocketSession, pingInterval: TimeAmount, ended: EventLoopPromise<Void>) {
+    init(session: WebSocketSession, pingInterval: TimeAmount, unwritableTimeout: TimeAmount, ended: EventLoopPromise<Void>) {
         self.session = session
         self.pingInterval = pingInterval
+        self.unwritableTimeout = unwritableTimeout
         self.ended = ended
         self.readState = session.makeReadState()
     }
@@ -104,8 +122,34 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            unwritableTimer?.cancel()
+            unwritableTimer = nil
+            writePendingPong(context: context)
+            if readHeldForWritability {
+                readHeldForWritability = false
+                read(context: context)
+            }
+        } else if unwritableTimer == nil, !finished {
+            let loopSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+            unwritableTimer = context.eventLoop.scheduleTask(in: unwritableTimeout) {
+                loopSelf.value.unwritableTimedOut(context: loopContext.value)
+            }
+        }
         outbox?.writabilityChanged()
         context.fireChannelWritabilityChanged()
+    }
+
+    /// The device has not read for `unwritableTimeout`: a close frame could not reach it, so the socket is
+    /// closed.
+    private func unwritableTimedOut(context: ChannelHandlerContext) {
+        unwritableTimer = nil
+        guard !context.channel.isWritable else { return }
+        session.core.connections.timedOut(.unwritable)
+        session.logger.debug("socket not writable for too long: closing", metadata: session.device.logMetadata())
+        closeSent = true
+        context.close(promise: nil)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -119,7 +163,11 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let close = event as? Close {
-            self.close(context: context, code: close.code, reason: close.reason)
+            if close.immediate {
+                closeNow(context: context, code: close.code, reason: close.reason)
+            } else {
+                self.close(context: context, code: close.code, reason: close.reason)
+            }
         } else if event is ChannelShouldQuiesceEvent {
             // The server shuts down gracefully and waits for every connection to close: also for a session that
             // connected after `SessionCloser` closed the registered ones.
@@ -132,12 +180,28 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     // MARK: reading
 
     func read(context: ChannelHandlerContext) {
+        guard context.channel.isWritable else {
+            // What the device sends now would be answered into a socket it does not read.
+            readHeldForWritability = true
+            return
+        }
         if inFlight.mayRead() { context.read() }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        writePendingPong(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    /// Answers the device's latest ping, if the socket takes it now.
+    private func writePendingPong(context: ChannelHandlerContext) {
+        guard let pong = pendingPong, context.channel.isWritable, !closeSent else { return }
+        pendingPong = nil
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: pong)), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        awaitingPong = false  // any frame shows the device is there
         switch frame.opcode {
         case .text:
             guard !closeSent, !stopReading, let outbox else { return }
@@ -160,11 +224,17 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 stopReading = true
             }
         case .ping:
-            guard !closeSent else { return }
-            context.writeAndFlush(
-                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+            // Within the frame rate only; answered when this read is complete, only the latest of a burst, and
+            // only into a writable socket.
+            guard !closeSent, !stopReading, let outbox else { return }
+            let (answer, next) = session.takePing(&readState, outbox: outbox)
+            if answer { pendingPong = frame.unmaskedData }
+            if case .stop = next { stopReading = true }
         case .pong:
-            break
+            var data = frame.unmaskedData
+            if let awaited = awaitedPong, data.readableBytes == 8, data.readInteger(as: UInt64.self) == awaited {
+                awaitedPong = nil
+            }
         case .connectionClose:
             if closeSent {
                 context.close(promise: nil)
@@ -192,17 +262,19 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     // MARK: heartbeat and closing
 
-    /// Pings the device; closes the connection when nothing came since the previous ping.
+    /// Pings the device; closes the connection when the pong to the previous ping has not come.
     private func heartbeat(context: ChannelHandlerContext) {
         guard !closeSent else { return }
-        if awaitingPong {
+        if awaitedPong != nil {
+            session.core.connections.timedOut(.ping)
             session.logger.debug("no pong: closing", metadata: session.device.logMetadata())
             close(context: context, code: .goingAway, reason: "ping timeout")
             return
         }
-        awaitingPong = true
+        let payload = UInt64.random(in: 0...UInt64.max)
+        awaitedPong = payload
         var data = context.channel.allocator.buffer(capacity: 8)
-        data.writeInteger(UInt64.random(in: 0...UInt64.max))
+        data.writeInteger(payload)
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: data)), promise: nil)
     }
 
@@ -220,6 +292,20 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    /// Ends the session at once: a close frame if the socket takes it, then the socket is closed without
+    /// waiting for the device's close frame. Nothing the device sends afterwards is read.
+    private func closeNow(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String) {
+        if !closeSent, context.channel.isWritable {
+            var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
+            data.write(webSocketErrorCode: code)
+            data.writeString(reason)
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
+        }
+        closeSent = true
+        stopReading = true
+        context.close(promise: nil)
+    }
+
     /// The connection is gone: stop the timers, tell the outbox, and end the session once it had begun.
     private func end(context: ChannelHandlerContext) {
         guard !finished else { return }
@@ -228,6 +314,9 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         pinger = nil
         closeTimer?.cancel()
         closeTimer = nil
+        unwritableTimer?.cancel()
+        unwritableTimer = nil
+        pendingPong = nil
         guard let outbox else {
             ended.succeed()
             return
@@ -237,8 +326,8 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let session = self.session
         let ended = self.ended
         Task {
-            await begun?.value
-            await session.end(outbox)
+            let registered = await begun?.value ?? false
+            await session.end(outbox, registered: registered)
             ended.succeed()
         }
     }

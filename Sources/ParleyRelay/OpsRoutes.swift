@@ -1,7 +1,8 @@
 import Hummingbird
 import ParleyWire
 
-/// `/healthz`, `/metrics` (Prometheus text format; both unauthenticated) and WebSocket tickets.
+/// `/healthz` (unauthenticated) and WebSocket tickets on the public listener; `/metrics` (Prometheus text
+/// format, unauthenticated) on the metrics listener only (loopback by default, see `RelayConfiguration.metrics`).
 struct OpsRoutes {
     let core: RelayCore
 
@@ -10,9 +11,16 @@ struct OpsRoutes {
             try HTTPSupport.json(HealthResponse(status: "ok", version: WireVersion.current))
         }
         router.post("/v1/ws/tickets") { request, _ in
-            let device = try await Authenticator(store: core.store).authenticate(request.headers)
-            return try HTTPSupport.json(WebSocketTicketResponse(ticket: await core.tickets.issue(for: device)), status: .created)
+            let (device, credentialHash) = try await Authenticator(store: core.store).authenticateWithCredential(request.headers)
+            guard let ticket = core.tickets.issue(for: device, credentialHash: credentialHash) else {
+                throw RelayError.rateLimited
+            }
+            return try HTTPSupport.json(WebSocketTicketResponse(ticket: ticket), status: .created)
         }
+    }
+
+    /// The metrics listener's one route.
+    func registerMetrics(on router: Router<some RequestContext>) {
         router.get("/metrics") { _, _ in
             core.metrics.connections.set(Int64(await core.hub.count))
             return Response(

@@ -13,6 +13,11 @@ import ParleyWire
 /// The relay's connection: HTTP/1.1 requests go to Hummingbird's router; an upgrade to `GET /v1/ws` becomes a
 /// device session served by `DeviceSessionHandler` directly on the connection's event loop.
 ///
+/// Every accepted connection is first counted by the `ConnectionGovernor` (closed at once when its address
+/// holds its share, or when the relay is full of device sessions). Its first request head must be complete
+/// within `firstRequestTimeoutSeconds` (`FirstRequestDeadlineHandler`); an HTTP connection then gets the
+/// body-rate and unwritable-socket deadlines of `HTTPRequestGuard`.
+///
 /// The shape follows hummingbird-websocket's `HTTP1WebSocketUpgradeChannel`, except for what runs after the
 /// upgrade: there, every frame crosses an async channel into a task; here the session reads and writes on the
 /// event loop and many frames go out in one socket write (see `SessionOutbox`). The upgrade is refused with
@@ -21,6 +26,8 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
     enum Upgrade: Sendable {
         /// A device session; completes once it has ended.
         case session(EventLoopFuture<Void>)
+        /// Refused at accept (`ConnectionGovernor`): already closed.
+        case dropped
         case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, RelayError)
     }
@@ -30,8 +37,10 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
         let channel: any Channel
     }
 
-    /// Authenticates an upgrade request (its `Authorization` header or `ticket` query parameter).
-    typealias Authenticate = @Sendable (_ authorization: String?, _ ticket: String?) async throws -> AuthenticatedDevice
+    /// Authenticates an upgrade request (its `Authorization` header or `ticket` query parameter): the device and
+    /// the hash of its credential (the session checks it against the store again when it registers).
+    typealias Authenticate = @Sendable (_ authorization: String?, _ ticket: String?) async throws
+        -> (device: AuthenticatedDevice, credentialHash: Data)
 
     let responder: HTTPChannelHandler.Responder
     let core: RelayCore
@@ -53,12 +62,27 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
     /// What the upgrade decided, kept between `shouldUpgrade` and the pipeline set-up of one connection.
     private enum Decision {
         case none
-        case device(AuthenticatedDevice)
+        case device(AuthenticatedDevice, credentialHash: Data)
         case refused(RelayError)
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            let connection: UInt64
+            switch core.connections.admit(channel) {
+            case .success(let id):
+                connection = id
+            case .failure(let refusal):
+                logger.trace("connection refused", metadata: ["reason": "\(refusal)"])
+                channel.close(promise: nil)
+                return Value(upgrade: channel.eventLoop.makeSucceededFuture(.dropped), channel: channel)
+            }
+            // A channel keeps its last receive buffer for the next read, also while it is idle: start it at
+            // 512 bytes instead of NIO's 2,048 (an upgrade request fits; the size still adapts to the traffic,
+            // up to 64 KiB). An idle WebSocket then keeps ~1.5 KB less.
+            try channel.syncOptions?.setOption(
+                ChannelOptions.recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536))
             let decision = NIOLoopBoundBox(Decision.none, eventLoop: channel.eventLoop)
             let core = self.core
             let authenticate = self.authenticate
@@ -78,7 +102,10 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        guard case .device(let device) = decision.value else { throw RelayError.unauthorized }
+                        guard case .device(let device, let credentialHash) = decision.value else {
+                            throw RelayError.unauthorized
+                        }
+                        core.connections.becameSession(connection)
                         let ended = channel.eventLoop.makePromise(of: Void.self)
                         do {
                             try channel.pipeline.syncOperations.addHandler(
@@ -87,8 +114,10 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
                                     maxAccumulatedFrameSize: RelayLimits.maxServerFrameBytes))
                             try channel.pipeline.syncOperations.addHandler(
                                 DeviceSessionHandler(
-                                    session: WebSocketSession(core: core, device: device, logger: sessionLogger),
-                                    pingInterval: .seconds(core.limits.pingIntervalSeconds), ended: ended))
+                                    session: WebSocketSession(
+                                        core: core, device: device, credentialHash: credentialHash, logger: sessionLogger),
+                                    pingInterval: .seconds(core.limits.pingIntervalSeconds),
+                                    unwritableTimeout: .seconds(core.limits.unwritableTimeoutSeconds), ended: ended))
                         } catch {
                             ended.fail(error)
                             throw error
@@ -104,6 +133,12 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
                         try channel.pipeline.syncOperations.addHandlers(self.http1.additionalChannelHandlers())
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: self.http1.idleTimeout.map { .init($0) }, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPRequestGuard(
+                                grace: .seconds(core.limits.requestBodyGraceSeconds),
+                                minBytesPerSecond: core.limits.minRequestBodyBytesPerSecond,
+                                unwritableTimeout: .seconds(core.limits.unwritableTimeoutSeconds),
+                                onTimeout: { core.connections.timedOut($0) }))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true))
@@ -121,6 +156,13 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
             configuration.decoderConfiguration.maxHeaderFieldCount = http1.httpDecoder.maxHeaderFieldCount
             let upgrade = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
                 configuration: configuration)
+            // The first head's deadline, right after the decoder (it sees decoded heads, not bytes).
+            let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(
+                FirstRequestDeadlineHandler(
+                    deadline: .seconds(core.limits.firstRequestTimeoutSeconds),
+                    onTimeout: { core.connections.timedOut(.head) }),
+                position: .after(decoder))
             return Value(upgrade: upgrade, channel: channel)
         }
     }
@@ -140,6 +182,8 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
                 await handleHTTP(asyncChannel: http1, logger: logger)
             case .refused(let http1, let error):
                 await refuse(http1, error)
+            case .dropped:
+                break
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("connection closed before the upgrade")
@@ -154,7 +198,8 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
         guard components?.path == "/v1/ws" else { return .refused(.notFound("no such WebSocket endpoint")) }
         let ticket = components?.queryItems?.first { $0.name == "ticket" }?.value
         do {
-            return .device(try await authenticate(head.headers.first(name: "authorization"), ticket))
+            let (device, credentialHash) = try await authenticate(head.headers.first(name: "authorization"), ticket)
+            return .device(device, credentialHash: credentialHash)
         } catch let error as RelayError {
             return .refused(error)
         } catch {

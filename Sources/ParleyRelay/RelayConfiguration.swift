@@ -14,6 +14,21 @@ public struct RelayConfiguration: Sendable {
     /// Serve https:// and wss:// with this certificate chain and key (PEM files); nil: plain
     /// http:// and ws:// (behind a TLS-terminating proxy, or on loopback).
     public var tls: TLSFiles?
+    /// Serve `/metrics` on this separate listener; nil: not at all. Never on the public port: bind it to loopback
+    /// (the default host) or a private interface, for the Prometheus scraper.
+    public var metrics: MetricsListener?
+
+    /// Where `/metrics` is served.
+    public struct MetricsListener: Sendable, Equatable {
+        public var host: String
+        /// 0 = pick an ephemeral port (see `RunningRelay.metricsPort`).
+        public var port: Int
+
+        public init(host: String = "127.0.0.1", port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
 
     /// PEM files of the relay's TLS certificate chain and private key.
     public struct TLSFiles: Sendable, Equatable {
@@ -29,10 +44,11 @@ public struct RelayConfiguration: Sendable {
     public init(
         host: String = "127.0.0.1", port: Int = 8080, databasePath: String = "./parley-relay.sqlite",
         limits: RelayLimits = RelayLimits(), logLevel: Logger.Level = .info,
-        vapidSubject: String = "mailto:admin@localhost", tls: TLSFiles? = nil
+        vapidSubject: String = "mailto:admin@localhost", tls: TLSFiles? = nil, metrics: MetricsListener? = nil
     ) {
         self.vapidSubject = vapidSubject
         self.tls = tls
+        self.metrics = metrics
         self.host = host
         self.port = port
         self.databasePath = databasePath

@@ -12,7 +12,8 @@ final class RelayCore: Sendable {
     let metrics: RelayMetrics
     let bundleLimiter: RateLimiter
     let vapid: VAPIDSigner
-    let tickets = WebSocketTickets()
+    let tickets = WebSocketTicketMap()
+    let connections: ConnectionGovernor
     let push: PushNotifier
     let logger: Logger
 
@@ -36,6 +37,18 @@ final class RelayCore: Sendable {
         self.acks = AckBatcher(store: store)
         self.touches = TouchBatcher(store: store)
         self.bundleLimiter = RateLimiter(capacity: limits.bundleFetchBurst, ratePerSecond: limits.bundleFetchPerSecond)
+        self.connections = ConnectionGovernor(
+            capacity: ConnectionGovernor.capacity(configured: limits.maxConnections),
+            maxPerAddress: limits.maxConnectionsPerAddress, registry: metrics.registry)
+    }
+
+    /// `account`'s device was removed (its store transaction committed): its tickets are dropped and its
+    /// session ends at once, whatever its outbox holds, with its presence subscription. Sends it makes meanwhile
+    /// are refused by the store.
+    func deviceRemoved(_ address: DeviceAddress, of account: String) async {
+        tickets.revoke(address)
+        await hub.end(address, of: account, reason: .deviceRemoved)
+        await presence.unsubscribe(address)
     }
 
     /// New envelopes were committed outside the batcher (group events): wake or push the devices.

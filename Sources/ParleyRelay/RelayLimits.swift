@@ -21,6 +21,9 @@ public struct RelayLimits: Sendable {
     public static let maxKeyBytes = 256
     /// Max envelopes read from the database per delivery page.
     public static let deliveryPageSize = 200
+    /// Max ciphertext bytes of one delivery page (at least one envelope): a page is held in memory, and handed
+    /// to the socket, at once. 512 KiB is two maximum-size envelopes, or all 200 small ones.
+    public static let deliveryPageBytes = 512 * 1024
     /// Max submissions committed in one write transaction.
     public static let maxSubmissionsPerTransaction = 2_000
     /// Max accounts in one presence subscription.
@@ -63,9 +66,10 @@ public struct RelayLimits: Sendable {
     public var httpIdleTimeoutSeconds: Int64 = 90
     /// Malformed or rejected frames tolerated on one WebSocket before the relay closes it.
     public var maxBadFramesPerConnection: Int = 10
-    /// Events a connection keeps waiting while its socket is not writable; beyond it, live envelopes are read
-    /// from the store later instead of being held in memory.
-    public var maxPendingEventsPerConnection: Int = 1_024
+    /// Bytes (as encoded frames) a WebSocket connection's outbox holds while its socket is not writable. Beyond
+    /// it, live envelopes stay in the store only (read again once the device reads) and ephemeral frames
+    /// (presence, typing, pong) are dropped: a device that does not read costs this much, not its queue.
+    public var maxOutboxBytesPerConnection: Int = 512 * 1024
     /// Client frames per second per connection (token bucket, burst = 5 x rate) before frames are refused.
     public var clientFramesPerSecond: Double = 50
     /// Presence changes of one account are coalesced over this window.
@@ -90,6 +94,35 @@ public struct RelayLimits: Sendable {
     public var creationBurstPerAddress: Int = 20
     /// Account registrations + link claims per peer address: tokens per second.
     public var creationsPerSecondPerAddress: Double = 0.5
+
+    // MARK: connections (slow and greedy clients)
+
+    /// TCP connections one peer holds at once: an IPv4 address, or an IPv6 /64 (one subscriber's prefix). Sized
+    /// for carrier-grade NAT, where hundreds of subscribers can share one public IPv4 address and each device
+    /// holds a WebSocket plus an HTTP connection or two: 1,000 serves several hundred devices behind one
+    /// address while one address takes at most ~5 % of a relay with 20,000 file descriptors. Beyond it a new
+    /// connection is closed at once (`parley_relay_connections_refused_total{reason="address"}`). Behind a
+    /// reverse proxy every client has the proxy's address: raise it there.
+    public var maxConnectionsPerAddress: Int = 1_000
+    /// TCP connections the relay holds at once; nil: the process's open-file limit minus a reserve for the
+    /// database, logs and push requests (`connectionCapacity(openFileLimit:)`). At the cap, a new connection
+    /// closes the oldest connection that is not a device session (a slowloris connection, an idle keep-alive
+    /// one); if every connection is a session, the new one is closed.
+    public var maxConnections: Int? = nil
+    /// A request body must arrive at this average rate (after `requestBodyGraceSeconds`), else the connection
+    /// is closed: 8 KiB/s is a poor mobile uplink; a body trickling slower only holds a connection.
+    public var minRequestBodyBytesPerSecond: Int = 8 * 1024
+    /// Time a request body may take before `minRequestBodyBytesPerSecond` applies.
+    public var requestBodyGraceSeconds: Int64 = 10
+    /// A connection whose socket stays unwritable this long (its peer does not read what the relay sends) is
+    /// closed: HTTP responses and WebSocket frames alike.
+    public var unwritableTimeoutSeconds: Int64 = 30
+
+    /// The connection cap derived from an open-file limit: a quarter of it, at most 512 descriptors, stays
+    /// free for the database (a few files per SQLite connection), logs and outgoing push requests.
+    public static func connectionCapacity(openFileLimit: Int) -> Int {
+        max(1, openFileLimit - min(512, openFileLimit / 4))
+    }
 
     /// Graceful shutdown (SIGTERM/SIGINT) gets this long before the relay cancels what is left.
     public var gracefulShutdownSeconds: Int64 = 10

@@ -16,6 +16,7 @@ final class RelayMetrics: Sendable {
     let pushes: Counter
     let pushFailures: Counter
     let outboxFolds: Counter
+    let outboxDrops: Counter
 
     init() {
         func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -46,5 +47,9 @@ final class RelayMetrics: Sendable {
             descriptor: name(
                 "outbox_folds", "total",
                 "Live envelopes dropped from a slow connection's memory, to be read from the store instead"))
+        outboxDrops = registry.makeCounter(
+            descriptor: name(
+                "outbox_drops", "total",
+                "Ephemeral frames (presence, typing, pong) dropped for a connection whose outbox is full"))
     }
 }

@@ -13,7 +13,7 @@ public enum RelayServer {
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully (executable entry point).
     public static func run(_ configuration: RelayConfiguration) async throws {
         let logger = makeLogger(configuration)
-        let (services, _) = try await makeServices(configuration, logger: logger, onPort: { _ in })
+        let (services, _) = try await makeServices(configuration, logger: logger, onPort: { _ in }, onMetricsPort: { _ in })
         var groupConfiguration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.limits.gracefulShutdownSeconds)
@@ -24,15 +24,25 @@ public enum RelayServer {
     public static func start(_ configuration: RelayConfiguration) async throws -> RunningRelay {
         let logger = makeLogger(configuration)
         let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
-        let (services, core) = try await makeServices(configuration, logger: logger, onPort: { port in
-            portContinuation.yield(port)
-            portContinuation.finish()
-        })
+        let (metricsStream, metricsContinuation) = AsyncStream<Int>.makeStream()
+        let (services, core) = try await makeServices(
+            configuration, logger: logger,
+            onPort: { port in
+                portContinuation.yield(port)
+                portContinuation.finish()
+            },
+            onMetricsPort: { port in
+                metricsContinuation.yield(port)
+                metricsContinuation.finish()
+            })
         var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.limits.gracefulShutdownSeconds)
         let group = ServiceGroup(configuration: groupConfiguration)
         let task = Task {
-            defer { portContinuation.finish() }
+            defer {
+                portContinuation.finish()
+                metricsContinuation.finish()
+            }
             try await group.run()
         }
         var iterator = portStream.makeAsyncIterator()
@@ -40,7 +50,16 @@ public enum RelayServer {
             try await task.value
             throw RelayStartError.didNotStart
         }
-        return RunningRelay(port: port, group: group, task: task, core: core)
+        var metricsPort: Int?
+        if configuration.metrics != nil {
+            var metricsIterator = metricsStream.makeAsyncIterator()
+            metricsPort = await metricsIterator.next()
+            guard metricsPort != nil else {
+                try await task.value
+                throw RelayStartError.didNotStart
+            }
+        }
+        return RunningRelay(port: port, metricsPort: metricsPort, group: group, task: task, core: core)
     }
 
     static func makeLogger(_ configuration: RelayConfiguration) -> Logger {
@@ -51,7 +70,8 @@ public enum RelayServer {
     }
 
     static func makeServices(
-        _ configuration: RelayConfiguration, logger: Logger, onPort: @escaping @Sendable (Int) -> Void
+        _ configuration: RelayConfiguration, logger: Logger, onPort: @escaping @Sendable (Int) -> Void,
+        onMetricsPort: @escaping @Sendable (Int) -> Void
     ) async throws -> ([any Service], RelayCore) {
         let store = try SQLiteRelayStore(path: configuration.databasePath)
         let vapid = try await loadVAPIDKey(store: store, subject: configuration.vapidSubject)
@@ -72,22 +92,22 @@ public enum RelayServer {
         let tickets = core.tickets
         let authenticate: RelayChannel.Authenticate = { authorization, ticket in
             if let ticket {
-                // A ticket works once (spent here, at the upgrade).
-                guard let device = await tickets.redeem(ticket) else { throw RelayError.unauthorized }
-                return device
+                // A ticket works once (spent here, at the upgrade), and only while its device still exists with
+                // the credential that issued it (the store decides: on any node, after any removal).
+                guard let redeemed = tickets.redeem(ticket),
+                    try await authenticator.stillValid(redeemed.device, credentialHash: redeemed.credentialHash)
+                else { throw RelayError.unauthorized }
+                return (redeemed.device, redeemed.credentialHash)
             }
             var headers = HTTPFields()
             if let authorization { headers[.authorization] = authorization }
-            return try await authenticator.authenticate(headers)
+            return try await authenticator.authenticateWithCredential(headers)
         }
         let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(configuration.limits.httpIdleTimeoutSeconds))
-        let firstRequestDeadline = TimeAmount.seconds(configuration.limits.firstRequestTimeoutSeconds)
         let tlsConfiguration = try configuration.tls.map { try Self.tlsConfiguration($0) }
         let server = HTTPServerBuilder { responder in
-            let channel = FirstRequestDeadlineChannel(
-                base: RelayChannel(
-                    responder: responder, core: core, http1: http1, authenticate: authenticate, logger: logger),
-                deadline: firstRequestDeadline)
+            let channel = RelayChannel(
+                responder: responder, core: core, http1: http1, authenticate: authenticate, logger: logger)
             if let tlsConfiguration { return try TLSChannel(channel, tlsConfiguration: tlsConfiguration) }
             return channel
         }
@@ -101,8 +121,30 @@ public enum RelayServer {
                 onPort(port)
             },
             logger: logger)
+        var services: [any Service] = [StoreCloser(core: core), app]
+        if let metrics = configuration.metrics {
+            services.append(Self.metricsApplication(metrics, core: core, logger: logger, onPort: onMetricsPort))
+        }
         // ServiceGroup stops services in reverse order: sessions first, the store last.
-        return ([StoreCloser(core: core), app, ExpiryService(core: core), SessionCloser(core: core)], core)
+        return (services + [ExpiryService(core: core), MemoryReturnService(), SessionCloser(core: core)], core)
+    }
+
+    /// `/metrics` on a listener of its own (not the public port: it is unauthenticated).
+    static func metricsApplication(
+        _ listener: RelayConfiguration.MetricsListener, core: RelayCore, logger: Logger,
+        onPort: @escaping @Sendable (Int) -> Void
+    ) -> some Service {
+        let router = Router()
+        OpsRoutes(core: core).registerMetrics(on: router)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(listener.host, port: listener.port), serverName: "parley-relay-metrics"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? listener.port
+                logger.info("metrics listening", metadata: ["host": "\(listener.host)", "port": "\(port)"])
+                onPort(port)
+            },
+            logger: logger)
     }
 }
 
@@ -145,12 +187,15 @@ public enum RelayStartError: Error, CustomStringConvertible {
 /// A relay started with `RelayServer.start`.
 public final class RunningRelay: Sendable {
     public let port: Int
+    /// The metrics listener's port, when `RelayConfiguration.metrics` is set.
+    public let metricsPort: Int?
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
     let core: RelayCore
 
-    init(port: Int, group: ServiceGroup, task: Task<Void, any Error>, core: RelayCore) {
+    init(port: Int, metricsPort: Int?, group: ServiceGroup, task: Task<Void, any Error>, core: RelayCore) {
         self.port = port
+        self.metricsPort = metricsPort
         self.group = group
         self.task = task
         self.core = core

@@ -53,8 +53,9 @@ protocol RelayStore: Sendable {
     // MARK: queues
     /// Validates and stores all submissions in ONE transaction; one result per submission, in order.
     func commit(_ submissions: [MessageSubmission], limits: RelayLimits) async throws -> [Result<SubmissionReceipt, RelayError>]
-    /// Envelopes of a device queue with `seq > afterSeq`, oldest first.
-    func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int) async throws -> [QueuedEnvelope]
+    /// Envelopes of a device queue with `seq > afterSeq`, oldest first: at most `limit`, and no more once their
+    /// ciphertexts reach `maxBytes` (at least one).
+    func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int, maxBytes: Int) async throws -> [QueuedEnvelope]
     /// Removes acknowledged envelopes from device queues, all in ONE transaction. Returns, per entry,
     /// how many were removed (unknown ids are ignored).
     func ack(_ batch: [(DeviceAddress, [UUID])]) async throws -> [Int]
@@ -84,4 +85,11 @@ protocol RelayStore: Sendable {
     func groups(of accountId: Int64) async throws -> [GroupInfo]
     /// Account names of the group's members if `accountId` is a member, else throws `.forbidden`/`.notFound`.
     func groupMemberAccounts(_ groupId: UUID, requester: Int64) async throws -> [String]
+}
+
+extension RelayStore {
+    /// `pending` bounded by count only.
+    func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int) async throws -> [QueuedEnvelope] {
+        try await pending(address, afterSeq: afterSeq, limit: limit, maxBytes: .max)
+    }
 }

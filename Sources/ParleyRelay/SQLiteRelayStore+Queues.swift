@@ -39,6 +39,11 @@ extension SQLiteRelayStore {
         _ db: Database, _ submission: MessageSubmission, limits: RelayLimits, cache: SQLiteCommitCache
     ) throws -> [PlannedCopy] {
         let sender = submission.sender
+        // The sending device must still exist: a removal commits in a write transaction of its own, so no send
+        // of a removed device commits after it (whatever session or request it came through).
+        guard try cache.activeDevices(db, accountId: sender.accountId)[sender.deviceId] != nil else {
+            throw RelayError.unauthorized
+        }
         var copies: [PlannedCopy] = []
         switch submission.payload {
         case .direct(let recipient, let messages, let own):
@@ -235,9 +240,9 @@ extension SQLiteRelayStore {
         }
     }
 
-    func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int) async throws -> [QueuedEnvelope] {
+    func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int, maxBytes: Int) async throws -> [QueuedEnvelope] {
         try await pool.read { db in
-            let rows = try Row.fetchAll(
+            let rows = try Row.fetchCursor(
                 db,
                 sql: """
                     SELECT q.seq, m.id, m.kind, m.server_ts, m.client_ts, m.sender_account, m.sender_device,
@@ -246,16 +251,21 @@ extension SQLiteRelayStore {
                     WHERE q.account_id = ? AND q.device_id = ? AND q.seq > ? ORDER BY q.seq LIMIT ?
                     """,
                 arguments: [address.accountId, Int64(address.deviceId), afterSeq, limit])
-            return rows.map { row in
+            var page: [QueuedEnvelope] = []
+            var bytes = 0
+            while bytes < maxBytes, let row = try rows.next() {
                 let kind: String = row["kind"]
                 let senderDevice: Int64 = row["sender_device"]
+                let content: Data = row["content"]
+                bytes += content.count
                 let envelope = Envelope(
                     id: row["id"], kind: EnvelopeKind(rawValue: kind) ?? .direct, serverTimestamp: row["server_ts"],
                     clientTimestamp: row["client_ts"], senderAccount: row["sender_account"],
                     senderDevice: UInt32(truncatingIfNeeded: senderDevice), conversation: row["conversation"],
-                    groupId: row["group_id"], type: row["type"], content: row["content"])
-                return QueuedEnvelope(seq: row["seq"], envelope: envelope)
+                    groupId: row["group_id"], type: row["type"], content: content)
+                page.append(QueuedEnvelope(seq: row["seq"], envelope: envelope))
             }
+            return page
         }
     }
 

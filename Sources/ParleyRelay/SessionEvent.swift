@@ -1,4 +1,5 @@
 import NIOCore
+import NIOWebSocket
 import ParleyWire
 
 /// What the relay pushes into a device's WebSocket session.
@@ -15,6 +16,29 @@ enum SessionEvent: Sendable {
     case close(CloseReason)
 }
 
+extension SessionEvent {
+    /// Bytes the event takes once encoded as a frame (envelopes: base64 content plus the envelope's fields), as
+    /// counted against `RelayLimits.maxOutboxBytesPerConnection`.
+    var estimatedBytes: Int {
+        switch self {
+        case .wake, .close: 0
+        case .envelope(let queued): (queued.envelope.content.count + 2) / 3 * 4 + 384
+        case .frame: 256
+        case .encoded(let buffer): buffer.readableBytes
+        }
+    }
+
+    /// A frame whose loss costs the device nothing lasting (a later one supersedes it, or it only mattered at
+    /// once): presence, typing, pong. Dropped rather than held for a device that does not read.
+    var isEphemeral: Bool {
+        guard case .frame(let frame) = self else { return false }
+        switch frame.type {
+        case .presence, .typing, .pong: return true
+        default: return false
+        }
+    }
+}
+
 /// Why the relay closes a WebSocket; each maps to a WebSocket close code (see Specs/relay-protocol.md).
 enum CloseReason: Sendable {
     /// A newer connection of the same device replaced this one (1008).
@@ -25,6 +49,11 @@ enum CloseReason: Sendable {
     case abuse
     /// Relay shutting down (1001).
     case shutdown
+
+    /// The WebSocket close code.
+    var code: WebSocketErrorCode {
+        if case .shutdown = self { .goingAway } else { .policyViolation }
+    }
 
     var text: String {
         switch self {

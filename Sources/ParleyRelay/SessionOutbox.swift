@@ -13,9 +13,12 @@ import ParleyWire
 /// page by page and writes each page on the event loop, and events posted meanwhile wait behind it. An idle
 /// connection holds no task: only this object.
 ///
-/// Writing pauses while the socket is not writable (a device that does not read) and resumes when it is. Live
-/// envelopes that pile up meanwhile are replaced by one `wake` (they are in the store), so a stalled device
-/// costs the relay a bounded amount of memory.
+/// Writing pauses while the socket is not writable (a device that does not read) and resumes when it is. What
+/// waits meanwhile is bounded in bytes (`RelayLimits.maxOutboxBytesPerConnection`, frames as encoded): live
+/// envelopes beyond it are replaced by one `wake` (they are in the store), ephemeral frames beyond it are
+/// dropped; a store page is at most `RelayLimits.deliveryPageBytes` of ciphertext and is handed to the socket
+/// only once it is writable. So a stalled device costs the relay a bounded amount of memory, whatever its
+/// queue holds.
 final class SessionOutbox: Sendable {
     /// What this connection has delivered. Every queue entry with `seq <= drained` was either read from the
     /// store and sent, or was no longer queued; entries above it that arrived live are in `live`.
@@ -28,6 +31,8 @@ final class SessionOutbox: Sendable {
     private struct State: Sendable {
         /// Posted, not yet written. The first job of every session: its backlog, then `queueEmpty`.
         var events: [SessionEvent] = [.wake]
+        /// `estimatedBytes` of `events`.
+        var eventBytes = 0
         /// Nothing is written before the session has called `start()`.
         var started = false
         /// False after `finish()`: later events are dropped.
@@ -50,7 +55,7 @@ final class SessionOutbox: Sendable {
         var isIdle: Bool { !running && !draining && (events.isEmpty || stopped || !started) }
     }
 
-    /// Live entries remembered per connection before the session reads the store to forget them.
+    /// Live entries remembered per connection before the session reads the store to forget them (8 bytes each).
     static let maxRememberedLive = 1_024
     static let allocator = ByteBufferAllocator()
 
@@ -74,20 +79,52 @@ final class SessionOutbox: Sendable {
         if run { scheduleRun() }
     }
 
-    /// Queues an event for the device's socket. Dropped once the session finished or stopped writing.
+    /// Queues an event for the device's socket. Dropped once the session finished or stopped writing; beyond
+    /// the outbox's byte budget, an envelope is left to the store (read again later) and an ephemeral frame is
+    /// dropped.
     func post(_ event: SessionEvent) {
+        let size = event.estimatedBytes
+        let budget = core.limits.maxOutboxBytesPerConnection
         let run = state.withLockedValue { state -> Bool in
             guard state.accepting, !state.stopped else { return false }
-            if case .envelope = event, state.events.count >= core.limits.maxPendingEventsPerConnection {
-                // The store has it: fold it into a drain instead of holding it in memory.
-                core.metrics.outboxFolds.increment()
-                if case .wake = state.events.last {} else { state.events.append(.wake) }
-            } else {
-                state.events.append(event)
+            if size > 0, state.eventBytes + size > budget {
+                if case .envelope = event {
+                    // The store has it: fold it into a drain instead of holding it in memory.
+                    core.metrics.outboxFolds.increment()
+                    if case .wake = state.events.last {} else { state.events.append(.wake) }
+                    return Self.claimRun(&state)
+                }
+                if event.isEphemeral {
+                    core.metrics.outboxDrops.increment()
+                    return false
+                }
+                // Answers to the device's own frames (`sendResult`, `error`): bounded by the frames the session
+                // reads, and it reads none while the socket is not writable.
             }
+            state.events.append(event)
+            state.eventBytes += size
             return Self.claimRun(&state)
         }
         if run { scheduleRun() }
+    }
+
+    /// Ends the session at once (device removed, superseded): drops what waits (envelopes stay in the store),
+    /// takes nothing more, and has the handler close the connection without waiting for anything queued before.
+    func abort(_ reason: CloseReason) {
+        let (writable, idle) = state.withLockedValue { state in
+            state.accepting = false
+            state.stopped = true
+            state.events = []
+            state.eventBytes = 0
+            let writable = state.writableWaiter
+            state.writableWaiter = nil
+            return (writable, Self.takeIdleWaiters(&state))
+        }
+        writable?.resume()
+        for waiter in idle { waiter.resume() }
+        let channel = self.channel
+        let close = DeviceSessionHandler.Close(code: reason.code, reason: reason.text, immediate: true)
+        channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(close) }
     }
 
     /// Takes no more events; those already posted are still written.
@@ -108,11 +145,20 @@ final class SessionOutbox: Sendable {
         }
     }
 
+    /// Bytes this session holds for its socket (tests): posted events not yet written, estimated as encoded,
+    /// plus what the channel has taken but not yet written to the socket.
+    func heldBytes() async -> Int {
+        let pending = state.withLockedValue { $0.eventBytes }
+        let buffered = (try? await channel.getOption(ChannelOptions.bufferedWritableBytes).get()) ?? 0
+        return pending + buffered
+    }
+
     /// The connection is gone: nothing more can be written.
     func connectionClosed() {
         let (writable, idle) = state.withLockedValue { state in
             state.stopped = true
             state.events = []
+            state.eventBytes = 0
             let writable = state.writableWaiter
             state.writableWaiter = nil
             return (writable, Self.takeIdleWaiters(&state))
@@ -169,7 +215,10 @@ final class SessionOutbox: Sendable {
         var envelopesOut = 0
         outer: while true {
             let batch = state.withLockedValue { state -> [SessionEvent] in
-                defer { state.events = [] }
+                defer {
+                    state.events = []
+                    state.eventBytes = 0
+                }
                 return state.events
             }
             if batch.isEmpty { break }
@@ -211,8 +260,7 @@ final class SessionOutbox: Sendable {
                 case .close(let reason):
                     channel.flush()
                     written = 0
-                    let code: WebSocketErrorCode = if case .shutdown = reason { .goingAway } else { .policyViolation }
-                    channel.pipeline.fireUserInboundEventTriggered(DeviceSessionHandler.Close(code: code, reason: reason.text))
+                    channel.pipeline.fireUserInboundEventTriggered(DeviceSessionHandler.Close(code: reason.code, reason: reason.text))
                     end = .stopped
                     break outer
                 }
@@ -230,6 +278,7 @@ final class SessionOutbox: Sendable {
             case .stopped:
                 state.stopped = true
                 state.events = []
+                state.eventBytes = 0
             }
             // Events posted after the last batch was taken (they saw a run going on) get a run of their own.
             return (Self.claimRun(&state), Self.takeIdleWaiters(&state))
@@ -246,7 +295,12 @@ final class SessionOutbox: Sendable {
 
     /// Puts events back in front of those posted meanwhile.
     private func requeue(_ events: some Collection<SessionEvent>) {
-        state.withLockedValue { state in state.events = Array(events) + state.events }
+        let bytes = events.reduce(0) { $0 + $1.estimatedBytes }
+        state.withLockedValue { state in
+            guard !state.stopped else { return }
+            state.events = Array(events) + state.events
+            state.eventBytes += bytes
+        }
     }
 
     private func write(_ buffer: ByteBuffer) {
@@ -281,6 +335,7 @@ final class SessionOutbox: Sendable {
             if failed {
                 state.stopped = true
                 state.events = []
+                state.eventBytes = 0
             }
             return (Self.claimRun(&state), Self.takeIdleWaiters(&state))
         }
@@ -291,17 +346,22 @@ final class SessionOutbox: Sendable {
     /// Sends every queued envelope above `drained` not already sent live, oldest first; after the first full
     /// drain, `queueEmpty`. Each page is read in one snapshot taken after every live envelope this session has
     /// seen was committed, and sequence numbers grow in commit order (one writer), so afterwards everything up
-    /// to the largest sequence number seen is accounted for.
+    /// to the largest sequence number seen is accounted for. A page (at most `deliveryPageSize` envelopes and
+    /// about `deliveryPageBytes` of ciphertext) is read only once the socket is writable.
     private func drain(_ delivery: inout DeliveryState) async throws {
         let highestLive = delivery.live.max() ?? 0
         while true {
             guard await waitWritable() else { return }
             let page = try await core.store.pending(
-                device.address, afterSeq: delivery.drained, limit: RelayLimits.deliveryPageSize)
+                device.address, afterSeq: delivery.drained, limit: RelayLimits.deliveryPageSize,
+                maxBytes: RelayLimits.deliveryPageBytes)
+            if state.withLockedValue({ $0.stopped }) { return }
             var frames: [ByteBuffer] = []
             frames.reserveCapacity(page.count)
+            var pageBytes = 0
             for item in page {
                 delivery.drained = item.seq
+                pageBytes += item.envelope.content.count
                 if delivery.live.contains(item.seq) { continue }
                 frames.append(FastWire.messageFrame(item.envelope, allocator: Self.allocator))
             }
@@ -309,7 +369,8 @@ final class SessionOutbox: Sendable {
                 writeOnLoop(frames)
                 core.metrics.messagesOut.increment(by: Int64(frames.count))
             }
-            if page.count < RelayLimits.deliveryPageSize { break }
+            // A page cut short by neither limit was the last.
+            if page.count < RelayLimits.deliveryPageSize, pageBytes < RelayLimits.deliveryPageBytes { break }
         }
         delivery.drained = max(delivery.drained, highestLive)
         delivery.live.removeAll(keepingCapacity: delivery.live.count < 64)

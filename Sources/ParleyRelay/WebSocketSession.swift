@@ -14,22 +14,43 @@ import ParleyWire
 struct WebSocketSession: Sendable {
     let core: RelayCore
     let device: AuthenticatedDevice
+    /// SHA-256 of the credential (or the ticket's) that authenticated the upgrade.
+    let credentialHash: Data
     let logger: Logger
 
     /// Registers the session: the hub routes the device's envelopes to `outbox`, presence counts it. Then
-    /// delivery begins (the backlog first).
-    func begin(_ outbox: SessionOutbox) async {
+    /// delivery begins (the backlog first). Returns false, with the connection being closed, if the device was
+    /// removed since the upgrade was authenticated.
+    func begin(_ outbox: SessionOutbox) async -> Bool {
         await core.hub.register(device, outbox)
+        // A removal that committed between the upgrade's authentication and the registration found no session
+        // to end. Checked after registering: a removal that commits later finds this session in the hub.
+        let valid: Bool
+        do {
+            valid = try await Authenticator(store: core.store).stillValid(device, credentialHash: credentialHash)
+        } catch {
+            valid = false
+        }
+        guard valid else {
+            await core.hub.unregister(device, outbox)
+            outbox.abort(.deviceRemoved)
+            return false
+        }
         await core.presence.deviceConnected(account: device.account)
         try? await core.touches.touch(device.address, now: RelayClock.nowMillis())
         core.metrics.connections.increment()
         logger.debug("device connected", metadata: device.logMetadata())
         outbox.start()
+        return true
     }
 
     /// The connection ended: unregisters the session (unless a newer connection took over) once what was posted
-    /// is written or can no longer be.
-    func end(_ outbox: SessionOutbox) async {
+    /// is written or can no longer be. `registered`: what `begin` returned.
+    func end(_ outbox: SessionOutbox, registered: Bool) async {
+        guard registered else {
+            await outbox.finishAndWait()
+            return
+        }
         let wasCurrent = await core.hub.unregister(device, outbox)
         await outbox.finishAndWait()
         if wasCurrent { await core.presence.unsubscribe(device.address) }
@@ -98,6 +119,21 @@ struct WebSocketSession: Sendable {
             return .stop
         }
         return .keepReading
+    }
+
+    /// A WebSocket ping from the device: it takes a frame token like any frame. Beyond the rate it is not
+    /// answered and counts as a refused frame (without an error frame: the device is flooding, not asking);
+    /// after too many, the connection is closed at once. Returns whether to answer it.
+    func takePing(_ state: inout ReadState, outbox: SessionOutbox) -> (answer: Bool, next: Next) {
+        if state.frameBucket.take() { return (true, .keepReading) }
+        state.badFrames += 1
+        core.metrics.badFrames.increment()
+        if state.badFrames >= core.limits.maxBadFramesPerConnection {
+            logger.notice("closing connection after a flood of pings", metadata: device.logMetadata())
+            outbox.abort(.abuse)
+            return (false, .stop)
+        }
+        return (false, .keepReading)
     }
 
     /// Decodes one client frame: the common `ack`/`send` shapes on the fast path, everything else strictly.

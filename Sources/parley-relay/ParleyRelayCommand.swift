@@ -30,6 +30,12 @@ struct ParleyRelayCommand: AsyncParsableCommand {
     @Flag(help: "Accept http:// push endpoints (local development only).") var allowInsecurePush = false
     @Option(help: "TLS certificate chain (PEM): serve https:// and wss:// (needs --tls-key).") var tlsCert: String?
     @Option(help: "TLS private key (PEM) for --tls-cert.") var tlsKey: String?
+    @Option(help: "Serve /metrics (Prometheus, unauthenticated) on this port of --metrics-host; off if not given.")
+    var metricsPort: Int?
+    @Option(help: "Address of the metrics listener (keep it loopback or private).") var metricsHost = "127.0.0.1"
+    @Option(help: "Max TCP connections per peer address (IPv4 address or IPv6 /64).") var maxConnectionsPerAddress =
+        RelayLimits().maxConnectionsPerAddress
+    @Option(help: "Max TCP connections in all (default: the open-file limit minus a reserve).") var maxConnections: Int?
 
     mutating func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -37,7 +43,7 @@ struct ParleyRelayCommand: AsyncParsableCommand {
         }
         guard maxDevices >= 1, maxQueuedMessages >= 1, maxQueuedBytes >= 1, retentionDays >= 1, maxGroupMembers >= 2,
             bundleFetchBurst >= 1, bundleFetchRate > 0, requestsPerSecondPerAddress >= 1, creationsPerMinutePerAddress > 0,
-            clientFramesPerSecond > 0
+            clientFramesPerSecond > 0, maxConnectionsPerAddress >= 1, (maxConnections ?? 1) >= 1
         else { throw ValidationError("limits must be positive (max-group-members at least 2)") }
         var limits = RelayLimits()
         limits.maxDevicesPerAccount = maxDevices
@@ -52,10 +58,14 @@ struct ParleyRelayCommand: AsyncParsableCommand {
         limits.requestBurstPerAddress = Int(requestsPerSecondPerAddress * 2)
         limits.creationsPerSecondPerAddress = creationsPerMinutePerAddress / 60
         limits.clientFramesPerSecond = clientFramesPerSecond
+        limits.maxConnectionsPerAddress = maxConnectionsPerAddress
+        limits.maxConnections = maxConnections
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         let tls = tlsCert.flatMap { cert in tlsKey.map { RelayConfiguration.TLSFiles(certificateChainPath: cert, privateKeyPath: $0) } }
+        let metrics = metricsPort.map { RelayConfiguration.MetricsListener(host: metricsHost, port: $0) }
         let configuration = RelayConfiguration(
-            host: host, port: port, databasePath: database, limits: limits, logLevel: level, vapidSubject: vapidSubject, tls: tls)
+            host: host, port: port, databasePath: database, limits: limits, logLevel: level, vapidSubject: vapidSubject, tls: tls,
+            metrics: metrics)
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         try await RelayServer.run(configuration)
     }

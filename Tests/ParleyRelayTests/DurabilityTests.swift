@@ -91,9 +91,7 @@ struct DurabilityTests {
         let ws = try await relay.connect(bob)
         #expect(try await ws.backlog().isEmpty)
         await ws.close()
-        let metrics = try await relay.http.call(.GET, "/metrics")
-        let text = String(decoding: metrics.body, as: UTF8.self)
-        #expect(text.contains("parley_relay_messages_expired_total 1"))
+        #expect(try await relay.metricsText().contains("parley_relay_messages_expired_total 1"))
         try await relay.stop()
     }
 }

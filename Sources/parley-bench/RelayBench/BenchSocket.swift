@@ -128,6 +128,12 @@ final class LoopStats: @unchecked Sendable {
     }
     /// Send written -> `sendResult` read, microseconds (closed-loop modes).
     var commitLatency = newHistogram()
+    /// When set (relay-abuse): the scheduled times of sends the relay acknowledged (`sendResult`), and of bench
+    /// payloads received, to find acknowledged messages that never arrived.
+    var acknowledged: Set<UInt64>?
+    var received: Set<UInt64>?
+    /// `error` frames answering sends, by error code (when `acknowledged` is set).
+    var refusedSends: [String: Int] = [:]
 
     struct Snapshot: Sendable {
         var envelopes: UInt64 = 0
@@ -186,6 +192,8 @@ final class BenchSocket: ChannelInboundHandler, @unchecked Sendable {
     private var sendPrefix: [UInt8] = []
     private var nextRequestId: Int64 = 1
     private var sentAt: [Int64: UInt64] = [:]
+    /// Scheduled time per request id, while `stats.acknowledged` is tracked.
+    private var sentScheduled: [Int64: UInt64] = [:]
     var inFlight = 0
 
     init(stats: LoopStats, eventLoop: any EventLoop, payload: BenchPayload, ackBatch: Int, ackDelay: TimeAmount, ready: EventLoopPromise<Void>) {
@@ -244,6 +252,7 @@ final class BenchSocket: ChannelInboundHandler, @unchecked Sendable {
         buffer.writeString(String(requestId))
         buffer.writeString("}")
         sentAt[requestId] = monotonicNanos()
+        if stats.acknowledged != nil { sentScheduled[requestId] = scheduled }
         inFlight += 1
         stats.sent += 1
         let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: buffer)
@@ -306,6 +315,9 @@ final class BenchSocket: ChannelInboundHandler, @unchecked Sendable {
                 handleEnvelope(bytes)
             } else if Self.starts(bytes, Self.requestTag) {
                 let id = Self.integer(bytes, at: Self.requestTag.count)
+                if stats.acknowledged != nil, let id, let scheduled = sentScheduled.removeValue(forKey: id) {
+                    stats.acknowledged?.insert(scheduled)
+                }
                 answered(id)
                 stats.committed += 1
             } else if Self.find(bytes, Self.queueEmpty, from: 0) != nil {
@@ -315,7 +327,11 @@ final class BenchSocket: ChannelInboundHandler, @unchecked Sendable {
                 stats.errors += 1
                 if stats.firstError == nil { stats.firstError = String(decoding: bytes.prefix(400), as: UTF8.self) }
                 if let at = Self.find(bytes, Self.requestIdKey, from: 0) {
-                    answered(Self.integer(bytes, at: at + Self.requestIdKey.count))
+                    let id = Self.integer(bytes, at: at + Self.requestIdKey.count)
+                    if stats.acknowledged != nil, let id, sentScheduled.removeValue(forKey: id) != nil {
+                        stats.refusedSends[Self.errorCode(bytes), default: 0] += 1
+                    }
+                    answered(id)
                 }
             }
         }
@@ -337,6 +353,7 @@ final class BenchSocket: ChannelInboundHandler, @unchecked Sendable {
                 fromBase64: UnsafeRawBufferPointer(rebasing: bytes[(at + Self.contentKey.count)..<(at + Self.contentKey.count + 12)]))
         {
             stats.delivered += 1
+            stats.received?.insert(scheduled)
             if scheduled >= stats.recordFrom, scheduled < stats.recordUntil {
                 let run = stats.runLength == .max ? 0 : Int((scheduled - stats.recordFrom) / stats.runLength)
                 if run < stats.latencyRuns.count {
@@ -381,6 +398,16 @@ final class BenchSocket: ChannelInboundHandler, @unchecked Sendable {
     }
 
     // MARK: byte helpers
+
+    private static let codeKey = Array(#""code":""#.utf8)
+
+    /// The `code` of an error frame ("?" if absent).
+    private static func errorCode(_ bytes: UnsafeRawBufferPointer) -> String {
+        guard let at = find(bytes, codeKey, from: 0) else { return "?" }
+        var end = at + codeKey.count
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\"") { end += 1 }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[(at + codeKey.count)..<end]), as: UTF8.self)
+    }
 
     private static func starts(_ bytes: UnsafeRawBufferPointer, _ prefix: [UInt8]) -> Bool {
         guard bytes.count >= prefix.count else { return false }

@@ -14,15 +14,20 @@ import Glibc
 final class RelayTarget: @unchecked Sendable {
     let host: String
     let port: Int
+    /// The port of the relay's metrics listener (loopback), when known.
+    let metricsPort: Int?
     /// The relay's process id (for /proc memory and CPU figures), when known.
     let pid: Int32?
     private let process: Process?
     private let directory: URL?
     let flags: [String]
 
-    private init(host: String, port: Int, pid: Int32?, process: Process?, directory: URL?, flags: [String]) {
+    private init(
+        host: String, port: Int, metricsPort: Int?, pid: Int32?, process: Process?, directory: URL?, flags: [String]
+    ) {
         self.host = host
         self.port = port
+        self.metricsPort = metricsPort
         self.pid = pid
         self.process = process
         self.directory = directory
@@ -32,11 +37,12 @@ final class RelayTarget: @unchecked Sendable {
     var baseURL: String { "http://\(host):\(port)" }
 
     /// The limits the bench raises (documented in BENCHMARKS.md): it registers thousands of accounts and sends
-    /// from one address, and devices send many frames per second over their WebSocket.
+    /// and connects from one address, and devices send many frames per second over their WebSocket.
     static func benchFlags(maxGroupMembers: Int) -> [String] {
         [
             "--requests-per-second-per-address", "1000000",
             "--creations-per-minute-per-address", "100000000",
+            "--max-connections-per-address", "1000000",
             "--client-frames-per-second", "100000",
             "--max-queued-messages", "1000000",
             "--max-group-members", String(maxGroupMembers),
@@ -54,9 +60,13 @@ final class RelayTarget: @unchecked Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("parley-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let port = try freePort()
+        let metricsPort = try freePort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        let flags = ["--port", String(port), "--database", directory.appendingPathComponent("relay.sqlite").path] + extraFlags
+        let flags = [
+            "--port", String(port), "--metrics-port", String(metricsPort),
+            "--database", directory.appendingPathComponent("relay.sqlite").path,
+        ] + extraFlags
         process.arguments = flags
         let log = directory.appendingPathComponent("relay.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -65,7 +75,8 @@ final class RelayTarget: @unchecked Sendable {
         process.standardError = handle
         try process.run()
         let target = RelayTarget(
-            host: "127.0.0.1", port: port, pid: process.processIdentifier, process: process, directory: directory, flags: flags)
+            host: "127.0.0.1", port: port, metricsPort: metricsPort, pid: process.processIdentifier, process: process,
+            directory: directory, flags: flags)
         let deadline = monotonicNanos() + 30_000_000_000
         while monotonicNanos() < deadline {
             if !process.isRunning { throw BenchError.relay("relay exited at start; log: \(log.path)") }
@@ -75,11 +86,11 @@ final class RelayTarget: @unchecked Sendable {
         throw BenchError.relay("relay did not answer /healthz within 30 s; log: \(log.path)")
     }
 
-    static func external(_ url: String, pid: Int32?) throws -> RelayTarget {
+    static func external(_ url: String, pid: Int32?, metricsPort: Int?) throws -> RelayTarget {
         guard let components = URLComponents(string: url), let host = components.host, let port = components.port else {
             throw BenchError.relay("--server must look like http://127.0.0.1:8080")
         }
-        return RelayTarget(host: host, port: port, pid: pid, process: nil, directory: nil, flags: [])
+        return RelayTarget(host: host, port: port, metricsPort: metricsPort, pid: pid, process: nil, directory: nil, flags: [])
     }
 
     /// SIGTERM, wait, remove the temporary database.
@@ -112,9 +123,11 @@ final class RelayTarget: @unchecked Sendable {
         return (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
     }
 
-    /// The relay's Prometheus counters (name -> value), without labels.
+    /// The relay's Prometheus samples (`name` or `name{labels}` -> value), from its metrics listener.
     func metrics() async -> [String: Double] {
-        guard let text = try? await BenchHTTP.shared.get(baseURL + "/metrics") else { return [:] }
+        guard let metricsPort, let text = try? await BenchHTTP.shared.get("http://\(host):\(metricsPort)/metrics") else {
+            return [:]
+        }
         var result: [String: Double] = [:]
         for line in String(decoding: text, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
             let parts = line.split(separator: " ")

@@ -9,12 +9,13 @@ import ParleyWire
 struct RelayOptions: ParsableArguments {
     @Option(help: "Use a running relay at this URL (e.g. http://127.0.0.1:8080) instead of starting one.") var server: String?
     @Option(help: "With --server: the relay's process id, for its CPU and memory figures.") var relayPid: Int32?
+    @Option(help: "With --server: the port of the relay's metrics listener (loopback).") var relayMetricsPort: Int?
     @Option(help: "The parley-relay binary to start (default: next to this executable).") var relayBinary: String?
     @Option(help: "Event-loop threads of the load generator.") var clientThreads = 1
     @Option(help: "Ciphertext bytes per message.") var size = 200
 
     func start(maxGroupMembers: Int = 500) async throws -> RelayTarget {
-        if let server { return try RelayTarget.external(server, pid: relayPid) }
+        if let server { return try RelayTarget.external(server, pid: relayPid, metricsPort: relayMetricsPort) }
         let target = try await RelayTarget.spawn(binary: relayBinary, extraFlags: RelayTarget.benchFlags(maxGroupMembers: maxGroupMembers))
         print("relay: started \(target.flags.joined(separator: " "))")
         return target

@@ -22,7 +22,8 @@ struct TestRelay {
         var limits = limits
         limits.gracefulShutdownSeconds = gracefulShutdownSeconds
         let configuration = RelayConfiguration(
-            host: "127.0.0.1", port: 0, databasePath: path, limits: limits, logLevel: level ?? .warning)
+            host: "127.0.0.1", port: 0, databasePath: path, limits: limits, logLevel: level ?? .warning,
+            metrics: .init(host: "127.0.0.1", port: 0))
         let running = try await RelayServer.start(configuration)
         return TestRelay(running: running, databasePath: path, limits: limits)
     }
@@ -43,6 +44,28 @@ struct TestRelay {
 
     func connect(_ credentials: DeviceCredentials) async throws -> WSTestClient {
         try await WSTestClient.connect(port: port, credentials: credentials)
+    }
+
+    /// The Prometheus text of the relay's metrics listener (loopback, its own port).
+    func metricsText() async throws -> String {
+        guard let metricsPort = running.metricsPort else { throw TestFailure("the relay serves no metrics") }
+        return String(decoding: try await HTTPTestClient(port: metricsPort).raw(.GET, "/metrics").body, as: UTF8.self)
+    }
+
+    /// One sample of the relay's metrics (`name` or `name{labels}` exactly as printed), 0 when absent.
+    func metric(_ name: String) async throws -> Double {
+        PrometheusText.value(of: name, in: try await metricsText())
+    }
+}
+
+/// Reading samples out of Prometheus text format.
+enum PrometheusText {
+    static func value(of name: String, in text: String) -> Double {
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), line[..<space] == name else { continue }
+            return Double(line[line.index(after: space)...]) ?? 0
+        }
+        return 0
     }
 }
 
