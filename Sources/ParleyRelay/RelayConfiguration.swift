@@ -14,6 +14,8 @@ public struct RelayConfiguration: Sendable {
     /// Serve https:// and wss:// with this certificate chain and key (PEM files); nil: plain
     /// http:// and ws:// (behind a TLS-terminating proxy, or on loopback).
     public var tls: TLSFiles?
+    /// Resolves push endpoint hosts (nil: the system resolver). Tests substitute one.
+    var pushAddressResolver: (any PushAddressResolver)?
 
     /// PEM files of the relay's TLS certificate chain and private key.
     public struct TLSFiles: Sendable, Equatable {
