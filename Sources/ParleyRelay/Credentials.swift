@@ -21,11 +21,15 @@ enum Credentials {
 
     /// Constant-time comparison of a presented token against a stored hash.
     static func verify(_ token: String, against storedHash: Data) -> Bool {
-        let presented = hash(token)
-        guard presented.count == storedHash.count else { return false }
+        constantTimeEqual(hash(token), storedHash)
+    }
+
+    /// Whether two byte strings are equal, in time that depends only on their lengths.
+    static func constantTimeEqual(_ a: Data, _ b: Data) -> Bool {
+        guard a.count == b.count else { return false }
         var difference: UInt8 = 0
-        for (a, b) in zip(presented, storedHash) {
-            difference |= a ^ b
+        for (x, y) in zip(a, b) {
+            difference |= x ^ y
         }
         return difference == 0
     }
