@@ -47,13 +47,10 @@ step "alice registers her phone, bob registers his device"
 run "$PHONE" register "$ALICE" --server "$SERVER" --device-name phone
 run "$BOB" register "$BOBNAME" --server "$SERVER" --device-name bob-phone
 
-step "bob goes online (a listener in the background); alice asks for his presence"
+step "bob goes online (a listener in the background); alice sends from her phone; bob's device receives it and answers with a delivery receipt"
 PARLEY_HOME="$BOB" "$PARLEY" listen >"$WORK/bob-listen.out" 2>&1 &
 LISTEN_PID=$!
 sleep 1
-run "$PHONE" presence "$BOBNAME"
-
-step "alice sends from her phone; bob's device receives it and answers with a delivery receipt"
 run "$PHONE" send "$BOBNAME" "Hi Bob, dinner at 8?"
 sleep 1
 kill "$LISTEN_PID" 2>/dev/null; wait "$LISTEN_PID" 2>/dev/null || true; LISTEN_PID=""
@@ -64,6 +61,13 @@ step "bob reads the conversation (a read receipt goes back, encrypted) and repli
 run "$BOB" read "$ALICE"
 run "$BOB" send "$ALICE" "Sounds good, see you there"
 run "$PHONE" sync
+
+step "bob goes online again; alice asks for his presence (the relay shows presence only between contacts)"
+PARLEY_HOME="$BOB" "$PARLEY" listen >"$WORK/bob-listen2.out" 2>&1 &
+LISTEN_PID=$!
+sleep 1
+run "$PHONE" presence "$BOBNAME"
+kill "$LISTEN_PID" 2>/dev/null; wait "$LISTEN_PID" 2>/dev/null || true; LISTEN_PID=""
 
 step "alice links her laptop: the phone shows a one-time link, the laptop joins, the phone approves"
 PARLEY_HOME="$PHONE" "$PARLEY" link start --yes >"$WORK/link.out" 2>&1 &

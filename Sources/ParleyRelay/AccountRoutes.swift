@@ -9,7 +9,7 @@ struct AccountRoutes {
 
     func register(on router: Router<some RequestContext>) {
         router.post("/v1/accounts") { request, _ in
-            let body = try await HTTPSupport.decode(RegisterAccountRequest.self, from: request)
+            let body = try await HTTPSupport.decode(RegisterAccountRequest.self, from: request, limit: RelayLimits.keyUploadBody)
             try AccountName.validate(body.name)
             try InputValidation.check(body.device)
             let token = Credentials.newToken()
@@ -24,9 +24,16 @@ struct AccountRoutes {
             return try HTTPSupport.json(DeviceListResponse(account: device.account, devices: devices))
         }
         router.get("/v1/accounts/:name/devices") { request, context in
-            _ = try await auth.authenticate(request.headers)
+            let requester = try await auth.authenticate(request.headers)
             guard let name = context.parameters.get("name") else { throw RelayError.notFound("unknown account") }
-            let devices = try await core.store.devices(account: name)
+            var devices = try await core.store.devices(account: name)
+            if name != requester.account {
+                // Another account sees what starting a session needs: device ids and registration ids. Names,
+                // creation and last-seen times are the account's own business.
+                devices = devices.map {
+                    DeviceInfo(deviceId: $0.deviceId, registrationId: $0.registrationId, name: nil, createdAt: nil, lastSeen: nil)
+                }
+            }
             return try HTTPSupport.json(DeviceListResponse(account: name, devices: devices))
         }
         router.delete("/v1/devices/:deviceId") { request, context in

@@ -2,8 +2,16 @@ import Hummingbird
 
 /// Per peer address limits: every request, and more strictly the unauthenticated account and
 /// device creation endpoints. Refuses with `429 rateLimited`.
+///
+/// Router middlewares run after the router matched the request, so the creation limit keys on the matched
+/// route (`context.endpointPath`), not on the raw path: `/v1/accounts/`, `//v1/accounts` and
+/// `/v1//accounts` reach the same handler and take the same tokens. Addresses are keyed per
+/// `PeerAddressKey` (IPv6 by /64).
 struct FloodLimitMiddleware: RouterMiddleware {
     typealias Context = RelayRequestContext
+
+    /// The routes (as the router spells their patterns) that create accounts or devices.
+    static let creationRoutes: Set<String> = [RouterPath("/v1/accounts").description, RouterPath("/v1/devices/links/claim").description]
 
     let requests: RateLimiter
     let creations: RateLimiter
@@ -17,11 +25,9 @@ struct FloodLimitMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
-        guard await requests.allow(context.peerAddress) else { throw RelayError.rateLimited }
-        if request.method == .post,
-            request.uri.path == "/v1/accounts" || request.uri.path == "/v1/devices/links/claim"
-        {
-            guard await creations.allow(context.peerAddress) else { throw RelayError.rateLimited }
+        guard requests.allow(context.peerKey) else { throw RelayError.rateLimited }
+        if request.method == .post, let route = context.endpointPath, Self.creationRoutes.contains(route) {
+            guard creations.allow(context.peerKey) else { throw RelayError.rateLimited }
         }
         return try await next(request, context)
     }

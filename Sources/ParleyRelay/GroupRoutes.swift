@@ -10,12 +10,11 @@ struct GroupRoutes {
     func register(on router: Router<some RequestContext>) {
         router.post("/v1/groups") { request, _ in
             let device = try await auth.authenticate(request.headers)
-            let body = try await HTTPSupport.decode(CreateGroupRequest.self, from: request)
+            let body = try await HTTPSupport.decode(CreateGroupRequest.self, from: request, limit: core.limits.groupMembersBody)
             try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
             let now = RelayClock.nowMillis()
             let (info, affected) = try await core.store.createGroup(
-                creator: device, members: body.members, now: now, expiresAt: core.expiry(from: now),
-                maxMembers: core.limits.maxGroupMembers)
+                creator: device, members: body.members, now: now, expiresAt: core.expiry(from: now), limits: core.limits)
             await core.announce(affected.devices)
             return try HTTPSupport.json(info, status: .created)
         }
@@ -31,30 +30,31 @@ struct GroupRoutes {
         router.post("/v1/groups/:id/members") { request, context in
             let device = try await auth.authenticate(request.headers)
             let groupId = try HTTPSupport.uuidParameter(context, "id")
-            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request)
+            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request, limit: core.limits.groupMembersBody)
             try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
             let now = RelayClock.nowMillis()
             let (info, affected) = try await core.store.addGroupMembers(
                 actor: device, groupId: groupId, members: body.members, now: now, expiresAt: core.expiry(from: now),
-                maxMembers: core.limits.maxGroupMembers)
+                limits: core.limits)
             await core.announce(affected.devices)
             return try HTTPSupport.json(info)
         }
         router.post("/v1/groups/:id/members/remove") { request, context in
             let device = try await auth.authenticate(request.headers)
             let groupId = try HTTPSupport.uuidParameter(context, "id")
-            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request)
+            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request, limit: core.limits.groupMembersBody)
             try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
             let now = RelayClock.nowMillis()
             let (info, affected) = try await core.store.removeGroupMembers(
-                actor: device, groupId: groupId, members: body.members, now: now, expiresAt: core.expiry(from: now))
+                actor: device, groupId: groupId, members: body.members, now: now, expiresAt: core.expiry(from: now),
+                limits: core.limits)
             await core.announce(affected.devices)
             return try HTTPSupport.json(info)
         }
         router.put("/v1/groups/:id/messages") { request, context in
             let device = try await auth.authenticate(request.headers)
             let groupId = try HTTPSupport.uuidParameter(context, "id")
-            let body = try await HTTPSupport.decode(SendGroupMessageRequest.self, from: request)
+            let body = try await HTTPSupport.decode(SendGroupMessageRequest.self, from: request, limit: RelayLimits.ciphertextBody)
             try InputValidation.checkCiphertext(type: body.type, content: body.content)
             let now = RelayClock.nowMillis()
             let submission = MessageSubmission(

@@ -5,14 +5,19 @@ import ParleyWire
 
 /// Body decoding and JSON responses shared by the route groups.
 enum HTTPSupport {
-    static func decode<T: Codable>(_ type: T.Type, from request: Request) async throws -> T {
+    /// Reads and decodes a request body of at most `limit.bytes`: refused at once when `Content-Length` says
+    /// more, and as soon as more arrives otherwise (chunked bodies); parsed once, arrays bounded while parsing.
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: BodyLimit) async throws -> T {
+        if let declared = request.headers[.contentLength], let length = Int(declared), length > limit.bytes {
+            throw RelayError.payloadTooLarge("request body larger than \(limit.bytes) bytes")
+        }
         let buffer: ByteBuffer
         do {
-            buffer = try await request.body.collect(upTo: RelayLimits.maxRequestBodyBytes)
+            buffer = try await request.body.collect(upTo: limit.bytes)
         } catch {
-            throw RelayError.payloadTooLarge("request body larger than \(RelayLimits.maxRequestBodyBytes) bytes")
+            throw RelayError.payloadTooLarge("request body larger than \(limit.bytes) bytes")
         }
-        return try StrictJSON.decode(T.self, from: Data(buffer.readableBytesView))
+        return try StrictJSON.decode(T.self, bytes: Array(buffer.readableBytesView), limits: limit.parse)
     }
 
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {

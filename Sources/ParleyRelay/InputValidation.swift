@@ -1,20 +1,52 @@
 import Foundation
+import ParleyCrypto
 import ParleyWire
 
-/// Size and range checks on client-supplied key material and ciphertexts.
+/// Checks on client-supplied key material and ciphertexts. Every upload of keys (registration, link claim,
+/// `PUT /v1/keys`) goes through here: public keys are libsignal-serialized Curve25519 keys (33 bytes, type byte
+/// 0x05), a signed prekey's signature is 64 bytes and verifies (XEdDSA) under the device's identity key, so a
+/// bundle the relay hands out always has a signed prekey its identity key signed.
 enum InputValidation {
+    /// Registration and link claim: identity key, signed prekey (verified under that identity), one-time
+    /// prekeys, device name.
     static func check(_ keys: NewDeviceKeys) throws(RelayError) {
-        try checkKey(keys.identityKey, "identityKey")
-        try check(keys.signedPreKey)
+        let identity = try publicKey(keys.identityKey, "identityKey")
+        try check(keys.signedPreKey, signedBy: identity)
         try check(keys.oneTimePreKeys)
         if let name = keys.name, name.utf8.count > RelayLimits.maxDeviceNameBytes {
             throw .invalidField("device name longer than \(RelayLimits.maxDeviceNameBytes) bytes")
         }
     }
 
-    static func check(_ key: SignedPreKey) throws(RelayError) {
-        try checkKey(key.publicKey, "signedPreKey.publicKey")
-        try checkKey(key.signature, "signedPreKey.signature")
+    /// A public key in libsignal's serialization (`0x05 || u`, 33 bytes).
+    @discardableResult
+    static func publicKey(_ bytes: Data, _ field: String) throws(RelayError) -> PublicKey {
+        do {
+            return try PublicKey(serialized: Array(bytes))
+        } catch {
+            throw .invalidField("\(field) must be a Curve25519 public key (33 bytes, type 0x05)")
+        }
+    }
+
+    /// The signed prekey's formats (public key, 64-byte signature), without its signature check.
+    static func checkFormat(_ key: SignedPreKey) throws(RelayError) {
+        try publicKey(key.publicKey, "signedPreKey.publicKey")
+        guard key.signature.count == XEdDSA.signatureSize else {
+            throw .invalidField("signedPreKey.signature must be \(XEdDSA.signatureSize) bytes")
+        }
+    }
+
+    /// The signed prekey's formats, and its signature (XEdDSA over the serialized public key) under `identity`.
+    static func check(_ key: SignedPreKey, signedBy identity: PublicKey) throws(RelayError) {
+        try checkFormat(key)
+        guard XEdDSA.verify(Array(key.signature), of: Array(key.publicKey), by: identity) else {
+            throw .invalidField("signedPreKey.signature does not verify under the identity key")
+        }
+    }
+
+    /// `check(_:signedBy:)` with the identity key as stored (bytes).
+    static func check(_ key: SignedPreKey, signedBy identityKey: Data) throws(RelayError) {
+        try check(key, signedBy: try publicKey(identityKey, "identityKey"))
     }
 
     static func check(_ keys: [OneTimePreKey]) throws(RelayError) {
@@ -23,14 +55,8 @@ enum InputValidation {
         }
         var seen = Set<UInt32>()
         for key in keys {
-            try checkKey(key.publicKey, "oneTimePreKeys.publicKey")
+            try publicKey(key.publicKey, "oneTimePreKeys.publicKey")
             guard seen.insert(key.keyId).inserted else { throw .invalidField("duplicate one-time prekey id \(key.keyId)") }
-        }
-    }
-
-    static func checkKey(_ bytes: Data, _ field: String) throws(RelayError) {
-        guard !bytes.isEmpty, bytes.count <= RelayLimits.maxKeyBytes else {
-            throw .invalidField("\(field) must be 1...\(RelayLimits.maxKeyBytes) bytes")
         }
     }
 

@@ -17,7 +17,7 @@ struct LinkRoutes {
             return try HTTPSupport.json(LinkCodeResponse(code: code, expiresAt: expiresAt), status: .created)
         }
         router.post("/v1/devices/links/claim") { request, _ in
-            let body = try await HTTPSupport.decode(ClaimLinkRequest.self, from: request)
+            let body = try await HTTPSupport.decode(ClaimLinkRequest.self, from: request, limit: RelayLimits.keyUploadBody)
             try InputValidation.check(body.device)
             let token = Credentials.newToken()
             let (account, deviceId) = try await core.store.claimLinkCode(
@@ -40,7 +40,7 @@ struct LinkRoutes {
         router.post("/v1/devices/links/:code/approve") { request, context in
             let device = try await auth.authenticate(request.headers)
             guard let code = context.parameters.get("code") else { throw RelayError.notFound("unknown link code") }
-            let body = try await HTTPSupport.decode(ApproveLinkRequest.self, from: request)
+            let body = try await HTTPSupport.decode(ApproveLinkRequest.self, from: request, limit: RelayLimits.ciphertextBody)
             guard body.provisioningBlob.count <= RelayLimits.maxCiphertextBytes else {
                 throw RelayError.payloadTooLarge("provisioning blob larger than \(RelayLimits.maxCiphertextBytes) bytes")
             }

@@ -11,7 +11,7 @@ struct MessageRoutes {
         router.put("/v1/messages/:account") { request, context in
             let sender = try await auth.authenticate(request.headers)
             guard let recipient = context.parameters.get("account") else { throw RelayError.notFound("unknown account") }
-            let body = try await HTTPSupport.decode(SendMessageRequest.self, from: request)
+            let body = try await HTTPSupport.decode(SendMessageRequest.self, from: request, limit: core.limits.directMessageBody)
             for message in body.messages + body.ownDeviceMessages {
                 try InputValidation.checkCiphertext(type: message.type, content: message.content)
             }

@@ -13,8 +13,9 @@ struct PushRoutes {
         }
         router.put("/v1/push") { request, _ in
             let device = try await auth.authenticate(request.headers)
-            let body = try await HTTPSupport.decode(PushSubscriptionRequest.self, from: request)
-            try validate(body.endpoint)
+            let body = try await HTTPSupport.decode(
+                PushSubscriptionRequest.self, from: request, limit: RelayLimits.pushSubscriptionBody)
+            _ = try await core.pushPolicy.check(body.endpoint)
             try await core.store.setPushEndpoint(device.address, endpoint: body.endpoint, now: RelayClock.nowMillis())
             return HTTPSupport.noContent()
         }
@@ -22,15 +23,6 @@ struct PushRoutes {
             let device = try await auth.authenticate(request.headers)
             try await core.store.removePushEndpoint(device.address, ifEndpoint: nil)
             return HTTPSupport.noContent()
-        }
-    }
-
-    private func validate(_ endpoint: String) throws {
-        guard endpoint.utf8.count <= RelayLimits.maxPushEndpointBytes, let url = URL(string: endpoint),
-            let scheme = url.scheme?.lowercased(), url.host != nil
-        else { throw RelayError.invalidField("endpoint must be an absolute URL of at most 2048 bytes") }
-        guard scheme == "https" || (scheme == "http" && core.limits.allowInsecurePushEndpoints) else {
-            throw RelayError.invalidField("endpoint must use https")
         }
     }
 }

@@ -29,6 +29,8 @@ public struct RelayConfiguration: Sendable {
             self.port = port
         }
     }
+    /// Resolves push endpoint hosts (nil: the system resolver). Tests substitute one.
+    var pushAddressResolver: (any PushAddressResolver)?
 
     /// PEM files of the relay's TLS certificate chain and private key.
     public struct TLSFiles: Sendable, Equatable {

@@ -11,13 +11,20 @@ final class RelayCore: Sendable {
     let touches: TouchBatcher
     let metrics: RelayMetrics
     let bundleLimiter: RateLimiter
+    /// One-time prekeys handed out per target device (`PreKeyRoutes`).
+    let oneTimePreKeyLimiter: RateLimiter
     let vapid: VAPIDSigner
     let tickets = WebSocketTicketMap()
     let connections: ConnectionGovernor
     let push: PushNotifier
+    /// Which push endpoints are accepted and where pushes may connect (`PushEndpointPolicy`).
+    let pushPolicy: PushEndpointPolicy
     let logger: Logger
 
-    init(store: any RelayStore, limits: RelayLimits, vapid: VAPIDSigner, logger: Logger) {
+    init(
+        store: any RelayStore, limits: RelayLimits, vapid: VAPIDSigner, logger: Logger,
+        pushResolver: any PushAddressResolver = SystemPushAddressResolver.shared
+    ) {
         self.limits = limits
         self.store = store
         self.logger = logger
@@ -27,7 +34,10 @@ final class RelayCore: Sendable {
         let metrics = RelayMetrics()
         self.metrics = metrics
         self.vapid = vapid
-        let push = PushNotifier(store: store, signer: vapid, limits: limits, metrics: metrics, logger: logger)
+        let pushPolicy = PushEndpointPolicy(allowInsecure: limits.allowInsecurePushEndpoints, resolver: pushResolver)
+        self.pushPolicy = pushPolicy
+        let push = PushNotifier(
+            store: store, signer: vapid, limits: limits, metrics: metrics, logger: logger, policy: pushPolicy)
         self.push = push
         self.batcher = MessageWriteBatcher(store: store, limits: limits) { deliveries in
             metrics.messagesIn.increment(by: Int64(deliveries.count))
@@ -40,6 +50,8 @@ final class RelayCore: Sendable {
         self.connections = ConnectionGovernor(
             capacity: ConnectionGovernor.capacity(configured: limits.maxConnections),
             maxPerAddress: limits.maxConnectionsPerAddress, registry: metrics.registry)
+        self.oneTimePreKeyLimiter = RateLimiter(
+            capacity: limits.oneTimePreKeyHandoutBurst, ratePerSecond: limits.oneTimePreKeyHandoutsPerHour / 3600)
     }
 
     /// `account`'s device was removed (its store transaction committed): its tickets are dropped and its

@@ -21,6 +21,11 @@ public enum RelayError: Error, Sendable, Equatable {
     case groupFull
     case linkCodeUnavailable
     case internalError
+    /// The sender's share of a recipient device's queue is used up (`queueFull`, 507): other senders still
+    /// reach the device; this one can once the device drained some of its entries.
+    case queueShareFull(account: String, deviceId: UInt32)
+    /// Rate limited (`rateLimited`, 429) with the number of seconds after which the same request can pass.
+    case rateLimitedFor(seconds: Int)
 
     public var status: HTTPResponse.Status {
         switch self {
@@ -31,8 +36,8 @@ public enum RelayError: Error, Sendable, Equatable {
         case .nameTaken, .tooManyDevices, .mismatchedDevices, .groupFull, .linkCodeUnavailable: .conflict
         case .staleDevices: .gone
         case .payloadTooLarge: .contentTooLarge
-        case .queueFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
-        case .rateLimited: .tooManyRequests
+        case .queueFull, .queueShareFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
+        case .rateLimited, .rateLimitedFor: .tooManyRequests
         case .internalError: .internalServerError
         }
     }
@@ -61,6 +66,11 @@ public enum RelayError: Error, Sendable, Equatable {
         case .groupFull: ErrorResponse(code: .groupFull, message: "group member limit reached")
         case .linkCodeUnavailable: ErrorResponse(code: .linkCodeUnavailable, message: "link code unavailable")
         case .internalError: ErrorResponse(code: .internalError, message: "internal error")
+        case .queueShareFull(let account, let deviceId):
+            ErrorResponse(
+                code: .queueFull, message: "your share of the queue of device \(deviceId) is full", account: account)
+        case .rateLimitedFor(let seconds):
+            ErrorResponse(code: .rateLimited, message: "rate limit exceeded; retry in \(seconds) s")
         }
     }
 }
@@ -74,6 +84,9 @@ extension RelayError: HTTPResponseError {
         }
         if case .rateLimited = self {
             headers[.retryAfter] = "1"
+        }
+        if case .rateLimitedFor(let seconds) = self {
+            headers[.retryAfter] = "\(max(1, seconds))"
         }
         let data = (try? WireCoding.encoder().encode(body)) ?? Data()
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))

@@ -53,9 +53,10 @@ public struct RelayLimits: Sendable {
     public var maxGroupMembers: Int = 500
     /// Lifetime of a device link code.
     public var linkCodeTTLSeconds: Int64 = 600
-    /// Prekey bundle fetches: bucket size per requesting device.
-    public var bundleFetchBurst: Int = 60
-    /// Prekey bundle fetches: tokens refilled per second per requesting device.
+    /// Prekey bundles per requesting device: bucket size, in device bundles (a `*` or batched fetch takes one token
+    /// per device it returns). 3,000 = a 500-member group of 6-device accounts, fetched at once when it is set up.
+    public var bundleFetchBurst: Int = 3_000
+    /// Prekey bundles per requesting device: tokens refilled per second (3,600 an hour).
     public var bundleFetchPerSecond: Double = 1
     /// WebSocket protocol-level ping interval; a connection that misses a pong is closed.
     public var pingIntervalSeconds: Int64 = 30
@@ -83,7 +84,8 @@ public struct RelayLimits: Sendable {
     public var pushBackoffBaseMilliseconds: Int64 = 1_000
     /// `TTL` header of pushes, seconds.
     public var pushTTLSeconds: Int = 86_400
-    /// Accept `http://` push endpoints (tests, local development only). Off: https only.
+    /// Accept `http://` push endpoints and endpoints on non-public addresses (loopback, private...): tests and local
+    /// development only. Off: https to public addresses only (`PushEndpointPolicy`).
     public var allowInsecurePushEndpoints: Bool = false
 
     /// HTTP requests per peer address: bucket size (behind a reverse proxy all clients share one address).
@@ -123,6 +125,25 @@ public struct RelayLimits: Sendable {
     public static func connectionCapacity(openFileLimit: Int) -> Int {
         max(1, openFileLimit - min(512, openFileLimit / 4))
     }
+
+    // MARK: queue shares, prekey hand-outs, pushes
+
+    /// One sender account's share of one device queue, messages: a quarter of the device cap, so that four
+    /// senders (not one) are needed to make a device unreachable for everyone else.
+    public var maxQueuedMessagesPerSender: Int = 2_500
+    /// One sender account's share of one device queue, ciphertext bytes (a quarter of the device cap).
+    public var maxQueuedBytesPerSender: Int = 64 * 1024 * 1024
+    /// One-time prekeys one device hands out: bucket size. Beyond it, bundles of the device come without a
+    /// one-time prekey (X3DH without it still works) until the bucket refills: however many requesters ask,
+    /// the device is not drained (and made to refill) faster than this.
+    public var oneTimePreKeyHandoutBurst: Int = 100
+    /// One-time prekeys one device hands out: tokens refilled per hour.
+    public var oneTimePreKeyHandoutsPerHour: Double = 100
+    /// Pushes per push-service origin (scheme, host, port): tokens per second. Beyond, pushes are dropped (the
+    /// device still finds its messages when it connects): one origin is not flooded through the relay.
+    public var pushesPerSecondPerOrigin: Double = 100
+    /// Pushes per push-service origin: bucket size.
+    public var pushBurstPerOrigin: Int = 1_000
 
     /// Graceful shutdown (SIGTERM/SIGINT) gets this long before the relay cancels what is left.
     public var gracefulShutdownSeconds: Int64 = 10

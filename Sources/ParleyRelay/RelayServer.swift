@@ -75,7 +75,9 @@ public enum RelayServer {
     ) async throws -> ([any Service], RelayCore) {
         let store = try SQLiteRelayStore(path: configuration.databasePath)
         let vapid = try await loadVAPIDKey(store: store, subject: configuration.vapidSubject)
-        let core = RelayCore(store: store, limits: configuration.limits, vapid: vapid, logger: logger)
+        let core = RelayCore(
+            store: store, limits: configuration.limits, vapid: vapid, logger: logger,
+            pushResolver: configuration.pushAddressResolver ?? SystemPushAddressResolver.shared)
 
         let router = Router(context: RelayRequestContext.self)
         router.middlewares.add(ErrorMappingMiddleware(logger: logger))

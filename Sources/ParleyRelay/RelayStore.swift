@@ -25,7 +25,9 @@ protocol RelayStore: Sendable {
     func lastSeen(account: String) async throws -> Int64?
 
     // MARK: prekeys
-    /// Replaces the signed prekey if given, adds one-time prekeys (same key id replaces). Returns the remaining count.
+    /// Replaces the signed prekey if given (its signature must verify under the identity key in effect after the
+    /// upload, else `.invalidField`), adds one-time prekeys (same key id replaces; more than
+    /// `RelayLimits.maxStoredOneTimePreKeys` stored afterwards: `.tooManyItems`, nothing stored). Returns the count.
     /// With `identityKey` (already checked against the signed prekey's signature), replaces the device's identity
     /// key, drops its old one-time prekeys and activates a pending device approved with `awaitIdentityUpload`;
     /// any other upload by a pending device throws `.unauthorized`.
@@ -33,8 +35,14 @@ protocol RelayStore: Sendable {
         _ address: DeviceAddress, identityKey: Data?, signed: SignedPreKey?, oneTime: [OneTimePreKey]
     ) async throws -> Int
     func oneTimePreKeyCount(_ address: DeviceAddress) async throws -> Int
-    /// Bundles of one device (`deviceId` given) or all active devices; each one-time prekey is removed as it is handed out.
-    func takePreKeyBundles(account: String, deviceId: UInt32?) async throws -> [DevicePreKeyBundle]
+    /// Bundles of the requested devices of each account (all active devices when `deviceIds` is nil), in ONE write
+    /// transaction; each one-time prekey is removed as it is handed out. `charge(n)` runs first with the number
+    /// of device bundles found and may throw to refuse the fetch (nothing taken); `mayHandOut` is asked per device
+    /// that has a one-time prekey left (false: its bundle comes without one). Unknown accounts are listed.
+    func takePreKeyBundles(
+        _ requests: [BundleRequest], charge: @escaping @Sendable (Int) throws -> Void,
+        mayHandOut: @escaping @Sendable (DeviceAddress) -> Bool
+    ) async throws -> BundleFetchResult
 
     // MARK: device linking
     func createLinkCode(_ creator: DeviceAddress, code: String, now: Int64, expiresAt: Int64) async throws
@@ -73,13 +81,24 @@ protocol RelayStore: Sendable {
     /// Returns the stored value of a relay setting, storing `makeDefault()` first if there is none.
     func setting(_ name: String, orInsert makeDefault: @Sendable () -> Data) async throws -> Data
 
+    // MARK: contacts (who may see whose presence and typing)
+    /// Whether the two accounts are contacts: the relay routed a 1:1 message from each to the other, or they
+    /// share a group. An account is its own contact.
+    func areContacts(_ a: Int64, _ b: String) async throws -> Bool
+    /// The accounts among `names` that are contacts of `viewer`.
+    func contacts(of viewer: Int64, among names: [String]) async throws -> Set<String>
+
     // MARK: groups
-    func createGroup(creator: AuthenticatedDevice, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int)
+    /// Membership changes queue a `groupEvent` to the member devices; it takes queue room like a message
+    /// (the device caps and the actor's share, `limits`), and a device without room refuses the change
+    /// (`queueFull`, nothing changed).
+    func createGroup(creator: AuthenticatedDevice, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits)
         async throws -> (GroupInfo, AffectedQueues)
-    func addGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int)
+    func addGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits)
         async throws -> (GroupInfo, AffectedQueues)
-    func removeGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64)
-        async throws -> (GroupInfo, AffectedQueues)
+    func removeGroupMembers(
+        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
+    ) async throws -> (GroupInfo, AffectedQueues)
     /// Group info; throws `.notFound`, or `.forbidden` if `viewer` is not a member.
     func group(_ groupId: UUID, viewer: Int64) async throws -> GroupInfo
     func groups(of accountId: Int64) async throws -> [GroupInfo]

@@ -18,6 +18,17 @@ final class SQLiteCommitCache {
     private var storedQueues: [DeviceAddress: QueueState] = [:]
     /// What this transaction added, written back once per device at the end.
     private(set) var added: [DeviceAddress: QueueState] = [:]
+    /// Per-sender shares of device queues as stored at the start of the transaction, and what it added.
+    private var storedShares: [ShareKey: QueueState] = [:]
+    private var addedShares: [ShareKey: QueueState] = [:]
+    /// Contact pairs (sender, recipient account) this transaction routed a 1:1 message between.
+    private(set) var contacts: Set<ContactPair> = []
+
+    /// A sender's share of one device queue.
+    struct ShareKey: Hashable {
+        let address: DeviceAddress
+        let senderId: Int64
+    }
 
     /// Lookups kept across transactions (account ids, device lists).
     private let lookups: SQLiteLookupCache?
@@ -79,20 +90,71 @@ final class SQLiteCommitCache {
         return QueueState(count: stored.count + extra.count, bytes: stored.bytes + extra.bytes)
     }
 
-    func recordInsert(_ address: DeviceAddress, bytes: Int) {
+    func recordInsert(_ address: DeviceAddress, bytes: Int, senderId: Int64) {
         var state = added[address] ?? QueueState(count: 0, bytes: 0)
         state.count += 1
         state.bytes += bytes
         added[address] = state
+        // An account's copies to its own devices are not anyone's share.
+        guard senderId != address.accountId else { return }
+        let key = ShareKey(address: address, senderId: senderId)
+        var share = addedShares[key] ?? QueueState(count: 0, bytes: 0)
+        share.count += 1
+        share.bytes += bytes
+        addedShares[key] = share
     }
 
-    /// Writes the accumulated queue counters to the device rows.
-    func flushCounters(_ db: Database) throws {
+    /// The part of a device queue that entries of `senderId` take, including this transaction's additions.
+    func shareState(_ db: Database, _ address: DeviceAddress, senderId: Int64) throws -> QueueState {
+        let key = ShareKey(address: address, senderId: senderId)
+        let stored: QueueState
+        if let cached = storedShares[key] {
+            stored = cached
+        } else {
+            let row = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: "SELECT count, bytes FROM queue_share WHERE account_id = ? AND device_id = ? AND sender_id = ?"),
+                arguments: [address.accountId, Int64(address.deviceId), senderId])
+            stored = row.map { QueueState(count: $0["count"], bytes: $0["bytes"]) } ?? QueueState(count: 0, bytes: 0)
+            storedShares[key] = stored
+        }
+        let extra = addedShares[key] ?? QueueState(count: 0, bytes: 0)
+        return QueueState(count: stored.count + extra.count, bytes: stored.bytes + extra.bytes)
+    }
+
+    func recordContact(_ pair: ContactPair) {
+        contacts.insert(pair)
+    }
+
+    /// Writes the accumulated queue counters to the device rows and the per-sender shares, and records the
+    /// contact pairs that `known` does not hold yet.
+    func flushCounters(_ db: Database, known: KnownContacts? = nil) throws {
         let statement = try db.cachedStatement(
             sql: "UPDATE device SET queue_count = queue_count + ?, queue_bytes = queue_bytes + ? WHERE account_id = ? AND device_id = ?")
         for (address, state) in added {
             try statement.execute(arguments: [state.count, state.bytes, address.accountId, Int64(address.deviceId)])
         }
         added.removeAll()
+        if !addedShares.isEmpty {
+            let share = try db.cachedStatement(
+                sql: """
+                    INSERT INTO queue_share (account_id, device_id, sender_id, count, bytes) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (account_id, device_id, sender_id)
+                    DO UPDATE SET count = count + excluded.count, bytes = bytes + excluded.bytes
+                    """)
+            for (key, state) in addedShares {
+                try share.execute(
+                    arguments: [key.address.accountId, Int64(key.address.deviceId), key.senderId, state.count, state.bytes])
+            }
+            addedShares.removeAll()
+            storedShares.removeAll()
+        }
+        let fresh = contacts.filter { known?.contains($0) != true }
+        if !fresh.isEmpty {
+            let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO contact (account_id, peer_id) VALUES (?, ?)")
+            for pair in fresh {
+                try insert.execute(arguments: [pair.from, pair.to])
+            }
+        }
     }
 }

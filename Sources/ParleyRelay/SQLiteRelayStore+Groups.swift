@@ -55,22 +55,29 @@ extension SQLiteRelayStore {
         return ids
     }
 
-    /// Queues a relay-generated membership event to `targets`.
+    /// Queues a relay-generated membership event to `targets`. Events take queue room like messages, from the
+    /// actor's share: a target without room refuses the whole change (`queueFull`, thrown before anything is
+    /// stored, so the transaction stores nothing).
     static func insertGroupEvent(
         _ db: Database, event: GroupEvent, actor: AuthenticatedDevice, targets: [DeviceAddress], now: Int64,
-        expiresAt: Int64
+        expiresAt: Int64, limits: RelayLimits
     ) throws {
         let content = try WireCoding.encoder().encode(event)
+        let cache = SQLiteCommitCache()
+        try checkRoom(db, [(targets, content.count)], senderId: actor.accountId, limits: limits, cache: cache)
         try insertMessage(
-            db, id: MessageID.make(unixMillis: now), kind: .groupEvent, senderAccount: actor.account, senderDevice: actor.deviceId,
-            conversation: Envelope.groupConversation(event.groupId), groupId: event.groupId, type: 0, content: content,
-            serverTimestamp: now, clientTimestamp: nil, targets: targets, expiresAt: expiresAt)
+            db, id: MessageID.make(unixMillis: now), kind: .groupEvent, senderId: actor.accountId,
+            senderAccount: actor.account, senderDevice: actor.deviceId, conversation: Envelope.groupConversation(event.groupId),
+            groupId: event.groupId, type: 0, content: content, serverTimestamp: now, clientTimestamp: nil, targets: targets,
+            expiresAt: expiresAt, cache: cache)
+        try cache.flushCounters(db)
     }
 
-    func createGroup(creator: AuthenticatedDevice, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int)
+    func createGroup(creator: AuthenticatedDevice, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits)
         async throws -> (GroupInfo, AffectedQueues)
     {
-        try await writeChangingLookups { db in
+        let maxMembers = limits.maxGroupMembers
+        return try await writeChangingLookups { db in
             var ids = try Self.resolve(db, members)
             if !ids.contains(creator.accountId) { ids.append(creator.accountId) }
             guard ids.count <= maxMembers else { throw RelayError.groupFull }
@@ -87,15 +94,16 @@ extension SQLiteRelayStore {
             let targets = try Self.memberDevices(db, groupId: groupId)
             try Self.insertGroupEvent(
                 db, event: GroupEvent(groupId: groupId, action: .created, actor: creator.account, members: info.members),
-                actor: creator, targets: targets, now: now, expiresAt: expiresAt)
+                actor: creator, targets: targets, now: now, expiresAt: expiresAt, limits: limits)
             return (info, AffectedQueues(devices: targets))
         }
     }
 
     func addGroupMembers(
-        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int
+        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
     ) async throws -> (GroupInfo, AffectedQueues) {
-        try await writeChangingLookups { db in
+        let maxMembers = limits.maxGroupMembers
+        return try await writeChangingLookups { db in
             _ = try Self.groupInfo(db, groupId)
             guard try Self.isMember(db, groupId: groupId, accountId: actor.accountId) else {
                 throw RelayError.forbidden("not a member of this group")
@@ -114,15 +122,15 @@ extension SQLiteRelayStore {
             if !added.isEmpty {
                 try Self.insertGroupEvent(
                     db, event: GroupEvent(groupId: groupId, action: .membersAdded, actor: actor.account, members: added),
-                    actor: actor, targets: targets, now: now, expiresAt: expiresAt)
+                    actor: actor, targets: targets, now: now, expiresAt: expiresAt, limits: limits)
             }
             return (info, AffectedQueues(devices: added.isEmpty ? [] : targets))
         }
     }
 
-    func removeGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64)
-        async throws -> (GroupInfo, AffectedQueues)
-    {
+    func removeGroupMembers(
+        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
+    ) async throws -> (GroupInfo, AffectedQueues) {
         try await writeChangingLookups { db in
             _ = try Self.groupInfo(db, groupId)
             guard try Self.isMember(db, groupId: groupId, accountId: actor.accountId) else {
@@ -142,7 +150,7 @@ extension SQLiteRelayStore {
                 try Self.insertGroupEvent(
                     db,
                     event: GroupEvent(groupId: groupId, action: .membersRemoved, actor: actor.account, members: removed),
-                    actor: actor, targets: before, now: now, expiresAt: expiresAt)
+                    actor: actor, targets: before, now: now, expiresAt: expiresAt, limits: limits)
             }
             return (info, AffectedQueues(devices: removed.isEmpty ? [] : before))
         }

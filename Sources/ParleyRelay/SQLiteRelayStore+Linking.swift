@@ -8,25 +8,27 @@ extension SQLiteRelayStore {
             try Self.deleteStaleLinks(db, now: now)
             try db.execute(
                 sql: """
-                    INSERT INTO link_code (code, account_id, creator_device_id, state, created_at, expires_at)
+                    INSERT INTO link_code (code_hash, account_id, creator_device_id, state, created_at, expires_at)
                     VALUES (?, ?, ?, 'open', ?, ?)
                     """,
-                arguments: [code, creator.accountId, Int64(creator.deviceId), now, expiresAt])
+                arguments: [Credentials.hash(code), creator.accountId, Int64(creator.deviceId), now, expiresAt])
         }
     }
 
     func claimLinkCode(
         code: String, device: NewDeviceKeys, credentialHash: Data, now: Int64, maxDevices: Int
     ) async throws -> (String, UInt32) {
-        try await writeChangingLookups { db in
+        let codeHash = Credentials.hash(code)
+        return try await writeChangingLookups { db in
             guard
                 let row = try Row.fetchOne(
                     db,
                     sql: """
-                        SELECT l.account_id, l.state, l.expires_at, a.name, a.next_device_id
-                        FROM link_code l JOIN account a ON a.id = l.account_id WHERE l.code = ?
+                        SELECT l.code_hash, l.account_id, l.state, l.expires_at, a.name, a.next_device_id
+                        FROM link_code l JOIN account a ON a.id = l.account_id WHERE l.code_hash = ?
                         """,
-                    arguments: [code])
+                    arguments: [codeHash]),
+                Self.sameCode(row, codeHash)
             else { throw RelayError.notFound("unknown link code") }
             let state: String = row["state"]
             let expiresAt: Int64 = row["expires_at"]
@@ -43,23 +45,25 @@ extension SQLiteRelayStore {
                 db, accountId: accountId, deviceId: deviceId, state: "pending", keys: device,
                 credentialHash: credentialHash, now: now)
             try db.execute(
-                sql: "UPDATE link_code SET state = 'claimed', device_id = ? WHERE code = ?", arguments: [nextId, code])
+                sql: "UPDATE link_code SET state = 'claimed', device_id = ? WHERE code_hash = ?", arguments: [nextId, codeHash])
             let name: String = row["name"]
             return (name, deviceId)
         }
     }
 
     func linkInfo(accountId: Int64, code: String, now: Int64) async throws -> LinkClaimInfo {
-        try await pool.read { db in
+        let codeHash = Credentials.hash(code)
+        return try await pool.read { db in
             guard
                 let row = try Row.fetchOne(
                     db,
                     sql: """
-                        SELECT l.state, l.device_id, d.registration_id, d.identity_key, d.name
+                        SELECT l.code_hash, l.state, l.device_id, d.registration_id, d.identity_key, d.name
                         FROM link_code l LEFT JOIN device d ON d.account_id = l.account_id AND d.device_id = l.device_id
-                        WHERE l.code = ? AND l.account_id = ?
+                        WHERE l.code_hash = ? AND l.account_id = ?
                         """,
-                    arguments: [code, accountId])
+                    arguments: [codeHash, accountId]),
+                Self.sameCode(row, codeHash)
             else { throw RelayError.notFound("unknown link code") }
             let state: String = row["state"]
             let deviceId: Int64? = row["device_id"]
@@ -75,11 +79,14 @@ extension SQLiteRelayStore {
     func approveLink(
         accountId: Int64, code: String, provisioningBlob: Data, awaitIdentityUpload: Bool, now: Int64
     ) async throws {
+        let codeHash = Credentials.hash(code)
         try await writeChangingLookups { db in
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "SELECT state, device_id, expires_at FROM link_code WHERE code = ? AND account_id = ?",
-                    arguments: [code, accountId])
+                    db,
+                    sql: "SELECT code_hash, state, device_id, expires_at FROM link_code WHERE code_hash = ? AND account_id = ?",
+                    arguments: [codeHash, accountId]),
+                Self.sameCode(row, codeHash)
             else { throw RelayError.notFound("unknown link code") }
             let state: String = row["state"]
             let expiresAt: Int64 = row["expires_at"]
@@ -87,8 +94,8 @@ extension SQLiteRelayStore {
                 throw RelayError.linkCodeUnavailable
             }
             try db.execute(
-                sql: "UPDATE link_code SET state = 'approved', provisioning_blob = ? WHERE code = ?",
-                arguments: [provisioningBlob, code])
+                sql: "UPDATE link_code SET state = 'approved', provisioning_blob = ? WHERE code_hash = ?",
+                arguments: [provisioningBlob, codeHash])
             // Awaiting its identity upload, the device stays pending: not listed, no bundle, no fan-out.
             if !awaitIdentityUpload {
                 try db.execute(
@@ -96,6 +103,14 @@ extension SQLiteRelayStore {
                     arguments: [accountId, deviceId])
             }
         }
+    }
+
+    /// Link codes are stored as SHA-256 hashes (like device credentials) and found by that hash; the stored hash
+    /// is then compared with the presented code's in constant time. A timing difference of the index lookup
+    /// could only tell an attacker about the hash of a code it guessed, not about a stored code.
+    static func sameCode(_ row: Row, _ codeHash: Data) -> Bool {
+        let stored: Data = row["code_hash"]
+        return Credentials.sameHash(stored, codeHash)
     }
 
     /// Open or claimed codes past expiry go, with the pending devices they created; approved codes

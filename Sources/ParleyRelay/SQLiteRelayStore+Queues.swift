@@ -9,12 +9,13 @@ extension SQLiteRelayStore {
     func commit(_ submissions: [MessageSubmission], limits: RelayLimits) async throws
         -> [Result<SubmissionReceipt, RelayError>]
     {
-        try await pool.write { db in
+        let known = knownContacts
+        let (results, contacts) = try await pool.write { db in
             let cache = SQLiteCommitCache(lookups: lookups)
             var results: [Result<SubmissionReceipt, RelayError>] = []
             results.reserveCapacity(submissions.count)
             for submission in submissions {
-                let plan: [PlannedCopy]
+                let plan: Plan
                 do {
                     plan = try Self.plan(db, submission, limits: limits, cache: cache)
                 } catch let error as RelayError {
@@ -23,9 +24,17 @@ extension SQLiteRelayStore {
                 }
                 results.append(.success(try Self.store(db, submission, plan, cache: cache)))
             }
-            try cache.flushCounters(db)
-            return results
+            try cache.flushCounters(db, known: known)
+            return (results, cache.contacts)
         }
+        known.insert(contacts)
+        return results
+    }
+
+    /// What a valid submission stores: its copies, and the contact pair a 1:1 message makes.
+    struct Plan {
+        let copies: [PlannedCopy]
+        let contact: ContactPair?
     }
 
     /// One ciphertext and the device queues it goes to.
@@ -37,7 +46,7 @@ extension SQLiteRelayStore {
 
     private static func plan(
         _ db: Database, _ submission: MessageSubmission, limits: RelayLimits, cache: SQLiteCommitCache
-    ) throws -> [PlannedCopy] {
+    ) throws -> Plan {
         let sender = submission.sender
         // The sending device must still exist: a removal commits in a write transaction of its own, so no send
         // of a removed device commits after it (whatever session or request it came through).
@@ -45,12 +54,14 @@ extension SQLiteRelayStore {
             throw RelayError.unauthorized
         }
         var copies: [PlannedCopy] = []
+        var contact: ContactPair?
         switch submission.payload {
         case .direct(let recipient, let messages, let own):
             guard let recipientId = try cache.accountId(db, name: recipient) else {
                 throw RelayError.notFound("unknown account")
             }
             let isSelf = recipientId == sender.accountId
+            if !isSelf { contact = ContactPair(from: sender.accountId, to: recipientId) }
             var recipientDevices = try cache.activeDevices(db, accountId: recipientId)
             if isSelf {
                 recipientDevices[sender.deviceId] = nil
@@ -89,25 +100,48 @@ extension SQLiteRelayStore {
             targets.removeAll { $0 == sender.address }
             copies.append(PlannedCopy(type: type, content: content, targets: targets))
         }
-        // Queue room, counting what this submission itself adds (and earlier ones of the same batch).
+        try checkRoom(db, copies.map { ($0.targets, $0.content.count) }, senderId: sender.accountId, limits: limits, cache: cache)
+        return Plan(copies: copies, contact: contact)
+    }
+
+    /// Queue room for `copies` (target devices, ciphertext bytes each) from `senderId`, counting what earlier
+    /// submissions of the same transaction added: the device's cap (`maxQueuedMessagesPerDevice`, bytes), and the
+    /// sender's share of it (`maxQueuedMessagesPerSender`, bytes; copies to the sender's own devices excepted).
+    /// Throws `queueFull` for the first device without room. Every path that queues (sends, group messages, group
+    /// events) checks here before it stores anything.
+    static func checkRoom(
+        _ db: Database, _ copies: [(targets: [DeviceAddress], bytes: Int)], senderId: Int64, limits: RelayLimits,
+        cache: SQLiteCommitCache
+    ) throws {
         var adding: [DeviceAddress: SQLiteCommitCache.QueueState] = [:]
         for copy in copies {
             for target in copy.targets {
                 adding[target, default: .init(count: 0, bytes: 0)].count += 1
-                adding[target, default: .init(count: 0, bytes: 0)].bytes += copy.content.count
+                adding[target, default: .init(count: 0, bytes: 0)].bytes += copy.bytes
             }
         }
         for (target, extra) in adding {
             guard let state = try cache.queueState(db, target) else { continue }
-            if state.count + extra.count > limits.maxQueuedMessagesPerDevice
-                || state.bytes + extra.bytes > limits.maxQueuedBytesPerDevice
+            let count = state.count + extra.count
+            let bytes = state.bytes + extra.bytes
+            if count > limits.maxQueuedMessagesPerDevice || bytes > limits.maxQueuedBytesPerDevice {
+                throw RelayError.queueFull(account: try accountName(db, target.accountId), deviceId: target.deviceId)
+            }
+            // A share is part of the queue: only a queue above the share size needs the sender's count.
+            guard target.accountId != senderId,
+                count > limits.maxQueuedMessagesPerSender || bytes > limits.maxQueuedBytesPerSender
+            else { continue }
+            let share = try cache.shareState(db, target, senderId: senderId)
+            if share.count + extra.count > limits.maxQueuedMessagesPerSender
+                || share.bytes + extra.bytes > limits.maxQueuedBytesPerSender
             {
-                let name =
-                    try String.fetchOne(db, sql: "SELECT name FROM account WHERE id = ?", arguments: [target.accountId]) ?? ""
-                throw RelayError.queueFull(account: name, deviceId: target.deviceId)
+                throw RelayError.queueShareFull(account: try accountName(db, target.accountId), deviceId: target.deviceId)
             }
         }
-        return copies
+    }
+
+    private static func accountName(_ db: Database, _ accountId: Int64) throws -> String {
+        try String.fetchOne(db, sql: "SELECT name FROM account WHERE id = ?", arguments: [accountId]) ?? ""
     }
 
     /// 409 if the addressed device set differs from `expected`, 410 if registration ids differ.
@@ -134,9 +168,10 @@ extension SQLiteRelayStore {
         if !stale.isEmpty { throw RelayError.staleDevices(account: account, stale: stale) }
     }
 
-    private static func store(_ db: Database, _ submission: MessageSubmission, _ plan: [PlannedCopy], cache: SQLiteCommitCache)
+    private static func store(_ db: Database, _ submission: MessageSubmission, _ plan: Plan, cache: SQLiteCommitCache)
         throws -> SubmissionReceipt
     {
+        if let contact = plan.contact { cache.recordContact(contact) }
         let sender = submission.sender
         var ids: [UUID] = []
         var recipients: [DeviceAddress] = []
@@ -154,10 +189,10 @@ extension SQLiteRelayStore {
             conversation = Envelope.groupConversation(group)
             groupId = group
         }
-        for copy in plan {
+        for copy in plan.copies {
             let id = MessageID.make(unixMillis: submission.serverTimestamp, using: &cache.random)
             let seqs = try insertMessage(
-                db, id: id, kind: kind, senderAccount: sender.account, senderDevice: sender.deviceId,
+                db, id: id, kind: kind, senderId: sender.accountId, senderAccount: sender.account, senderDevice: sender.deviceId,
                 conversation: conversation, groupId: groupId, type: copy.type, content: copy.content,
                 serverTimestamp: submission.serverTimestamp, clientTimestamp: submission.clientTimestamp,
                 targets: copy.targets, expiresAt: submission.expiresAt, cache: cache)
@@ -176,14 +211,15 @@ extension SQLiteRelayStore {
             serverTimestamp: submission.serverTimestamp, ids: ids, recipients: recipients, deliveries: deliveries)
     }
 
-    /// Stores one message row (the ciphertext, once) and one queue entry per target device. With a cache,
-    /// device queue counters are accumulated and written once at the end of the transaction.
-    /// Returns the queue sequence number of each target's entry, in the order of `targets`.
+    /// Stores one message row (the ciphertext, once) and one queue entry per target device. Device queue counters
+    /// and per-sender shares are accumulated in `cache` and written once at the end of the transaction
+    /// (`SQLiteCommitCache.flushCounters`). Returns the queue sequence number of each target's entry, in the
+    /// order of `targets`.
     @discardableResult
     static func insertMessage(
-        _ db: Database, id: UUID, kind: EnvelopeKind, senderAccount: String, senderDevice: UInt32, conversation: String,
-        groupId: UUID?, type: Int, content: Data, serverTimestamp: Int64, clientTimestamp: Int64?,
-        targets: [DeviceAddress], expiresAt: Int64, cache: SQLiteCommitCache? = nil
+        _ db: Database, id: UUID, kind: EnvelopeKind, senderId: Int64, senderAccount: String, senderDevice: UInt32,
+        conversation: String, groupId: UUID?, type: Int, content: Data, serverTimestamp: Int64, clientTimestamp: Int64?,
+        targets: [DeviceAddress], expiresAt: Int64, cache: SQLiteCommitCache
     ) throws -> [Int64] {
         guard !targets.isEmpty else { return [] }
         var insert = SQLiteRawStatement(
@@ -206,11 +242,9 @@ extension SQLiteRelayStore {
         insert.bind(Int64(targets.count))
         try insert.run()
         let insertEntry = try db.cachedStatement(
-            sql: "INSERT INTO queue_entry (account_id, device_id, message_id, size, expires_at) VALUES (?, ?, ?, ?, ?)")
-        let bumpCounters = try db.cachedStatement(
             sql: """
-                UPDATE device SET queue_count = queue_count + 1, queue_bytes = queue_bytes + ?
-                WHERE account_id = ? AND device_id = ?
+                INSERT INTO queue_entry (account_id, device_id, message_id, size, expires_at, sender_id)
+                VALUES (?, ?, ?, ?, ?, ?)
                 """)
         var seqs: [Int64] = []
         seqs.reserveCapacity(targets.count)
@@ -221,13 +255,10 @@ extension SQLiteRelayStore {
             entry.bind(id)
             entry.bind(Int64(content.count))
             entry.bind(expiresAt)
+            entry.bind(senderId)
             try entry.run()
             seqs.append(db.lastInsertedRowID)
-            if let cache {
-                cache.recordInsert(target, bytes: content.count)
-            } else {
-                try bumpCounters.execute(arguments: [content.count, target.accountId, Int64(target.deviceId)])
-            }
+            cache.recordInsert(target, bytes: content.count, senderId: senderId)
         }
         return seqs
     }
@@ -286,18 +317,20 @@ extension SQLiteRelayStore {
             for (address, ids) in batch {
                 var removed = 0
                 var bytes = 0
+                var shares: [Int64: SQLiteCommitCache.QueueState] = [:]
                 var unique = Set<UUID>(minimumCapacity: ids.count)
                 let distinct = ids.filter { unique.insert($0).inserted }
                 var start = 0
                 while start < distinct.count {
                     let chunk = distinct[start..<min(start + Self.ackChunk, distinct.count)]
                     start += chunk.count
-                    let (count, size) = try Self.ackChunk(db, address, chunk)
+                    let (count, size) = try Self.ackChunk(db, address, chunk, shares: &shares)
                     removed += count
                     bytes += size
                 }
                 if removed > 0 {
                     try counters.execute(arguments: [removed, bytes, address.accountId, Int64(address.deviceId)])
+                    try Self.releaseShares(db, address, shares)
                 }
                 results.append(removed)
             }
@@ -307,11 +340,13 @@ extension SQLiteRelayStore {
 
     /// Removes one device's entries for `ids` (those it still has) and releases their messages; returns how
     /// many entries were removed and their bytes.
-    private static func ackChunk(_ db: Database, _ address: DeviceAddress, _ ids: ArraySlice<UUID>) throws -> (Int, Int) {
+    private static func ackChunk(
+        _ db: Database, _ address: DeviceAddress, _ ids: ArraySlice<UUID>, shares: inout [Int64: SQLiteCommitCache.QueueState]
+    ) throws -> (Int, Int) {
         let deleteEntries = try db.cachedStatement(
             sql: """
                 DELETE FROM queue_entry WHERE message_id IN (\(placeholders(ids.count))) AND account_id = ? AND device_id = ?
-                RETURNING message_id, size
+                RETURNING message_id, size, sender_id
                 """)
         var arguments = StatementArguments(ids.map { $0 as (any DatabaseValueConvertible)? })
         arguments += [address.accountId, Int64(address.deviceId)]
@@ -321,7 +356,12 @@ extension SQLiteRelayStore {
         let rows = try Row.fetchCursor(deleteEntries, arguments: arguments)
         while let row = try rows.next() {
             released.append(row[0])
-            bytes += row[1] as Int
+            let size: Int = row[1]
+            bytes += size
+            if let senderId: Int64 = row[2], senderId != address.accountId {
+                shares[senderId, default: .init(count: 0, bytes: 0)].count += 1
+                shares[senderId, default: .init(count: 0, bytes: 0)].bytes += size
+            }
         }
         guard !released.isEmpty else { return (0, 0) }
         let messageArguments = StatementArguments(released.map { $0 as (any DatabaseValueConvertible)? })
@@ -335,6 +375,27 @@ extension SQLiteRelayStore {
         return (released.count, bytes)
     }
 
+    /// Takes released entries off their senders' shares of a device queue; a share that reaches zero goes.
+    static func releaseShares(_ db: Database, _ address: DeviceAddress, _ shares: [Int64: SQLiteCommitCache.QueueState]) throws {
+        guard !shares.isEmpty else { return }
+        let update = try db.cachedStatement(
+            sql: """
+                UPDATE queue_share SET count = count - ?, bytes = bytes - ?
+                WHERE account_id = ? AND device_id = ? AND sender_id = ?
+                RETURNING count
+                """)
+        let delete = try db.cachedStatement(
+            sql: "DELETE FROM queue_share WHERE account_id = ? AND device_id = ? AND sender_id = ?")
+        let deviceId = Int64(address.deviceId)
+        for (senderId, state) in shares {
+            let left = try Int.fetchOne(
+                update, arguments: [state.count, state.bytes, address.accountId, deviceId, senderId])
+            if let left, left <= 0 {
+                try delete.execute(arguments: [address.accountId, deviceId, senderId])
+            }
+        }
+    }
+
     /// "?, ?, ..." for `count` parameters.
     private static func placeholders(_ count: Int) -> String {
         repeatElement("?", count: count).joined(separator: ", ")
@@ -345,11 +406,12 @@ extension SQLiteRelayStore {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT seq, account_id, device_id, message_id, size FROM queue_entry WHERE expires_at <= ?
+                    SELECT seq, account_id, device_id, message_id, size, sender_id FROM queue_entry WHERE expires_at <= ?
                     ORDER BY expires_at LIMIT ?
                     """,
                 arguments: [now, RelayLimits.expiryBatchSize])
             var affected = Set<DeviceAddress>()
+            var shares: [DeviceAddress: [Int64: SQLiteCommitCache.QueueState]] = [:]
             var messageIds: [Data] = []
             for row in rows {
                 let seq: Int64 = row["seq"]
@@ -364,8 +426,14 @@ extension SQLiteRelayStore {
                         """,
                     arguments: [size, accountId, deviceId])
                 messageIds.append(row["message_id"])
-                affected.insert(DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId)))
+                let address = DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))
+                affected.insert(address)
+                if let senderId: Int64 = row["sender_id"], senderId != accountId {
+                    shares[address, default: [:]][senderId, default: .init(count: 0, bytes: 0)].count += 1
+                    shares[address, default: [:]][senderId, default: .init(count: 0, bytes: 0)].bytes += size
+                }
             }
+            for (address, senders) in shares { try Self.releaseShares(db, address, senders) }
             try Self.releaseMessages(db, messageIds)
             try Self.deleteStaleLinks(db, now: now)
             return ExpiryResult(expiredMessages: rows.count, affected: Array(affected))

@@ -8,6 +8,8 @@ final class SQLiteRelayStore: RelayStore {
     let pool: DatabasePool
     /// Account ids and device lists for the send path, across transactions (see `SQLiteLookupCache`).
     let lookups = SQLiteLookupCache()
+    /// Contact pairs already stored (`SQLiteRelayStore+Contacts`).
+    let knownContacts = KnownContacts()
 
     init(path: String) throws {
         var configuration = Configuration()

@@ -136,6 +136,73 @@ enum SQLiteSchema {
                     arguments: [counter])
             }
         }
+        migrator.registerMigration("relay-v4-hardening") { db in
+            try hardening(db)
+        }
         return migrator
+    }
+
+    /// `relay-v4-hardening`: link codes stored as SHA-256 hashes; the sender of every queue entry and a
+    /// per-sender count of each device queue (the per-sender share); the contact relation (who sent 1:1 messages
+    /// to whom) that typing and presence are limited to.
+    static func hardening(_ db: Database) throws {
+        // Link codes: the table is rebuilt keyed by the code's hash; open codes keep working (their hash is
+        // computed here), and the clear codes are gone with the old table.
+        try db.execute(sql: """
+            CREATE TABLE link_code_v4 (
+                code_hash BLOB PRIMARY KEY,
+                account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                creator_device_id INTEGER NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('open', 'claimed', 'approved')),
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                device_id INTEGER,
+                provisioning_blob BLOB
+            ) WITHOUT ROWID;
+            """)
+        let hash = DatabaseFunction("parley_sha256", argumentCount: 1, pure: true) { values in
+            guard let code = String.fromDatabaseValue(values[0]) else { return nil }
+            return Credentials.hash(code)
+        }
+        db.add(function: hash)
+        defer { db.remove(function: hash) }
+        try db.execute(sql: """
+            INSERT INTO link_code_v4 (code_hash, account_id, creator_device_id, state, created_at, expires_at, device_id,
+                provisioning_blob)
+            SELECT parley_sha256(code), account_id, creator_device_id, state, created_at, expires_at, device_id,
+                provisioning_blob
+            FROM link_code;
+            """)
+        try db.execute(sql: """
+            DROP TABLE link_code;
+            ALTER TABLE link_code_v4 RENAME TO link_code;
+            CREATE INDEX link_code_by_device ON link_code(account_id, device_id);
+
+            ALTER TABLE queue_entry ADD COLUMN sender_id INTEGER;
+            UPDATE queue_entry SET sender_id = (
+                SELECT a.id FROM message m JOIN account a ON a.name = m.sender_account WHERE m.id = queue_entry.message_id);
+            CREATE TABLE queue_share (
+                account_id INTEGER NOT NULL,
+                device_id INTEGER NOT NULL,
+                sender_id INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                bytes INTEGER NOT NULL,
+                PRIMARY KEY (account_id, device_id, sender_id),
+                FOREIGN KEY (account_id, device_id) REFERENCES device(account_id, device_id) ON DELETE CASCADE
+            ) WITHOUT ROWID;
+            INSERT INTO queue_share (account_id, device_id, sender_id, count, bytes)
+                SELECT account_id, device_id, sender_id, COUNT(*), SUM(size) FROM queue_entry
+                WHERE sender_id IS NOT NULL AND sender_id != account_id
+                GROUP BY account_id, device_id, sender_id;
+
+            CREATE TABLE contact (
+                account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                peer_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                PRIMARY KEY (account_id, peer_id)
+            ) WITHOUT ROWID;
+            INSERT OR IGNORE INTO contact (account_id, peer_id)
+                SELECT DISTINCT q.sender_id, q.account_id FROM queue_entry q JOIN message m ON m.id = q.message_id
+                WHERE m.kind = 'direct' AND q.sender_id IS NOT NULL AND q.sender_id != q.account_id;
+            """)
     }
 }

@@ -60,3 +60,21 @@ struct ExpiryResult: Sendable {
     var expiredMessages: Int
     var affected: [DeviceAddress]
 }
+
+/// The bundles one fetch asks for: all active devices of `account`, or those among `deviceIds`.
+struct BundleRequest: Sendable {
+    let account: String
+    let deviceIds: [UInt32]?
+}
+
+/// What a bundle fetch found: per known account (in request order) its bundles, and the unknown accounts.
+struct BundleFetchResult: Sendable {
+    let bundles: [PreKeyBundleResponse]
+    let unknownAccounts: [String]
+}
+
+/// A 1:1 message was routed from account `from` to account `to` (internal ids): half of a contact relation.
+struct ContactPair: Sendable, Hashable {
+    let from: Int64
+    let to: Int64
+}

@@ -1,13 +1,33 @@
 import Foundation
 import ParleyWire
 
-/// Decodes request bodies and frames, refusing unknown fields: a decoded value is re-encoded, and every
-/// key of the input (at any depth) must appear in that canonical form or carry `null`.
+/// Decodes request bodies and frames in one pass over the input, refusing unknown fields.
+///
+/// The input is read once into a `JSONTape` (no object tree: one 16-byte node per value), with the route's
+/// `JSONParseLimits` checked while reading: an array longer than the route can use, or nesting deeper than any
+/// wire type, stops the parse at that element. The wire type then decodes from the tape; every member of
+/// every object it opened must have been read by it (or carry `null`), else the input had an unknown field.
 enum StrictJSON {
-    static func decode<T: Codable>(_ type: T.Type, from data: Data) throws(RelayError) -> T {
+    static func decode<T: Decodable>(_ type: T.Type, from data: Data, limits: JSONParseLimits) throws(RelayError) -> T {
+        try decode(type, bytes: [UInt8](data), limits: limits)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, bytes: [UInt8], limits: JSONParseLimits) throws(RelayError) -> T {
+        let tape: JSONTape
+        do {
+            tape = try JSONTape(bytes, limits: limits)
+        } catch {
+            switch error {
+            case .invalid(let offset): throw .malformedRequest("invalid JSON at byte \(offset)")
+            case .tooDeep: throw .malformedRequest("JSON nested deeper than \(JSONParseLimits.maxDepth) levels")
+            case .tooManyElements(let limit): throw .tooManyItems("an array has more than \(limit) elements")
+            case .tooManyMembers(let limit): throw .malformedRequest("an object has more than \(limit) fields")
+            }
+        }
+        let state = StrictJSONDecoderState(tape: tape)
         let value: T
         do {
-            value = try WireCoding.decoder().decode(T.self, from: data)
+            value = try StrictJSONDecoder.decode(T.self, state: state, node: 0, path: [])
         } catch let DecodingError.keyNotFound(key, context) {
             throw .malformedRequest("missing field \(path(context.codingPath + [key]))")
         } catch let DecodingError.typeMismatch(_, context) {
@@ -15,40 +35,19 @@ enum StrictJSON {
         } catch let DecodingError.valueNotFound(_, context) {
             throw .malformedRequest("null at \(path(context.codingPath))")
         } catch let DecodingError.dataCorrupted(context) {
-            throw .malformedRequest(context.codingPath.isEmpty ? "invalid JSON" : "invalid value at \(path(context.codingPath))")
+            throw .malformedRequest(
+                context.codingPath.isEmpty ? context.debugDescription : "invalid value at \(path(context.codingPath))")
         } catch {
             throw .malformedRequest("invalid JSON")
         }
-        guard let input = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
-            let canonicalData = try? WireCoding.encoder().encode(value),
-            let canonical = try? JSONSerialization.jsonObject(with: canonicalData, options: [.fragmentsAllowed])
-        else { throw .malformedRequest("invalid JSON") }
-        if let unknown = firstUnknownKey(input, canonical, path: "") {
+        if let unknown = state.firstUnreadMember() {
             throw .unknownField("unknown field \(unknown)")
         }
         return value
     }
 
-    private static func firstUnknownKey(_ input: Any, _ canonical: Any, path: String) -> String? {
-        if let object = input as? [String: Any] {
-            let known = canonical as? [String: Any] ?? [:]
-            for (key, value) in object {
-                let here = path.isEmpty ? key : "\(path).\(key)"
-                guard let canonicalValue = known[key] else {
-                    if value is NSNull { continue }
-                    return here
-                }
-                if let found = firstUnknownKey(value, canonicalValue, path: here) { return found }
-            }
-        } else if let array = input as? [Any], let canonicalArray = canonical as? [Any] {
-            for (index, (element, canonicalElement)) in zip(array, canonicalArray).enumerated() {
-                if let found = firstUnknownKey(element, canonicalElement, path: "\(path)[\(index)]") { return found }
-            }
-        }
-        return nil
-    }
-
     private static func path(_ keys: [any CodingKey]) -> String {
         keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            .replacingOccurrences(of: ".[", with: "[")
     }
 }

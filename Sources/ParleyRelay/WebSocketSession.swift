@@ -144,7 +144,8 @@ struct WebSocketSession: Sendable {
         }
         if let frame = FastWire.decodeClientFrame(text.readableBytesView) { return .success(frame) }
         do {
-            return .success(try StrictJSON.decode(ClientFrame.self, from: Data(text.readableBytesView)))
+            return .success(
+                try StrictJSON.decode(ClientFrame.self, bytes: Array(text.readableBytesView), limits: RelayLimits.clientFrameParse))
         } catch {
             return .failure(FrameError(error))
         }
@@ -233,15 +234,33 @@ struct WebSocketSession: Sendable {
                 return FrameError(error)
             }
             let core = self.core
-            let address = device.address
+            let device = self.device
+            let logger = self.logger
             Task {
-                for state in await core.presence.subscribe(address, to: accounts) {
+                // Presence only of contacts (`RelayStore.areContacts`); the others are left out and named in one
+                // `forbidden` error, which is a policy answer, not a refused frame (it does not count towards
+                // the disconnect rule).
+                let allowed: Set<String>
+                do {
+                    allowed = try await core.store.contacts(of: device.accountId, among: accounts)
+                } catch {
+                    logger.error("presence lookup failed", metadata: device.logMetadata(["error": "\(type(of: error))"]))
+                    asyncOutcome(FrameError(.internalError))
+                    return
+                }
+                let refused = Set(accounts).subtracting(allowed).sorted()
+                for state in await core.presence.subscribe(device.address, to: accounts.filter(allowed.contains)) {
                     outbox.post(.frame(state))
+                }
+                if !refused.isEmpty {
+                    let names = refused.prefix(10).joined(separator: ", ") + (refused.count > 10 ? ", ..." : "")
+                    let error = RelayError.forbidden("presence is shown only between contacts; not subscribed: \(names)")
+                    outbox.post(.frame(ServerFrame(type: .error, error: error.body)))
                 }
                 asyncOutcome(nil)
             }
         case .typing:
-            Task { asyncOutcome(await forwardTyping(frame).map { FrameError($0) }) }
+            Task { asyncOutcome(await forwardTyping(frame, outbox: outbox).map { FrameError($0) }) }
         case .ping:
             outbox.post(.frame(ServerFrame(type: .pong)))
         case .ack, .send:
@@ -252,8 +271,10 @@ struct WebSocketSession: Sendable {
         return nil
     }
 
-    /// Typing indicators are ephemeral: forwarded to connected devices only, never queued.
-    private func forwardTyping(_ frame: ClientFrame) async -> RelayError? {
+    /// Typing indicators are ephemeral: forwarded to connected devices only, never queued. To an account only
+    /// when it is a contact (`RelayStore.areContacts`): otherwise the sender gets a `forbidden` error frame, a
+    /// policy answer that does not count as a refused frame.
+    private func forwardTyping(_ frame: ClientFrame, outbox: SessionOutbox) async -> RelayError? {
         guard let started = frame.started else { return .invalidField("typing needs started") }
         if let groupId = frame.groupId {
             do {
@@ -269,6 +290,15 @@ struct WebSocketSession: Sendable {
                 return .internalError
             }
         } else if let to = frame.to {
+            do {
+                guard try await core.store.areContacts(device.accountId, to) else {
+                    let error = RelayError.forbidden("typing goes only to contacts")
+                    outbox.post(.frame(ServerFrame(type: .error, error: error.body)))
+                    return nil
+                }
+            } catch {
+                return .internalError
+            }
             let out = ServerFrame(type: .typing, account: device.account, deviceId: device.deviceId, started: started)
             await core.hub.send(out, toAccount: to, except: device.address)
         } else {

@@ -36,6 +36,19 @@ public struct SendMessageRequest: Codable, Sendable, Equatable {
         self.ownDeviceMessages = ownDeviceMessages
         self.clientTimestamp = clientTimestamp
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case messages, ownDeviceMessages, clientTimestamp
+    }
+
+    /// `ownDeviceMessages` may be absent (or null): it then means none, as in the WebSocket `send` frame. A
+    /// sender that has other devices and leaves it out gets `409 mismatchedDevices` for its own account.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        messages = try container.decode([OutgoingDeviceMessage].self, forKey: .messages)
+        ownDeviceMessages = try container.decodeIfPresent([OutgoingDeviceMessage].self, forKey: .ownDeviceMessages) ?? []
+        clientTimestamp = try container.decodeIfPresent(Int64.self, forKey: .clientTimestamp)
+    }
 }
 
 /// Answer of a successful send: everything is committed to disk.

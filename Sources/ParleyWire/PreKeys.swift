@@ -86,3 +86,37 @@ public struct PreKeyBundleResponse: Codable, Sendable, Equatable {
         self.devices = devices
     }
 }
+
+/// One account in a batched bundle fetch: all its active devices, or only `deviceIds`.
+public struct BundleRequestTarget: Codable, Sendable, Equatable {
+    public var account: String
+    /// Absent: every active device of the account. Ids of devices that do not exist are skipped.
+    public var deviceIds: [UInt32]?
+
+    public init(account: String, deviceIds: [UInt32]? = nil) {
+        self.account = account
+        self.deviceIds = deviceIds
+    }
+}
+
+/// `POST /v1/keys/bundles`: the prekey bundles of many accounts in one request (setting up sessions with the
+/// members of a large group). At most as many accounts as a group has members (500 by default), each once.
+public struct PreKeyBundleBatchRequest: Codable, Sendable, Equatable {
+    public var accounts: [BundleRequestTarget]
+
+    public init(accounts: [BundleRequestTarget]) {
+        self.accounts = accounts
+    }
+}
+
+/// Answer of `POST /v1/keys/bundles`: one entry per known requested account (request order), and the
+/// requested accounts that do not exist.
+public struct PreKeyBundleBatchResponse: Codable, Sendable, Equatable {
+    public var accounts: [PreKeyBundleResponse]
+    public var unknownAccounts: [String]
+
+    public init(accounts: [PreKeyBundleResponse], unknownAccounts: [String]) {
+        self.accounts = accounts
+        self.unknownAccounts = unknownAccounts
+    }
+}

@@ -17,8 +17,18 @@ struct ParleyRelayCommand: AsyncParsableCommand {
     @Option(help: "Max queued ciphertext bytes per device.") var maxQueuedBytes = RelayLimits().maxQueuedBytesPerDevice
     @Option(help: "Retention of undelivered messages, in days.") var retentionDays = 30
     @Option(help: "Max members per group.") var maxGroupMembers = RelayLimits().maxGroupMembers
-    @Option(help: "Prekey bundle fetches: burst per requesting device.") var bundleFetchBurst = RelayLimits().bundleFetchBurst
-    @Option(help: "Prekey bundle fetches: refill per second.") var bundleFetchRate = RelayLimits().bundleFetchPerSecond
+    @Option(help: "Prekey bundles (one per device returned): burst per requesting device.") var bundleFetchBurst =
+        RelayLimits().bundleFetchBurst
+    @Option(help: "Prekey bundles: refill per second per requesting device.") var bundleFetchRate = RelayLimits().bundleFetchPerSecond
+    @Option(help: "One-time prekeys a device hands out: burst.") var prekeyHandoutBurst = RelayLimits().oneTimePreKeyHandoutBurst
+    @Option(help: "One-time prekeys a device hands out: refill per hour.") var prekeyHandoutsPerHour =
+        RelayLimits().oneTimePreKeyHandoutsPerHour
+    @Option(help: "Queued messages of one sender account per device.") var maxQueuedMessagesPerSender =
+        RelayLimits().maxQueuedMessagesPerSender
+    @Option(help: "Queued ciphertext bytes of one sender account per device.") var maxQueuedBytesPerSender =
+        RelayLimits().maxQueuedBytesPerSender
+    @Option(help: "Web pushes per second per push-service origin (burst: 10x).") var pushesPerSecondPerOrigin =
+        RelayLimits().pushesPerSecondPerOrigin
     @Option(help: "HTTP requests per second per peer address (burst: 2x).") var requestsPerSecondPerAddress =
         RelayLimits().requestsPerSecondPerAddress
     @Option(help: "Registrations + link claims per minute per peer address (burst: 20).") var creationsPerMinutePerAddress =
@@ -27,7 +37,8 @@ struct ParleyRelayCommand: AsyncParsableCommand {
         RelayLimits().clientFramesPerSecond
     @Option(help: "VAPID subject (mailto: or https: contact) sent to push services.") var vapidSubject =
         "mailto:admin@localhost"
-    @Flag(help: "Accept http:// push endpoints (local development only).") var allowInsecurePush = false
+    @Flag(help: "Accept http:// push endpoints and non-public addresses (tests, local development only).")
+    var allowInsecurePush = false
     @Option(help: "TLS certificate chain (PEM): serve https:// and wss:// (needs --tls-key).") var tlsCert: String?
     @Option(help: "TLS private key (PEM) for --tls-cert.") var tlsKey: String?
     @Option(help: "Serve /metrics (Prometheus, unauthenticated) on this port of --metrics-host; off if not given.")
@@ -43,7 +54,9 @@ struct ParleyRelayCommand: AsyncParsableCommand {
         }
         guard maxDevices >= 1, maxQueuedMessages >= 1, maxQueuedBytes >= 1, retentionDays >= 1, maxGroupMembers >= 2,
             bundleFetchBurst >= 1, bundleFetchRate > 0, requestsPerSecondPerAddress >= 1, creationsPerMinutePerAddress > 0,
-            clientFramesPerSecond > 0, maxConnectionsPerAddress >= 1, (maxConnections ?? 1) >= 1
+            clientFramesPerSecond > 0, maxConnectionsPerAddress >= 1, (maxConnections ?? 1) >= 1,
+            prekeyHandoutBurst >= 1, prekeyHandoutsPerHour > 0, maxQueuedMessagesPerSender >= 1,
+            maxQueuedBytesPerSender >= 1, pushesPerSecondPerOrigin > 0
         else { throw ValidationError("limits must be positive (max-group-members at least 2)") }
         var limits = RelayLimits()
         limits.maxDevicesPerAccount = maxDevices
@@ -53,6 +66,12 @@ struct ParleyRelayCommand: AsyncParsableCommand {
         limits.maxGroupMembers = maxGroupMembers
         limits.bundleFetchBurst = bundleFetchBurst
         limits.bundleFetchPerSecond = bundleFetchRate
+        limits.oneTimePreKeyHandoutBurst = prekeyHandoutBurst
+        limits.oneTimePreKeyHandoutsPerHour = prekeyHandoutsPerHour
+        limits.maxQueuedMessagesPerSender = maxQueuedMessagesPerSender
+        limits.maxQueuedBytesPerSender = maxQueuedBytesPerSender
+        limits.pushesPerSecondPerOrigin = pushesPerSecondPerOrigin
+        limits.pushBurstPerOrigin = max(1, Int(pushesPerSecondPerOrigin * 10))
         limits.allowInsecurePushEndpoints = allowInsecurePush
         limits.requestsPerSecondPerAddress = requestsPerSecondPerAddress
         limits.requestBurstPerAddress = Int(requestsPerSecondPerAddress * 2)

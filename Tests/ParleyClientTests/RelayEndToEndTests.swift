@@ -41,6 +41,30 @@ struct RelayEndToEndTests {
             preKey: try wire.oneTimePreKey.map { try PublicKey(serialized: Array($0.publicKey)) })
     }
 
+    /// The batched bundle fetch (`POST /v1/keys/bundles`, `RelayClient.bundles(for:)`): the bundles of several
+    /// accounts in one request, usable to start sessions, and unknown accounts named.
+    @Test func batchedBundlesThroughTheClient() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let running = try await RelayServer.start(
+            RelayConfiguration(host: "127.0.0.1", port: 0, databasePath: dir.appendingPathComponent("relay.sqlite").path))
+        let baseURL = "http://127.0.0.1:\(running.port)"
+        let alice = try await Self.client("alice", registrationId: 101, baseURL: baseURL, dir: dir)
+        let bob = try await Self.client("bob", registrationId: 202, baseURL: baseURL, dir: dir)
+        let carol = try await Self.client("carol", registrationId: 303, baseURL: baseURL, dir: dir)
+        let batch = try await alice.relay.bundles(for: [
+            BundleRequestTarget(account: bob.account), BundleRequestTarget(account: carol.account, deviceIds: [1]),
+            BundleRequestTarget(account: "nobody-here"),
+        ])
+        #expect(batch.accounts.map(\.account) == [bob.account, carol.account])
+        #expect(batch.unknownAccounts == ["nobody-here"])
+        let bundles = try batch.accounts.flatMap(\.devices).map(Self.bundle)
+        #expect(bundles.map(\.registrationId) == [202, 303])
+        #expect(bundles.allSatisfy { $0.preKey != nil })
+        try await running.stop()
+    }
+
     @Test func messageThroughTheRelay() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

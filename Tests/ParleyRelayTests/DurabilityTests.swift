@@ -48,6 +48,8 @@ struct DurabilityTests {
         let relay = try await TestRelay.start()
         let alice = try await relay.http.register(Fixtures.uniqueName("alice"))
         let bob = try await relay.http.register(Fixtures.uniqueName("bob"))
+        // Contacts, so that alice may watch bob's presence below.
+        try await relay.makeContacts(alice, bob)
         var contents: [Data] = []
         for _ in 0..<5 {
             let content = Fixtures.bytes(1000)

@@ -8,7 +8,8 @@ struct PreKeyTests {
     @Test func uploadFetchAndRefillSignal() async throws {
         let relay = try await TestRelay.start()
         let http = relay.http
-        let alice = try await http.register(Fixtures.uniqueName("alice"), keys: Fixtures.keys(oneTimeCount: 0))
+        let identity = Fixtures.identity()
+        let alice = try await http.register(Fixtures.uniqueName("alice"), keys: Fixtures.keys(oneTimeCount: 0, identity: identity))
         let bob = try await http.register(Fixtures.uniqueName("bob"))
 
         var status = try await http.call(.GET, "/v1/keys/status", alice).decode(PreKeyStatusResponse.self)
@@ -20,8 +21,8 @@ struct PreKeyTests {
         #expect(bundle.devices.count == 1)
         #expect(bundle.devices[0].oneTimePreKey == nil)
 
-        let keys = (1...100).map { OneTimePreKey(keyId: UInt32($0), publicKey: Fixtures.bytes(33)) }
-        let signed = SignedPreKey(keyId: 9, publicKey: Fixtures.bytes(33), signature: Fixtures.bytes(64))
+        let keys = Fixtures.oneTimePreKeys(100)
+        let signed = Fixtures.signedPreKey(id: 9, identity: identity)
         let upload = try await http.call(
             .PUT, "/v1/keys", alice, body: UploadPreKeysRequest(signedPreKey: signed, oneTimePreKeys: keys))
         #expect(upload.status == 200)
@@ -29,7 +30,7 @@ struct PreKeyTests {
         #expect(status.oneTimePreKeyCount == 100)
         #expect(!status.refillNeeded)
 
-        let tooMany = (1...101).map { OneTimePreKey(keyId: UInt32(1000 + $0), publicKey: Fixtures.bytes(33)) }
+        let tooMany = Fixtures.oneTimePreKeys(101, firstKeyId: 1001)
         let refused = try await http.call(.PUT, "/v1/keys", alice, body: UploadPreKeysRequest(oneTimePreKeys: tooMany))
         #expect(refused.status == 400)
         #expect(refused.error?.code == .tooManyItems)

@@ -72,6 +72,45 @@ struct StoreMigrationTests {
         }
     }
 
+    /// `relay-v4-hardening` attributes queued entries to their senders, builds the per-sender shares (an account's
+    /// copies to itself excluded) and the contact pairs of queued 1:1 messages.
+    @Test func hardeningBackfillsSendersSharesAndContacts() throws {
+        let queue = try DatabaseQueue()
+        let migrator = SQLiteSchema.migrator()
+        try migrator.migrate(queue, upTo: "relay-v3-queue-entry-by-message")
+        let direct = UUID(), group = UUID()
+        try queue.write { db in
+            try db.execute(sql: "INSERT INTO account (id, name, created_at) VALUES (1, 'alice', 1), (2, 'bob', 1)")
+            for accountId in [1, 2] {
+                try db.execute(
+                    sql: """
+                        INSERT INTO device (account_id, device_id, state, registration_id, identity_key, credential_hash,
+                            signed_prekey_id, signed_prekey, signed_prekey_signature, created_at, queue_count, queue_bytes)
+                        VALUES (?, 1, 'active', 1, x'05', x'00', 1, x'05', x'00', 1, 0, 0)
+                        """, arguments: [accountId])
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO message (id, kind, sender_account, sender_device, conversation, group_id, type, content, server_ts, ref_count)
+                    VALUES (?, 'direct', 'alice', 1, 'dm:alice:bob', NULL, 1, x'0102', 1, 1),
+                           (?, 'group', 'bob', 1, 'group:x', NULL, 1, x'010203', 1, 2)
+                    """, arguments: [direct, group])
+            try db.execute(
+                sql: """
+                    INSERT INTO queue_entry (account_id, device_id, message_id, size, expires_at)
+                    VALUES (2, 1, ?, 2, 9), (1, 1, ?, 3, 9), (2, 1, ?, 3, 9)
+                    """, arguments: [direct, group, group])
+        }
+        try migrator.migrate(queue)
+        try queue.read { db in
+            #expect(try Int64.fetchAll(db, sql: "SELECT sender_id FROM queue_entry ORDER BY seq") == [1, 2, 2])
+            let shares = try Row.fetchAll(db, sql: "SELECT * FROM queue_share ORDER BY account_id")
+            #expect(shares.map { [$0["account_id"], $0["sender_id"], $0["count"], $0["bytes"]] as [Int64] } == [[1, 2, 1, 3], [2, 1, 1, 2]])
+            let contacts = try Row.fetchAll(db, sql: "SELECT account_id, peer_id FROM contact")
+            #expect(contacts.map { [$0["account_id"], $0["peer_id"]] as [Int64] } == [[1, 2]])
+        }
+    }
+
     /// Message ids are RFC 9562 version 7: the timestamp in the first 48 bits, so ids of later milliseconds
     /// sort after earlier ones byte-wise (the order SQLite compares blobs in).
     @Test func messageIdsAreTimeOrderedVersion7() {
@@ -106,9 +145,10 @@ struct StoreMigrationTests {
         let targets = [DeviceAddress(accountId: 7, deviceId: 1), DeviceAddress(accountId: 8, deviceId: 3)]
         let seqs = try queue.write { db in
             try SQLiteRelayStore.insertMessage(
-                db, id: id, kind: .group, senderAccount: "älice-ß", senderDevice: 4_000_000_000,
+                db, id: id, kind: .group, senderId: 42, senderAccount: "älice-ß", senderDevice: 4_000_000_000,
                 conversation: "group:x", groupId: groupId, type: 3, content: Data([0, 1, 2, 255]),
-                serverTimestamp: 1_700_000_000_123, clientTimestamp: nil, targets: targets, expiresAt: -5)
+                serverTimestamp: 1_700_000_000_123, clientTimestamp: nil, targets: targets, expiresAt: -5,
+                cache: SQLiteCommitCache())
         }
         #expect(seqs.count == 2)
         let row = try #require(try queue.read { db in try Row.fetchOne(db, sql: "SELECT * FROM message") })
@@ -130,14 +170,15 @@ struct StoreMigrationTests {
         #expect(entries.map { $0["message_id"] as UUID } == [id, id])
         #expect(entries.map { $0["size"] as Int } == [4, 4])
         #expect(entries.map { $0["expires_at"] as Int64 } == [-5, -5])
+        #expect(entries.map { $0["sender_id"] as Int64 } == [42, 42])
 
         // The same id again: refused by the primary key, and the transaction leaves nothing.
         #expect(throws: DatabaseError.self) {
             try queue.write { db in
                 try SQLiteRelayStore.insertMessage(
-                    db, id: id, kind: .direct, senderAccount: "bob", senderDevice: 1, conversation: "dm:a:b",
+                    db, id: id, kind: .direct, senderId: 3, senderAccount: "bob", senderDevice: 1, conversation: "dm:a:b",
                     groupId: nil, type: 1, content: Data(), serverTimestamp: 1, clientTimestamp: 2,
-                    targets: [DeviceAddress(accountId: 9, deviceId: 1)], expiresAt: 1)
+                    targets: [DeviceAddress(accountId: 9, deviceId: 1)], expiresAt: 1, cache: SQLiteCommitCache())
             }
         }
         #expect(try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM message") } == 1)
@@ -147,9 +188,9 @@ struct StoreMigrationTests {
         let other = MessageID.make(unixMillis: 1)
         _ = try queue.write { db in
             try SQLiteRelayStore.insertMessage(
-                db, id: other, kind: .direct, senderAccount: "bob", senderDevice: 1, conversation: "dm:a:b",
+                db, id: other, kind: .direct, senderId: 3, senderAccount: "bob", senderDevice: 1, conversation: "dm:a:b",
                 groupId: nil, type: 1, content: Data(), serverTimestamp: 1, clientTimestamp: 2,
-                targets: [DeviceAddress(accountId: 9, deviceId: 1)], expiresAt: 1)
+                targets: [DeviceAddress(accountId: 9, deviceId: 1)], expiresAt: 1, cache: SQLiteCommitCache())
         }
         let second = try #require(
             try queue.read { db in try Row.fetchOne(db, sql: "SELECT * FROM message WHERE id = ?", arguments: [other]) })

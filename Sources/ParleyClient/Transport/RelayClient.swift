@@ -40,6 +40,14 @@ public struct RelayClient: Sendable {
         try await request(.GET, "/v1/keys/\(account)/\(deviceId.map(String.init) ?? "*")", as: PreKeyBundleResponse.self)
     }
 
+    /// Bundles of many accounts in one request (`POST /v1/keys/bundles`; all active devices of each target, or
+    /// its `deviceIds`): how sessions with the members of a large group are set up. Unknown accounts come back
+    /// in `unknownAccounts`. A `429` carries the seconds to wait in `Retry-After`.
+    public func bundles(for targets: [BundleRequestTarget]) async throws -> PreKeyBundleBatchResponse {
+        try await request(
+            .POST, "/v1/keys/bundles", body: PreKeyBundleBatchRequest(accounts: targets), as: PreKeyBundleBatchResponse.self)
+    }
+
     /// Sends per-device ciphertexts. Throws `.mismatchedDevices` or `.staleDevices` when the
     /// relay refuses the device list (nothing was stored then).
     public func send(to account: String, _ message: SendMessageRequest) async throws -> SendMessageResponse {

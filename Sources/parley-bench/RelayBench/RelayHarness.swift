@@ -4,6 +4,7 @@ import Histogram
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ParleyProtocol
 import ParleyWire
 
 #if canImport(Glibc)
@@ -212,9 +213,13 @@ final class BenchHTTP: Sendable {
     /// Registers `count` accounts named `<prefix><index>` (one device each), `concurrency` at a time.
     func register(_ target: RelayTarget, prefix: String, count: Int, concurrency: Int = 32) async throws -> [DeviceCredentials] {
         var result = [DeviceCredentials?](repeating: nil, count: count)
+        // One key set for every bench account: the relay checks formats and the signed prekey's signature.
+        let identity = try IdentityKeyPair.generate()
+        let signed = try SignedPreKeyRecord.generate(id: 1, identity: identity, timestamp: 0)
         let keys = NewDeviceKeys(
-            registrationId: 4242, identityKey: Data(repeating: 5, count: 33),
-            signedPreKey: SignedPreKey(keyId: 1, publicKey: Data(repeating: 6, count: 33), signature: Data(repeating: 7, count: 64)),
+            registrationId: 4242, identityKey: Data(identity.identityKey.serialized),
+            signedPreKey: SignedPreKey(
+                keyId: signed.id, publicKey: Data(signed.keyPair.publicKey.serialized), signature: Data(signed.signature)),
             oneTimePreKeys: [])
         try await withThrowingTaskGroup(of: (Int, DeviceCredentials).self) { group in
             var next = 0

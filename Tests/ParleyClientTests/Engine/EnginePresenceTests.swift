@@ -11,6 +11,11 @@ struct EnginePresenceTests {
         let harness = try await EngineHarness()
         let alice = try await harness.register("alice")
         let bob = try await harness.register("bob")
+        // The relay shows presence and relays typing only between contacts: a message each way first.
+        _ = try await alice.send("hi bob", to: bob.account.name)
+        #expect(await bob.syncOnce())
+        _ = try await bob.send("hi alice", to: alice.account.name)
+        #expect(await alice.syncOnce())
         let bobLog = await EventLog(bob), aliceLog = await EventLog(alice)
         try await bob.watchPresence([alice.account.name])
         let bobLoop = Task { await bob.run() }

@@ -16,11 +16,14 @@ final class PushReceiver: Sendable {
         let publicKey: String?
         let bodyBytes: Int
         let ttl: String?
+        let method: String
+        let host: String?
     }
 
     actor Log {
         private(set) var pushes: [Push] = []
         private var scripts: [String: [Int]] = [:]
+        private(set) var redirects: [String: String] = [:]
 
         func record(_ push: Push) -> Int {
             pushes.append(push)
@@ -28,6 +31,11 @@ final class PushReceiver: Sendable {
             let status = script.removeFirst()
             scripts[push.path] = script
             return status
+        }
+
+        /// Answers pushes to `path` with `302 Found` to `location`.
+        func redirect(_ path: String, to location: String) {
+            redirects[path] = location
         }
 
         func script(_ path: String, _ statuses: [Int]) {
@@ -59,18 +67,26 @@ final class PushReceiver: Sendable {
         let (audienceStream, audienceContinuation) = AsyncStream<String>.makeStream()
         let audienceBox = AudienceBox()
         let router = Router()
-        router.post("/push/:id") { request, _ -> Response in
+        let handler: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, _ in
             let body = try await request.body.collect(upTo: 1 << 20)
             let audience = await audienceBox.value
             let authorization = request.headers[.authorization]
             let (valid, key) = verify(authorization, audience: audience)
             let push = Push(
                 path: request.uri.path, vapidValid: valid, publicKey: key, bodyBytes: body.readableBytes,
-                ttl: HTTPField.Name("TTL").flatMap { request.headers[$0] })
+                ttl: HTTPField.Name("TTL").flatMap { request.headers[$0] }, method: "\(request.method)",
+                host: request.head.authority ?? HTTPField.Name("Host").flatMap { request.headers[$0] })
             let status = await log.record(push)
             // Close after each push so that stopping the receiver never waits for idle keep-alive connections.
+            if let location = await log.redirects[request.uri.path] {
+                return Response(status: .found, headers: [.connection: "close", .location: location])
+            }
             return Response(status: .init(code: status), headers: [.connection: "close"])
         }
+        router.post("/push/:id", use: handler)
+        // Where a redirect points: any method is recorded (a client that follows it shows up here).
+        router.on("/elsewhere/:id", method: .get, use: handler)
+        router.on("/elsewhere/:id", method: .post, use: handler)
         var logger = Logger(label: "push-receiver")
         logger.logLevel = .warning
         let app = Application(

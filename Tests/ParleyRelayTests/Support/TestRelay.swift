@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 import Logging
+import ParleyCrypto
+import ParleyProtocol
 import ParleyWire
 @testable import ParleyRelay
 
@@ -14,16 +16,18 @@ struct TestRelay {
     var http: HTTPTestClient { HTTPTestClient(port: running.port) }
 
     static func start(
-        limits: RelayLimits = RelayLimits(), databasePath: String? = nil, gracefulShutdownSeconds: Int64 = 3
+        limits: RelayLimits = RelayLimits(), databasePath: String? = nil, gracefulShutdownSeconds: Int64 = 3,
+        pushResolver: (any PushAddressResolver)? = nil
     ) async throws -> TestRelay {
         let path = databasePath ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("parley-relay-test-\(UUID().uuidString).sqlite").path
         let level = ProcessInfo.processInfo.environment["PARLEY_RELAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) }
         var limits = limits
         limits.gracefulShutdownSeconds = gracefulShutdownSeconds
-        let configuration = RelayConfiguration(
+        var configuration = RelayConfiguration(
             host: "127.0.0.1", port: 0, databasePath: path, limits: limits, logLevel: level ?? .warning,
             metrics: .init(host: "127.0.0.1", port: 0))
+        configuration.pushAddressResolver = pushResolver
         let running = try await RelayServer.start(configuration)
         return TestRelay(running: running, databasePath: path, limits: limits)
     }
@@ -44,6 +48,30 @@ struct TestRelay {
 
     func connect(_ credentials: DeviceCredentials) async throws -> WSTestClient {
         try await WSTestClient.connect(port: port, credentials: credentials)
+    }
+
+    /// Makes two accounts contacts (a 1:1 message each way, so the relay shows them each other's presence and
+    /// typing), then empties both queues again (each device reads and acks its backlog).
+    func makeContacts(_ a: DeviceCredentials, _ b: DeviceCredentials) async throws {
+        for (from, to) in [(a, b), (b, a)] {
+            let reply = try await http.sendToAll(from: from, to: to.account)
+            guard reply.status == 200 else { throw TestFailure("contact message \(from.account) -> \(to.account): \(reply.status)") }
+        }
+        for device in [a, b] {
+            let ws = try await connect(device)
+            let backlog = try await ws.backlog()
+            if !backlog.isEmpty { try ws.ack(backlog.map(\.id)) }
+            await ws.close()
+        }
+        // The acks are applied asynchronously: wait until both queues are empty.
+        for device in [a, b] {
+            let emptied = await eventually(timeout: .seconds(15)) {
+                guard let ws = try? await connect(device), let backlog = try? await ws.backlog() else { return false }
+                await ws.close()
+                return backlog.isEmpty
+            }
+            guard emptied else { throw TestFailure("queue of \(device.account) not emptied") }
+        }
     }
 
     /// The Prometheus text of the relay's metrics listener (loopback, its own port).
@@ -69,19 +97,51 @@ enum PrometheusText {
     }
 }
 
-/// Random key material for a device (the relay never interprets it).
+/// Key material for test devices: real Curve25519 keys in libsignal's serialization and a signed prekey
+/// signed (XEdDSA) by the identity key, as the relay checks them.
 enum Fixtures {
     static func bytes(_ count: Int) -> Data {
         Data((0..<count).map { _ in UInt8.random(in: .min ... .max) })
     }
 
-    static func keys(registrationId: UInt32 = UInt32.random(in: 1...16380), oneTimeCount: Int = 5, firstKeyId: UInt32 = 1)
-        -> NewDeviceKeys
-    {
+    /// A fresh identity key pair.
+    static func identity() -> IdentityKeyPair {
+        do {
+            return try IdentityKeyPair.generate()
+        } catch {
+            fatalError("key generation failed: \(error)")
+        }
+    }
+
+    /// A well-formed public key (`0x05` and 32 random bytes): one-time prekeys, whose curve points the relay
+    /// does not interpret.
+    static func publicKey() -> Data {
+        Data([0x05]) + bytes(32)
+    }
+
+    /// A signed prekey signed by `identity`.
+    static func signedPreKey(id: UInt32 = 1, identity: IdentityKeyPair) -> SignedPreKey {
+        let publicKey = publicKey()
+        do {
+            let signature = try XEdDSA.sign(Array(publicKey), with: identity.privateKey, using: SystemRandom.shared)
+            return SignedPreKey(keyId: id, publicKey: publicKey, signature: Data(signature))
+        } catch {
+            fatalError("signing failed: \(error)")
+        }
+    }
+
+    static func oneTimePreKeys(_ count: Int, firstKeyId: UInt32 = 1) -> [OneTimePreKey] {
+        (0..<count).map { OneTimePreKey(keyId: firstKeyId + UInt32($0), publicKey: publicKey()) }
+    }
+
+    static func keys(
+        registrationId: UInt32 = UInt32.random(in: 1...16380), oneTimeCount: Int = 5, firstKeyId: UInt32 = 1,
+        identity: IdentityKeyPair = Fixtures.identity()
+    ) -> NewDeviceKeys {
         NewDeviceKeys(
-            registrationId: registrationId, identityKey: bytes(33),
-            signedPreKey: SignedPreKey(keyId: 1, publicKey: bytes(33), signature: bytes(64)),
-            oneTimePreKeys: (0..<oneTimeCount).map { OneTimePreKey(keyId: firstKeyId + UInt32($0), publicKey: bytes(33)) })
+            registrationId: registrationId, identityKey: Data(identity.identityKey.serialized),
+            signedPreKey: signedPreKey(identity: identity),
+            oneTimePreKeys: oneTimePreKeys(oneTimeCount, firstKeyId: firstKeyId))
     }
 
     static func uniqueName(_ prefix: String) -> String {
