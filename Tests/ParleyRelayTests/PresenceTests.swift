@@ -64,15 +64,16 @@ struct PresenceTests {
             _ = try await ws.backlog()
             await ws.close()
         }
-        if ContinuousClock.now - started < .milliseconds(2_000) {
-            // All the flapping fell inside one coalescing window: nothing to report.
-            #expect(await bobWS.next(.presence, timeout: .seconds(6)) == nil)
-        } else {
-            // A very loaded machine spread it over windows: whatever was reported ends offline. The last report
-            // comes a coalescing window (5 s) after the last change, later still on such a machine.
-            var last: ServerFrame? = nil
-            while let frame = await bobWS.next(.presence, timeout: .seconds(15)) { last = frame }
-            #expect(last == nil || last?.online == false)
+        let quick = ContinuousClock.now - started < .milliseconds(2_000)
+        // Whatever is reported ends offline. The last report comes a coalescing window (5 s) after the last
+        // change the relay saw (later on a loaded machine, where it may see the closes after this loop ends).
+        var reports: [ServerFrame] = []
+        while let frame = await bobWS.next(.presence, timeout: .seconds(15)) { reports.append(frame) }
+        #expect(reports.last == nil || reports.last?.online == false)
+        if quick {
+            // Six changes within 2 s: at most one window ends mid-flap, the next one reports offline (usually
+            // nothing at all is reported, the state at the end of the window being the reported one).
+            #expect(reports.count <= 2, "\(reports.count) presence reports for six changes within 2 s")
         }
         await bobWS.close()
         try await relay.stop()

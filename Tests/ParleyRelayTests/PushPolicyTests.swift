@@ -183,8 +183,7 @@ struct PushPolicyTests {
             #expect(try await http.sendToAll(from: alice, to: device.account).status == 200)
         }
         #expect(await eventually(timeout: .seconds(15)) {
-            let text = String(decoding: (try? await http.call(.GET, "/metrics").body) ?? Data(), as: UTF8.self)
-            return text.contains("parley_relay_pushes_refused_total 2")
+            (try? await relay.metric("parley_relay_pushes_refused_total")) == 2
         })
         #expect(await receiver.log.pushes.count == 2)
         try await relay.stop()

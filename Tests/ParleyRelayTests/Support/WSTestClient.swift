@@ -68,13 +68,14 @@ final class WSTestClient: Sendable {
         outbox.yield(text)
     }
 
-    /// Next frame, or nil on timeout / closed connection.
-    func next(timeout: Duration = .seconds(5)) async -> ServerFrame? {
+    /// Next frame, or nil on timeout / closed connection. The default timeouts are generous: on a loaded machine
+    /// (CI, parallel test runs) a frame can take seconds; checks that nothing arrives pass their own timeout.
+    func next(timeout: Duration = .seconds(20)) async -> ServerFrame? {
         await frames.next(timeout: timeout)
     }
 
     /// Next frame that is not a presence/typing/pong frame... of the given type.
-    func next(_ type: FrameType, timeout: Duration = .seconds(5)) async -> ServerFrame? {
+    func next(_ type: FrameType, timeout: Duration = .seconds(20)) async -> ServerFrame? {
         while let frame = await next(timeout: timeout) {
             if frame.type == type { return frame }
         }
@@ -82,7 +83,7 @@ final class WSTestClient: Sendable {
     }
 
     /// Reads envelopes until `queueEmpty`.
-    func backlog(timeout: Duration = .seconds(10)) async throws -> [Envelope] {
+    func backlog(timeout: Duration = .seconds(30)) async throws -> [Envelope] {
         var envelopes: [Envelope] = []
         while let frame = await next(timeout: timeout) {
             switch frame.type {
