@@ -11,7 +11,7 @@ import NIOWebSocket
 /// A device that does not read costs bounded memory and is let go: while its socket is not writable the
 /// handler reads nothing from it (so its frames produce no answers to hold), answers only its latest ping
 /// (RFC 6455 §5.5.3 allows that) and only once the socket is writable, and closes the connection when the
-/// socket stays unwritable for `unwritableTimeout`. Only a pong that echoes the relay's own ping keeps the
+/// socket has been unwritable for `unwritableTimeout` in all (`UnwritableWatch`). Only a pong that echoes the relay's own ping keeps the
 /// connection alive: other frames (and unsolicited pongs) do not, so a device that sends without reading is
 /// closed at the ping timeout too.
 ///
@@ -71,7 +71,7 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     private let session: WebSocketSession
     private let pingInterval: TimeAmount
-    private let unwritableTimeout: TimeAmount
+    private let unwritable: UnwritableWatch
     private let ended: EventLoopPromise<Void>
     private var outbox: SessionOutbox?
     private var begun: Task<Bool, Never>?
@@ -87,14 +87,13 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var readHeldForWritability = false
     private var pinger: RepeatedTask?
     private var closeTimer: Scheduled<Void>?
-    private var unwritableTimer: Scheduled<Void>?
     private var finished = false
 
     /// `ended` completes once the session has unregistered after the connection closed.
     init(session: WebSocketSession, pingInterval: TimeAmount, unwritableTimeout: TimeAmount, ended: EventLoopPromise<Void>) {
         self.session = session
         self.pingInterval = pingInterval
-        self.unwritableTimeout = unwritableTimeout
+        self.unwritable = UnwritableWatch(limit: unwritableTimeout)
         self.ended = ended
         self.readState = session.makeReadState()
     }
@@ -123,17 +122,16 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            unwritableTimer?.cancel()
-            unwritableTimer = nil
+            unwritable.writable(on: context.eventLoop)
             writePendingPong(context: context)
             if readHeldForWritability {
                 readHeldForWritability = false
                 read(context: context)
             }
-        } else if unwritableTimer == nil, !finished {
+        } else if !finished {
             let loopSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
             let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-            unwritableTimer = context.eventLoop.scheduleTask(in: unwritableTimeout) {
+            unwritable.unwritable(on: context.eventLoop) {
                 loopSelf.value.unwritableTimedOut(context: loopContext.value)
             }
         }
@@ -141,15 +139,14 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.fireChannelWritabilityChanged()
     }
 
-    /// The device has not read for `unwritableTimeout`: a close frame could not reach it, so the socket is
+    /// The socket has been unwritable for `unwritableTimeout` in all (`UnwritableWatch`): a close frame could not reach it, so the socket is
     /// closed.
     private func unwritableTimedOut(context: ChannelHandlerContext) {
-        unwritableTimer = nil
         guard !context.channel.isWritable else { return }
         session.core.connections.timedOut(.unwritable)
         session.logger.debug("socket not writable for too long: closing", metadata: session.device.logMetadata())
         closeSent = true
-        context.close(promise: nil)
+        context.resetConnection()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -314,8 +311,7 @@ final class DeviceSessionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         pinger = nil
         closeTimer?.cancel()
         closeTimer = nil
-        unwritableTimer?.cancel()
-        unwritableTimer = nil
+        unwritable.stop()
         pendingPong = nil
         guard let outbox else {
             ended.succeed()

@@ -97,8 +97,8 @@ final class FirstRequestDeadlineHandler: ChannelInboundHandler, RemovableChannel
 /// * a request body must keep an average rate of `minBytesPerSecond` once `grace` has passed since its head
 ///   (so a body of n bytes has `grace + n / minBytesPerSecond` at most); a body that trickles slower closes
 ///   the connection;
-/// * a socket that stays unwritable for `unwritableTimeout` (the peer does not read its responses, e.g.
-///   pipelining requests without reading) closes the connection; the idle timeout does not apply while a
+/// * a socket unwritable for `unwritableTimeout` in all (`UnwritableWatch`; the peer does not read its responses, e.g.
+///   pipelining requests without reading) resets the connection (`resetConnection`); the idle timeout does not apply while a
 ///   response is pending.
 ///
 /// One timer per deadline, rescheduled only when it fires (a body part just adds to a counter).
@@ -108,13 +108,12 @@ final class HTTPRequestGuard: ChannelInboundHandler, RemovableChannelHandler {
 
     private let grace: TimeAmount
     private let minBytesPerSecond: Int64
-    private let unwritableTimeout: TimeAmount
+    private let unwritable: UnwritableWatch
     private let onTimeout: @Sendable (ConnectionGovernor.Timeout) -> Void
 
     /// When the current request's head arrived, and body bytes since; nil between requests.
     private var body: (start: NIODeadline, received: Int64)?
     private var bodyTimer: Scheduled<Void>?
-    private var unwritableTimer: Scheduled<Void>?
 
     init(
         grace: TimeAmount, minBytesPerSecond: Int, unwritableTimeout: TimeAmount,
@@ -122,7 +121,7 @@ final class HTTPRequestGuard: ChannelInboundHandler, RemovableChannelHandler {
     ) {
         self.grace = grace
         self.minBytesPerSecond = Int64(max(1, minBytesPerSecond))
-        self.unwritableTimeout = unwritableTimeout
+        self.unwritable = UnwritableWatch(limit: unwritableTimeout)
         self.onTimeout = onTimeout
     }
 
@@ -142,8 +141,7 @@ final class HTTPRequestGuard: ChannelInboundHandler, RemovableChannelHandler {
     private func cancelTimers() {
         bodyTimer?.cancel()
         bodyTimer = nil
-        unwritableTimer?.cancel()
-        unwritableTimer = nil
+        unwritable.stop()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -189,8 +187,7 @@ final class HTTPRequestGuard: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            unwritableTimer?.cancel()
-            unwritableTimer = nil
+            unwritable.writable(on: context.eventLoop)
         } else {
             armUnwritable(context)
         }
@@ -198,12 +195,11 @@ final class HTTPRequestGuard: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func armUnwritable(_ context: ChannelHandlerContext) {
-        guard unwritableTimer == nil else { return }
         let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let onTimeout = self.onTimeout
-        unwritableTimer = context.eventLoop.scheduleTask(in: unwritableTimeout) {
+        unwritable.unwritable(on: context.eventLoop) {
             onTimeout(.unwritable)
-            loopContext.value.close(promise: nil)
+            loopContext.value.resetConnection()
         }
     }
 }
