@@ -5,6 +5,8 @@
 #   scripts/pg-throwaway.sh start DIR [PORT]   # prints the connection URL (postgres://parley@127.0.0.1:PORT/parley)
 #   scripts/pg-throwaway.sh stop DIR           # stops the server and removes DIR
 #   scripts/pg-throwaway.sh restart DIR        # pg_ctl restart -m fast (the data stays)
+#   scripts/pg-throwaway.sh halt DIR           # pg_ctl stop -m fast, keeping the data (tests: the database goes away)
+#   scripts/pg-throwaway.sh resume DIR         # pg_ctl start again after halt
 #
 # The server binaries come from Debian's `postgresql` package (/usr/lib/postgresql/<version>/bin; scripts/setup.sh
 # installs it when missing). initdb refuses to run as root: as root the server runs as the `postgres` user
@@ -14,7 +16,7 @@ set -euo pipefail
 command=${1:-}
 dir=${2:-}
 if [ -z "$command" ] || [ -z "$dir" ]; then
-  echo "usage: $0 start|stop|restart DIR [PORT]" >&2
+  echo "usage: $0 start|stop|restart|halt|resume DIR [PORT]" >&2
   exit 2
 fi
 
@@ -73,6 +75,12 @@ EOF
   restart)
     as_server_user "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -m fast restart >/dev/null
     ;;
+  halt)
+    as_server_user "$BIN/pg_ctl" -D "$dir/data" -w -t 60 -m fast stop >/dev/null
+    ;;
+  resume)
+    as_server_user "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    ;;
   stop)
     if [ -f "$dir/data/postmaster.pid" ]; then
       as_server_user "$BIN/pg_ctl" -D "$dir/data" -w -t 60 -m fast stop >/dev/null || true
@@ -80,7 +88,7 @@ EOF
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: $0 start|stop|restart DIR [PORT]" >&2
+    echo "usage: $0 start|stop|restart|halt|resume DIR [PORT]" >&2
     exit 2
     ;;
 esac

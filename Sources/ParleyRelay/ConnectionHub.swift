@@ -62,16 +62,18 @@ actor ConnectionHub {
     // MARK: from other nodes
 
     /// A newer session of the device registered on another node: closes this node's session if it is the one
-    /// registered as `connection`.
-    func supersede(_ address: DeviceAddress, connection: UInt64) {
+    /// registered as `connection`. Returns whether it was.
+    @discardableResult
+    func supersede(_ address: DeviceAddress, connection: UInt64) -> Bool {
         guard let registered = connections[address], registered.id == connection, let session = sessions[address]
-        else { return }
+        else { return false }
         session.post(.close(.superseded))
         session.finish()
         sessions[address] = nil
         connections[address] = nil
         byAccount[registered.device.account]?.remove(address)
         if byAccount[registered.device.account]?.isEmpty == true { byAccount[registered.device.account] = nil }
+        return true
     }
 
     /// Closes the device's session on this node, if it has one (asked by another node).

@@ -77,7 +77,7 @@ final class PostgresCluster: RelayCluster {
 
     /// Adds this node to the deployment (before it serves anything).
     func join(description: String) async throws {
-        try await store.transaction { connection in
+        try await store.transaction { [self] connection in
             try await store.rows(
                 connection,
                 """
@@ -101,7 +101,7 @@ final class PostgresCluster: RelayCluster {
     func connectedNowhere(_ devices: [DeviceAddress]) async -> [DeviceAddress] {
         guard !devices.isEmpty else { return [] }
         do {
-            let connected = try await store.read { connection in
+            let connected = try await store.read { [self] connection in
                 try await store.rows(
                     connection,
                     """
@@ -123,7 +123,7 @@ final class PostgresCluster: RelayCluster {
     }
 
     func onlineElsewhere(_ account: String) async -> Bool {
-        let rows = try? await store.read { connection in
+        let rows = try? await store.read { [self] connection in
             try await store.rows(
                 connection,
                 """
@@ -146,7 +146,7 @@ final class PostgresCluster: RelayCluster {
     func forwardClose(_ reason: CloseReason, to address: DeviceAddress) {
         let store = self.store
         Task {
-            try? await store.read { connection in
+            try? await store.read { [self] connection in
                 try await store.rows(
                     connection,
                     """
@@ -163,7 +163,7 @@ final class PostgresCluster: RelayCluster {
 
     private static func commitRegistrations(_ batch: [ConnectionChange], store: PostgresRelayStore) async throws {
         let me = store.nodeId
-        try await store.transaction { connection in
+        try await store.transaction { [self] connection in
             let connecting = Set(batch.compactMap { change -> DeviceAddress? in
                 if case .connect(let device, _) = change { return device.address }
                 return nil
@@ -277,7 +277,7 @@ final class PostgresCluster: RelayCluster {
 
     private static func sendForwards(_ batch: [ClusterMessage.ForwardedFrame], store: PostgresRelayStore) async throws {
         let accounts = Array(Set(batch.map(\.account)))
-        try await store.read { connection in
+        try await store.read { [self] connection in
             var nodesOf: [String: Set<Int64>] = [:]
             for row in try await store.rows(
                 connection,
@@ -325,7 +325,7 @@ final class PostgresCluster: RelayCluster {
     /// Leaves the deployment: this node's connection rows and lease go, the other nodes re-read presence.
     private func leave() async {
         do {
-            try await store.transaction { connection in
+            try await store.transaction { [self] connection in
                 let names = try await store.rows(
                     connection,
                     """
@@ -370,7 +370,7 @@ final class PostgresCluster: RelayCluster {
     }
 
     private func beat(core: RelayCore) async throws {
-        let renewed = try await store.read { connection in
+        let renewed = try await store.read { [self] connection in
             try await store.rows(
                 connection,
                 """
@@ -391,7 +391,7 @@ final class PostgresCluster: RelayCluster {
             return state.healthySince ?? now
         }
         guard healthySince.duration(to: now) >= .milliseconds(PostgresStoreLimits.leaseMilliseconds) else { return }
-        let names = try await store.transaction { connection in
+        let names = try await store.transaction { [self] connection in
             let dead = try await store.rows(
                 connection, "DELETE FROM relay_node WHERE lease_until < \(unescaped: Self.nowSQL) RETURNING id"
             ).map { try $0.decode(Int64.self) }
@@ -418,7 +418,7 @@ final class PostgresCluster: RelayCluster {
         let sessions = await core.hub.registeredConnections()
         guard !sessions.isEmpty else { return }
         do {
-            let taken = try await store.transaction { connection in
+            let taken = try await store.transaction { [self] connection in
                 try await store.lockDevices(connection, sessions.map(\.device.address))
                 let inserted = try await store.rows(
                     connection,
@@ -438,7 +438,11 @@ final class PostgresCluster: RelayCluster {
                 let registered = Set(inserted)
                 return sessions.filter { !registered.contains($0.device.address) }
             }
-            for session in taken { await core.hub.supersede(session.device.address, connection: session.id) }
+            for session in taken {
+                if await core.hub.supersede(session.device.address, connection: session.id) {
+                    await core.presence.unsubscribe(session.device.address)
+                }
+            }
         } catch {
             logger.warning("could not register sessions again", metadata: ["error": "\(type(of: error))"])
         }
@@ -493,7 +497,10 @@ final class PostgresCluster: RelayCluster {
         case .entries(let entries):
             announce(entries, core: core)
         case .supersede(let items):
-            for (address, id) in items { await core.hub.supersede(address, connection: id) }
+            for (address, id) in items {
+                // A session closed this way is no longer the device's current one: it will not unsubscribe itself.
+                if await core.hub.supersede(address, connection: id) { await core.presence.unsubscribe(address) }
+            }
         case .removed(let addresses):
             for address in addresses { await core.hub.closeLocally(address, .deviceRemoved) }
         case .presence(let names):

@@ -89,7 +89,7 @@ extension PostgresRelayStore {
     func createGroup(creator: AuthenticatedDevice, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int)
         async throws -> (GroupInfo, AffectedQueues)
     {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             var ids = try await resolve(connection, members).map(\.id)
             if !ids.contains(creator.accountId) { ids.append(creator.accountId) }
             guard ids.count <= maxMembers else { throw RelayError.groupFull }
@@ -111,7 +111,7 @@ extension PostgresRelayStore {
     func addGroupMembers(
         actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int
     ) async throws -> (GroupInfo, AffectedQueues) {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             _ = try await groupInfo(connection, groupId, lock: true)
             guard try await isMember(connection, groupId: groupId, accountId: actor.accountId) else {
                 throw RelayError.forbidden("not a member of this group")
@@ -142,7 +142,7 @@ extension PostgresRelayStore {
     func removeGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64)
         async throws -> (GroupInfo, AffectedQueues)
     {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             _ = try await groupInfo(connection, groupId, lock: true)
             guard try await isMember(connection, groupId: groupId, accountId: actor.accountId) else {
                 throw RelayError.forbidden("not a member of this group")
@@ -168,7 +168,7 @@ extension PostgresRelayStore {
     }
 
     func group(_ groupId: UUID, viewer: Int64) async throws -> GroupInfo {
-        try await read { connection in
+        try await read { [self] connection in
             let info = try await groupInfo(connection, groupId)
             guard try await isMember(connection, groupId: groupId, accountId: viewer) else {
                 throw RelayError.forbidden("not a member of this group")
@@ -178,7 +178,7 @@ extension PostgresRelayStore {
     }
 
     func groups(of accountId: Int64) async throws -> [GroupInfo] {
-        try await read { connection in
+        try await read { [self] connection in
             let ids = try await rows(
                 connection, "SELECT group_id FROM group_member WHERE account_id = \(accountId) ORDER BY added_at, group_id"
             ).map { try $0.decode(UUID.self) }

@@ -4,7 +4,7 @@ import PostgresNIO
 
 extension PostgresRelayStore {
     func createLinkCode(_ creator: DeviceAddress, code: String, now: Int64, expiresAt: Int64) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await deleteStaleLinks(connection, now: now)
             try await rows(
                 connection,
@@ -18,7 +18,7 @@ extension PostgresRelayStore {
     func claimLinkCode(
         code: String, device: NewDeviceKeys, credentialHash: Data, now: Int64, maxDevices: Int
     ) async throws -> (String, UInt32) {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             // The code's row and its account's row are locked: two claims of one code, or two links of one account
             // at once, take turns (one device id each, the device limit counted once).
             guard
@@ -46,7 +46,7 @@ extension PostgresRelayStore {
     }
 
     func linkInfo(accountId: Int64, code: String, now: Int64) async throws -> LinkClaimInfo {
-        try await read { connection in
+        try await read { [self] connection in
             guard
                 let row = try await rows(
                     connection,
@@ -67,7 +67,7 @@ extension PostgresRelayStore {
     func approveLink(
         accountId: Int64, code: String, provisioningBlob: Data, awaitIdentityUpload: Bool, now: Int64
     ) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             guard
                 let row = try await rows(
                     connection,
@@ -103,7 +103,7 @@ extension PostgresRelayStore {
     }
 
     func linkStatus(_ address: DeviceAddress) async throws -> LinkStatusResponse {
-        try await read { connection in
+        try await read { [self] connection in
             guard
                 let row = try await rows(
                     connection,

@@ -8,7 +8,7 @@ extension PostgresRelayStore {
     ) async throws -> Int {
         let accountId = address.accountId
         let deviceId = Int64(address.deviceId)
-        return try await transaction { connection in
+        return try await transaction { [self] connection in
             let state = try await rows(
                 connection,
                 "SELECT state FROM device WHERE account_id = \(accountId) AND device_id = \(deviceId) FOR NO KEY UPDATE"
@@ -46,7 +46,7 @@ extension PostgresRelayStore {
     }
 
     func oneTimePreKeyCount(_ address: DeviceAddress) async throws -> Int {
-        try await read { connection in try await countOneTimePreKeys(connection, address) }
+        try await read { [self] connection in try await countOneTimePreKeys(connection, address) }
     }
 
     func countOneTimePreKeys(_ connection: PostgresConnection, _ address: DeviceAddress) async throws -> Int {
@@ -63,7 +63,7 @@ extension PostgresRelayStore {
     /// holds (`FOR UPDATE SKIP LOCKED`): two fetches at the same instant, on one node or two, get different keys,
     /// and a key is handed out at most once.
     func takePreKeyBundles(account: String, deviceId: UInt32?) async throws -> [DevicePreKeyBundle] {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             let accountId = try await requireAccountId(connection, name: account)
             let deviceFilter = deviceId.map(Int64.init)
             let devices = try await rows(

@@ -3,7 +3,7 @@ import PostgresNIO
 
 extension PostgresRelayStore {
     func setPushEndpoint(_ address: DeviceAddress, endpoint: String, now: Int64) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await rows(
                 connection,
                 """
@@ -15,7 +15,7 @@ extension PostgresRelayStore {
     }
 
     func removePushEndpoint(_ address: DeviceAddress, ifEndpoint: String?) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await rows(
                 connection,
                 """
@@ -26,7 +26,7 @@ extension PostgresRelayStore {
     }
 
     func pushEndpoint(_ address: DeviceAddress) async throws -> String? {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows(
                 connection,
                 "SELECT endpoint FROM push_subscription WHERE account_id = \(address.accountId) AND device_id = \(Int64(address.deviceId))"
@@ -37,7 +37,7 @@ extension PostgresRelayStore {
     /// The first node to start stores the default; every other node reads that one.
     func setting(_ name: String, orInsert makeDefault: @Sendable () -> Data) async throws -> Data {
         let candidate = makeDefault()
-        return try await transaction { connection in
+        return try await transaction { [self] connection in
             try await rows(
                 connection, "INSERT INTO relay_setting (name, value) VALUES (\(name), \(candidate)) ON CONFLICT (name) DO NOTHING")
             guard let value = try await rows(connection, "SELECT value FROM relay_setting WHERE name = \(name)").first?.decode(Data.self)

@@ -47,7 +47,7 @@ extension PostgresRelayStore {
     /// locked), every submission is validated against that state plus what the batch itself added, the valid
     /// ones are stored with one multi-row insert per table, and the nodes holding recipients are notified.
     func commit(_ submissions: [MessageSubmission], limits: RelayLimits) async throws -> [Result<SubmissionReceipt, RelayError>] {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             var names = Set<String>()
             var groupIds = Set<UUID>()
             var accountIds = Set<Int64>()
@@ -399,7 +399,7 @@ extension PostgresRelayStore {
     }
 
     func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int) async throws -> [QueuedEnvelope] {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows(
                 connection,
                 PostgresQuery(
@@ -416,7 +416,7 @@ extension PostgresRelayStore {
     /// The entries other nodes announced (`notifyNodes`), those still queued, oldest first per device.
     func entries(_ wanted: [(DeviceAddress, Int64)]) async throws -> [Delivery] {
         guard !wanted.isEmpty else { return [] }
-        return try await read { connection in
+        return try await read { [self] connection in
             try await rows(
                 connection,
                 PostgresQuery(
@@ -468,7 +468,7 @@ extension PostgresRelayStore {
             }
         }
         guard !messageIds.isEmpty else { return batch.map { _ in 0 } }
-        let removed = try await transaction { connection in
+        let removed = try await transaction { [self, accounts, deviceIds, messageIds] connection in
             try await lockDevices(connection, batch.map(\.0))
             let removed = try await removeEntries(
                 connection,
@@ -549,7 +549,7 @@ extension PostgresRelayStore {
     }
 
     func deleteExpired(now: Int64) async throws -> ExpiryResult {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             // One node sweeps at a time (the others find the lock taken and skip this round).
             let locked = try await rows(connection, "SELECT pg_try_advisory_xact_lock(hashtext(\("parley-relay-expiry:" + location.schema)))")
                 .first?.decode(Bool.self) ?? false
@@ -592,7 +592,7 @@ extension PostgresRelayStore {
     }
 
     func totalQueued() async throws -> Int {
-        try await read { connection in
+        try await read { [self] connection in
             Int(try await rows(connection, "SELECT COALESCE(SUM(queue_count), 0)::BIGINT FROM device").first?.decode(Int64.self) ?? 0)
         }
     }

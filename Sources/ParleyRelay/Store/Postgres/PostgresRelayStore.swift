@@ -64,10 +64,10 @@ final class PostgresRelayStore: RelayStore {
 
     /// Runs `body` on a pooled connection (reads).
     @discardableResult
-    func read<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         guard health.isUp else { throw RelayError.unavailable }
         do {
-            return try await client.withConnection { connection in try await body(connection) }
+            return try await leased(body)
         } catch {
             throw Self.mapped(error)
         }
@@ -76,12 +76,15 @@ final class PostgresRelayStore: RelayStore {
     /// Runs `body` in one transaction; again (up to `PostgresStoreLimits.transactionRetries` times) when
     /// PostgreSQL aborted it to break a deadlock or a serialization conflict.
     @discardableResult
-    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         guard health.isUp else { throw RelayError.unavailable }
+        let logger = self.logger
         var attempt = 0
         while true {
             do {
-                return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+                return try await leased { connection in
+                    try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
+                }
             } catch {
                 if attempt < PostgresStoreLimits.transactionRetries, Self.isRetryable(error) {
                     attempt += 1
@@ -89,6 +92,34 @@ final class PostgresRelayStore: RelayStore {
                 }
                 throw Self.mapped(error)
             }
+        }
+    }
+
+    /// Leases a pool connection for `body`, waiting at most `PostgresStoreLimits.leaseTimeoutMilliseconds` for one.
+    /// While PostgreSQL is down the pool keeps trying to connect for a minute before it fails a waiting request; the
+    /// node answers 503 at once instead. Once a connection is leased, `body` runs to its end (so its outcome is known).
+    private func leased<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let gate = LeaseGate()
+        let client = self.client
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await client.withConnection { connection in
+                    guard gate.lease() else { throw RelayError.unavailable }
+                    return try await body(connection)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(PostgresStoreLimits.leaseTimeoutMilliseconds))
+                if gate.expire() { throw RelayError.unavailable }
+                return nil
+            }
+            while let result = try await group.next() {
+                if let result {
+                    group.cancelAll()
+                    return result
+                }
+            }
+            throw RelayError.unavailable
         }
     }
 
@@ -202,7 +233,7 @@ final class PostgresRelayStore: RelayStore {
     // MARK: accounts and devices
 
     func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, now: Int64) async throws -> Int64 {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             guard
                 let accountId = try await rows(
                     connection,
@@ -217,7 +248,7 @@ final class PostgresRelayStore: RelayStore {
     }
 
     func deviceAuth(account: String, deviceId: UInt32) async throws -> StoredDeviceAuth? {
-        try await read { connection in
+        try await read { [self] connection in
             guard
                 let row = try await rows(
                     connection,
@@ -234,7 +265,7 @@ final class PostgresRelayStore: RelayStore {
     }
 
     func devices(account: String) async throws -> [DeviceInfo] {
-        try await read { connection in
+        try await read { [self] connection in
             let accountId = try await requireAccountId(connection, name: account)
             return try await rows(
                 connection,
@@ -253,7 +284,7 @@ final class PostgresRelayStore: RelayStore {
 
     func removeDevice(accountId: Int64, deviceId: UInt32) async throws {
         let address = DeviceAddress(accountId: accountId, deviceId: deviceId)
-        try await transaction { connection in
+        try await transaction { [self] connection in
             let exists = try await rows(
                 connection,
                 """
@@ -282,7 +313,7 @@ final class PostgresRelayStore: RelayStore {
         for touch in touches { latest[touch.address] = max(latest[touch.address] ?? .min, touch.now) }
         guard !latest.isEmpty else { return }
         let addresses = Array(latest.keys)
-        try await transaction { connection in
+        try await transaction { [self, latest] connection in
             try await lockDevices(connection, addresses)
             try await rows(
                 connection,
@@ -296,11 +327,35 @@ final class PostgresRelayStore: RelayStore {
     }
 
     func lastSeen(account: String) async throws -> Int64? {
-        try await read { connection in
+        try await read { [self] connection in
             let accountId = try await requireAccountId(connection, name: account)
             return try await rows(
                 connection, "SELECT MAX(last_seen) FROM device WHERE account_id = \(accountId) AND state = 'active'"
             ).first?.decode(Int64?.self) ?? nil
+        }
+    }
+}
+
+/// Decides, once, whether a pool connection came in time (`lease`) or the wait timed out (`expire`).
+final class LeaseGate: Sendable {
+    private enum State { case waiting, leased, expired }
+    private let state = NIOLockedValueBox(State.waiting)
+
+    /// True if the connection may be used (the wait had not timed out).
+    func lease() -> Bool {
+        state.withLockedValue { state in
+            guard state == .waiting else { return false }
+            state = .leased
+            return true
+        }
+    }
+
+    /// True if the wait timed out before a connection came.
+    func expire() -> Bool {
+        state.withLockedValue { state in
+            guard state == .waiting else { return false }
+            state = .expired
+            return true
         }
     }
 }

@@ -4,6 +4,10 @@ enum PostgresStoreLimits {
     /// backlog reads of many sessions at once, and the HTTP routes. PostgreSQL's own `max_connections` (default 100)
     /// must cover every node's pool plus one listener connection per node.
     static let poolConnections = 24
+    /// A store call that gets no pool connection within this time answers 503 (the pool itself waits a minute
+    /// before failing requests while PostgreSQL is down). Generous: under load a healthy pool hands one out in
+    /// microseconds to milliseconds.
+    static let leaseTimeoutMilliseconds: Int64 = 5_000
     /// A connection attempt that takes longer fails (the node then answers 503 until PostgreSQL is back).
     static let connectTimeoutSeconds = 5
     /// No statement runs longer (lock waits included): a stuck statement fails instead of holding a group commit.
