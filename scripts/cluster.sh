@@ -15,7 +15,7 @@ BIN="$(swift build --show-bin-path)"
 PARLEY="$BIN/parley"
 
 WORK="$(mktemp -d /tmp/parley-cluster.XXXXXX)"
-PG_DIR="$WORK/postgres"
+PG_DIR="$(mktemp -d /tmp/parley-cluster-pg.XXXXXX)"  # not inside WORK: as root, the server runs as `postgres`
 NODE1_PID=""
 NODE2_PID=""
 LISTEN_PID=""
@@ -23,7 +23,7 @@ cleanup() {
   [ -n "$LISTEN_PID" ] && kill "$LISTEN_PID" 2>/dev/null || true
   for pid in $NODE1_PID $NODE2_PID; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
   scripts/pg-throwaway.sh stop "$PG_DIR" 2>/dev/null || true
-  rm -rf "$WORK"
+  rm -rf "$WORK" "$PG_DIR"
 }
 trap cleanup EXIT
 
@@ -134,4 +134,4 @@ done
 echo "    tables: $(grep -c '^COPY ' "$DUMP") copied, $(wc -c <"$DUMP") bytes of dump"
 [ "$found" = 0 ] || { echo "the database holds a plaintext"; exit 1; }
 
-step "done: the nodes and PostgreSQL stop, $WORK is removed"
+step "done: the nodes and PostgreSQL stop, $WORK and $PG_DIR are removed"

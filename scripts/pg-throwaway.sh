@@ -47,7 +47,13 @@ case "$command" in
   start)
     port=${3:-$(free_port)}
     mkdir -p "$dir"
-    if [ "$(id -u)" = "0" ]; then chown postgres: "$dir"; fi
+    if [ "$(id -u)" = "0" ]; then
+      chown postgres: "$dir"
+      runuser -u postgres -- test -w "$dir" || {
+        echo "pg-throwaway: the postgres user cannot reach $dir (a parent folder is private); use a folder under /tmp" >&2
+        exit 1
+      }
+    fi
     as_server_user "$BIN/initdb" -D "$dir/data" -U parley --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
       >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
     # Loopback TCP only; the Unix socket goes into DIR (not /var/run/postgresql, which may not exist or be the
