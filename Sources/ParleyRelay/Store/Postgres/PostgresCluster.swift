@@ -462,11 +462,16 @@ final class PostgresCluster: RelayCluster {
                     configuration: try store.location.connectionConfiguration(), id: connectionNumber, logger: logger)
                 try await withTaskCancellationHandler {
                     try await connection.listen(on: channel) { notifications in
-                        store.health.set(true)
                         delay = PostgresStoreLimits.reconnectInitialMilliseconds
-                        if lost {
+                        let recovered = lost
+                        if recovered {
+                            // A fresh pool first, then calls may use it.
                             lost = false
+                            store.renewPool()
                             logger.notice("database reachable again")
+                        }
+                        store.health.set(true)
+                        if recovered {
                             await core.hub.wakeAll()
                             await core.presence.refreshWatched()
                         }

@@ -19,7 +19,6 @@ import PostgresNIO
 /// Entries committed for a device connected to another node are announced to that node in the same
 /// transaction (`pg_notify`, ids only: the other node reads the envelopes from the tables).
 final class PostgresRelayStore: RelayStore {
-    let client: PostgresClient
     let location: PostgresLocation
     /// This node's id (`relay_node.id`); notifications go to the other nodes only.
     let nodeId: Int64
@@ -27,37 +26,70 @@ final class PostgresRelayStore: RelayStore {
     /// Whether the database is reachable, as the cluster's listener last saw it: while it is not, every method
     /// fails at once with `RelayError.unavailable` (503) instead of waiting for a pool connection.
     let health = PostgresHealth()
-    private let runTask: Task<Void, Never>
+    /// The connection pool and the task running it; replaced after the database was lost (`renewPool`).
+    private let pool: NIOLockedValueBox<Pool>
 
-    private init(client: PostgresClient, location: PostgresLocation, nodeId: Int64, logger: Logger, runTask: Task<Void, Never>) {
-        self.client = client
+    private struct Pool {
+        let client: PostgresClient
+        let run: Task<Void, Never>
+        var closed = false
+    }
+
+    private init(location: PostgresLocation, nodeId: Int64, logger: Logger, pool: Pool) {
         self.location = location
         self.nodeId = nodeId
         self.logger = logger
-        self.runTask = runTask
+        self.pool = NIOLockedValueBox(pool)
     }
 
-    /// Connects, migrates the schema and returns the store of a new node.
-    static func open(_ location: PostgresLocation, logger: Logger) async throws -> PostgresRelayStore {
-        // The pool's own messages (connections failing and retried) only from warnings up; the node reports losing
+    var client: PostgresClient { pool.withLockedValue { $0.client } }
+
+    private static func makePool(_ location: PostgresLocation, logger: Logger) throws -> Pool {
+        // The pool's own messages (connections failing and retried) only from errors up; the node reports losing
         // the database itself.
         var poolLogger = logger
         poolLogger.logLevel = max(logger.logLevel, .error)
         let client = PostgresClient(configuration: try location.clientConfiguration(), backgroundLogger: poolLogger)
-        let runTask = Task { await client.run() }
+        return Pool(client: client, run: Task { await client.run() })
+    }
+
+    /// Connects, migrates the schema and returns the store of a new node.
+    static func open(_ location: PostgresLocation, logger: Logger) async throws -> PostgresRelayStore {
+        let pool = try makePool(location, logger: logger)
         do {
-            try await PostgresSchema.migrate(client, schema: location.schema, logger: logger)
+            try await PostgresSchema.migrate(pool.client, schema: location.schema, logger: logger)
         } catch {
-            runTask.cancel()
+            pool.run.cancel()
             throw error
         }
         let nodeId = Int64.random(in: 1...Int64.max)
-        return PostgresRelayStore(client: client, location: location, nodeId: nodeId, logger: logger, runTask: runTask)
+        return PostgresRelayStore(location: location, nodeId: nodeId, logger: logger, pool: pool)
+    }
+
+    /// A fresh pool, after the database came back: the old one's connections are gone, and it would wait out its
+    /// connection backoff (up to a minute after a long outage) before trying again. Calls still on the old pool
+    /// fail (503) as it closes.
+    func renewPool() {
+        guard let fresh = try? Self.makePool(location, logger: logger) else { return }
+        let old = pool.withLockedValue { pool -> Pool? in
+            guard !pool.closed else { return nil }
+            defer { pool = fresh }
+            return pool
+        }
+        guard let old else {
+            fresh.run.cancel()
+            return
+        }
+        old.run.cancel()
     }
 
     /// Closes the pool.
     func close() throws {
-        runTask.cancel()
+        let run = pool.withLockedValue { pool -> Task<Void, Never> in
+            pool.closed = true
+            return pool.run
+        }
+        run.cancel()
     }
 
     // MARK: running statements
