@@ -456,35 +456,38 @@ final class PostgresCluster: RelayCluster {
         var lost = false
         var connectionNumber = 0
         while !Task.isCancelled {
-            do {
-                connectionNumber += 1
-                let connection = try await PostgresConnection.connect(
-                    configuration: try store.location.connectionConfiguration(), id: connectionNumber, logger: logger)
-                try await withTaskCancellationHandler {
-                    try await connection.listen(on: channel) { notifications in
-                        delay = PostgresStoreLimits.reconnectInitialMilliseconds
-                        let recovered = lost
-                        if recovered {
-                            // A fresh pool first, then calls may use it.
-                            lost = false
-                            store.renewPool()
-                            logger.notice("database reachable again")
+            connectionNumber += 1
+            if let connection = try? await PostgresConnection.connect(
+                configuration: try store.location.connectionConfiguration(), id: connectionNumber, logger: logger)
+            {
+                do {
+                    try await withTaskCancellationHandler {
+                        try await connection.listen(on: channel) { notifications in
+                            delay = PostgresStoreLimits.reconnectInitialMilliseconds
+                            let recovered = lost
+                            if recovered {
+                                // A fresh pool first, then calls may use it.
+                                lost = false
+                                store.renewPool()
+                                logger.notice("database reachable again")
+                            }
+                            store.health.set(true)
+                            if recovered {
+                                await core.hub.wakeAll()
+                                await core.presence.refreshWatched()
+                            }
+                            for try await notification in notifications {
+                                await handle(notification.payload, core: core)
+                            }
                         }
-                        store.health.set(true)
-                        if recovered {
-                            await core.hub.wakeAll()
-                            await core.presence.refreshWatched()
-                        }
-                        for try await notification in notifications {
-                            await handle(notification.payload, core: core)
-                        }
+                    } onCancel: {
+                        connection.close().whenComplete { _ in }
                     }
-                } onCancel: {
-                    connection.close().whenComplete { _ in }
+                } catch {
+                    // The connection broke (or this node is stopping): closed below, then reconnected.
                 }
+                // Always closed before it is released, however the listening ended (postgres-nio requires it).
                 try? await connection.close()
-            } catch {
-                if Task.isCancelled { break }
             }
             if Task.isCancelled { break }
             if !lost {

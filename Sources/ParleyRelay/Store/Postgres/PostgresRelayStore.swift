@@ -50,7 +50,9 @@ final class PostgresRelayStore: RelayStore {
         var poolLogger = logger
         poolLogger.logLevel = max(logger.logLevel, .error)
         let client = PostgresClient(configuration: try location.clientConfiguration(), backgroundLogger: poolLogger)
-        return Pool(client: client, run: Task { await client.run() })
+        // Detached: a pool made while the relay runs (renewPool) must not inherit the service group's graceful
+        // shutdown (PostgresClient.run ends at graceful shutdown), it is closed by `close()` after everything else.
+        return Pool(client: client, run: Task.detached { await client.run() })
     }
 
     /// Connects, migrates the schema and returns the store of a new node.
