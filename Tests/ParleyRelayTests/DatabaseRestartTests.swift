@@ -24,9 +24,19 @@ struct DatabaseRestartTests {
     actor Outcomes {
         var statuses: [Int] = []
         var acknowledged: [Data] = []
+        /// Why requests got no HTTP answer at all (status -1).
+        var failures: [String] = []
         func record(_ status: Int, _ content: Data) {
             statuses.append(status)
             if status == 200 { acknowledged.append(content) }
+        }
+        /// Set when the test has seen enough: the sender finishes its request in flight and stops (cancelling it
+        /// would fail that request on the client's side).
+        var stopped = false
+        func stop() { stopped = true }
+        func failed(_ error: any Error, _ content: Data) {
+            failures.append("\(error)")
+            record(-1, content)
         }
         func count(_ status: Int) -> Int { statuses.filter { $0 == status }.count }
     }
@@ -51,13 +61,17 @@ struct DatabaseRestartTests {
             let outcomes = Outcomes()
             let sending = Task {
                 for _ in 0..<3_000 {
-                    if Task.isCancelled { return }
+                    if await outcomes.stopped { return }
                     let content = Fixtures.bytes(64)
                     let request = SendMessageRequest(messages: [
                         OutgoingDeviceMessage(deviceId: 1, registrationId: registrationId, type: 1, content: content)
                     ])
-                    let status = (try? await http.call(.PUT, "/v1/messages/\(bob.account)", alice, body: request).status) ?? -1
-                    await outcomes.record(status, content)
+                    do {
+                        let status = try await http.call(.PUT, "/v1/messages/\(bob.account)", alice, body: request).status
+                        await outcomes.record(status, content)
+                    } catch {
+                        await outcomes.failed(error, content)
+                    }
                     try? await Task.sleep(for: .milliseconds(10))
                 }
             }
@@ -69,10 +83,11 @@ struct DatabaseRestartTests {
             let before = await outcomes.count(200)
             let recovered = await eventually(timeout: .seconds(60)) { await outcomes.count(200) >= before + 20 }
             #expect(recovered, "the node reconnected by itself")
-            sending.cancel()
+            await outcomes.stop()
             await sending.value
             let statuses = await outcomes.statuses
-            #expect(statuses.allSatisfy { $0 == 200 || $0 == 503 }, "only 200 and 503: \(Set(statuses))")
+            let failures = await outcomes.failures
+            #expect(statuses.allSatisfy { $0 == 200 || $0 == 503 }, "only 200 and 503: \(Set(statuses)), \(failures)")
 
             // bob, on the other node (which lost the database too), gets every acknowledged message, in order.
             let sent = await outcomes.acknowledged
