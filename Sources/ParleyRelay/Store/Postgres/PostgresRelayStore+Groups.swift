@@ -57,39 +57,55 @@ extension PostgresRelayStore {
         }
     }
 
-    /// Queues a relay-generated membership event to `targets` (their device rows are locked here, in order).
+    /// Queues a relay-generated membership event to `targets` (their device rows are locked here, in order). Events
+    /// take queue room like messages, from the actor's share: a target without room refuses the whole change
+    /// (`queueFull`, thrown before anything of the event is stored; the caller's transaction then rolls back).
     func insertGroupEvent(
         _ connection: PostgresConnection, event: GroupEvent, actor: AuthenticatedDevice, targets: [DeviceAddress], now: Int64,
-        expiresAt: Int64
+        expiresAt: Int64, limits: RelayLimits
     ) async throws {
         guard !targets.isEmpty else { return }
         let content = try WireCoding.encoder().encode(event)
         let unique = Array(Set(targets))
         var devices: [DeviceAddress: LockedDevice] = [:]
+        var names: [Int64: String] = [:]
         for row in try await rows(
             connection,
             """
-            SELECT d.account_id, d.device_id, d.queue_seq FROM device d
+            SELECT d.account_id, d.device_id, d.queue_count, d.queue_bytes, d.queue_seq, a.name FROM device d
             JOIN unnest(\(unique.map(\.accountId)), \(unique.map { Int64($0.deviceId) })) AS t(a, v)
                 ON d.account_id = t.a AND d.device_id = t.v
+            JOIN account a ON a.id = d.account_id
             ORDER BY d.account_id, d.device_id FOR NO KEY UPDATE OF d
             """)
         {
-            let (accountId, deviceId, seq) = try row.decode((Int64, Int64, Int64).self)
+            let (accountId, deviceId, count, bytes, seq, name) = try row.decode((Int64, Int64, Int64, Int64, Int64, String).self)
             devices[DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))] = LockedDevice(
-                registrationId: 0, active: true, count: 0, bytes: 0, seq: seq)
+                registrationId: 0, active: true, count: Int(count), bytes: Int(bytes), seq: seq)
+            names[accountId] = name
         }
+        var adding: [DeviceAddress: Room] = [:]
+        for target in targets where devices[target] != nil {
+            adding[target, default: Room()].count += 1
+            adding[target, default: Room()].bytes += content.count
+        }
+        var shares = try await loadShares(
+            connection, candidates: Self.shareCandidates(devices, adding: Room(count: 1, bytes: content.count), limits: limits),
+            senders: [actor.accountId])
+        try Self.checkRoom(adding, senderId: actor.accountId, devices: &devices, shares: &shares, names: names, limits: limits)
         let copy = Copy(
-            id: MessageID.make(unixMillis: now), kind: .groupEvent, senderAccount: actor.account, senderDevice: actor.deviceId,
+            id: MessageID.make(unixMillis: now), kind: .groupEvent, senderId: actor.accountId, senderAccount: actor.account,
+            senderDevice: actor.deviceId,
             conversation: Envelope.groupConversation(event.groupId), groupId: event.groupId, type: 0, content: content,
             serverTimestamp: now, clientTimestamp: nil, expiresAt: expiresAt, targets: targets.filter { devices[$0] != nil })
         _ = try await insertCopies(connection, [copy], devices: &devices)
     }
 
-    func createGroup(creator: AuthenticatedDevice, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int)
+    func createGroup(creator: AuthenticatedDevice, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits)
         async throws -> (GroupInfo, AffectedQueues)
     {
-        try await transaction { [self] connection in
+        let maxMembers = limits.maxGroupMembers
+        return try await transaction { [self] connection in
             var ids = try await resolve(connection, members).map(\.id)
             if !ids.contains(creator.accountId) { ids.append(creator.accountId) }
             guard ids.count <= maxMembers else { throw RelayError.groupFull }
@@ -103,15 +119,16 @@ extension PostgresRelayStore {
             let targets = try await memberDevices(connection, groupId: groupId)
             try await insertGroupEvent(
                 connection, event: GroupEvent(groupId: groupId, action: .created, actor: creator.account, members: info.members),
-                actor: creator, targets: targets, now: now, expiresAt: expiresAt)
+                actor: creator, targets: targets, now: now, expiresAt: expiresAt, limits: limits)
             return (info, AffectedQueues(devices: targets))
         }
     }
 
     func addGroupMembers(
-        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, maxMembers: Int
+        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
     ) async throws -> (GroupInfo, AffectedQueues) {
-        try await transaction { [self] connection in
+        let maxMembers = limits.maxGroupMembers
+        return try await transaction { [self] connection in
             _ = try await groupInfo(connection, groupId, lock: true)
             guard try await isMember(connection, groupId: groupId, accountId: actor.accountId) else {
                 throw RelayError.forbidden("not a member of this group")
@@ -133,15 +150,15 @@ extension PostgresRelayStore {
             if !added.isEmpty {
                 try await insertGroupEvent(
                     connection, event: GroupEvent(groupId: groupId, action: .membersAdded, actor: actor.account, members: added),
-                    actor: actor, targets: targets, now: now, expiresAt: expiresAt)
+                    actor: actor, targets: targets, now: now, expiresAt: expiresAt, limits: limits)
             }
             return (info, AffectedQueues(devices: added.isEmpty ? [] : targets))
         }
     }
 
-    func removeGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64)
-        async throws -> (GroupInfo, AffectedQueues)
-    {
+    func removeGroupMembers(
+        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
+    ) async throws -> (GroupInfo, AffectedQueues) {
         try await transaction { [self] connection in
             _ = try await groupInfo(connection, groupId, lock: true)
             guard try await isMember(connection, groupId: groupId, accountId: actor.accountId) else {
@@ -161,7 +178,7 @@ extension PostgresRelayStore {
                 try await insertGroupEvent(
                     connection,
                     event: GroupEvent(groupId: groupId, action: .membersRemoved, actor: actor.account, members: removed),
-                    actor: actor, targets: before, now: now, expiresAt: expiresAt)
+                    actor: actor, targets: before, now: now, expiresAt: expiresAt, limits: limits)
             }
             return (info, AffectedQueues(devices: removed.isEmpty ? [] : before))
         }

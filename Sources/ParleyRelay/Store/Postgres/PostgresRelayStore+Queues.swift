@@ -18,6 +18,8 @@ extension PostgresRelayStore {
     struct Copy {
         let id: UUID
         let kind: EnvelopeKind
+        /// The sending account's id: whose share of the target queues the copy takes.
+        let senderId: Int64
         let senderAccount: String
         let senderDevice: UInt32
         let conversation: String
@@ -41,23 +43,115 @@ extension PostgresRelayStore {
     static let noGroup = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
     static let noClientTimestamp = Int64.min
 
+    /// A sender's share of one device queue.
+    struct ShareKey: Hashable {
+        let address: DeviceAddress
+        let senderId: Int64
+    }
+
+    /// Queue room taken: entries and ciphertext bytes.
+    struct Room {
+        var count = 0
+        var bytes = 0
+    }
+
+    /// The stored shares of `senders` in the queues of `candidates` (read after the devices' rows were locked:
+    /// a share changes only under its device's lock, so it stays as read until the transaction ends).
+    func loadShares(_ connection: PostgresConnection, candidates: [DeviceAddress], senders: Set<Int64>) async throws
+        -> [ShareKey: Room]
+    {
+        guard !candidates.isEmpty, !senders.isEmpty else { return [:] }
+        var shares: [ShareKey: Room] = [:]
+        for row in try await rows(
+            connection,
+            """
+            SELECT s.account_id, s.device_id, s.sender_id, s.count, s.bytes FROM queue_share s
+            JOIN unnest(\(candidates.map(\.accountId)), \(candidates.map { Int64($0.deviceId) })) AS t(a, v)
+                ON s.account_id = t.a AND s.device_id = t.v
+            WHERE s.sender_id = ANY(\(Array(senders)))
+            """)
+        {
+            let (accountId, deviceId, senderId, count, bytes) = try row.decode((Int64, Int64, Int64, Int64, Int64).self)
+            let address = DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))
+            shares[ShareKey(address: address, senderId: senderId)] = Room(count: Int(count), bytes: Int(bytes))
+        }
+        return shares
+    }
+
+    /// The locked devices whose queue could pass a sender's share size once up to `adding` more entries (`bytes`)
+    /// are queued: only those need their shares read (a queue within the share size cannot hold a full share).
+    static func shareCandidates(_ devices: [DeviceAddress: LockedDevice], adding: Room, limits: RelayLimits) -> [DeviceAddress] {
+        devices.compactMap { address, device in
+            device.count + adding.count > limits.maxQueuedMessagesPerSender
+                || device.bytes + adding.bytes > limits.maxQueuedBytesPerSender ? address : nil
+        }
+    }
+
+    /// Queue room for `adding` (per target device) from `senderId`, as the SQLite store checks it: the device's cap
+    /// (`maxQueuedMessagesPerDevice`, bytes) and the sender's share of it (`maxQueuedMessagesPerSender`, bytes;
+    /// copies to the sender's own devices excepted), counting what the transaction added before. Throws for the
+    /// first device without room; otherwise records the additions in `devices` and `shares`.
+    static func checkRoom(
+        _ adding: [DeviceAddress: Room], senderId: Int64, devices: inout [DeviceAddress: LockedDevice],
+        shares: inout [ShareKey: Room], names: [Int64: String], limits: RelayLimits
+    ) throws(RelayError) {
+        for (target, extra) in adding {
+            guard let state = devices[target] else { continue }
+            let count = state.count + extra.count
+            let bytes = state.bytes + extra.bytes
+            if count > limits.maxQueuedMessagesPerDevice || bytes > limits.maxQueuedBytesPerDevice {
+                throw .queueFull(account: names[target.accountId] ?? "", deviceId: target.deviceId)
+            }
+            // A share is part of the queue: only a queue above the share size needs the sender's count.
+            guard target.accountId != senderId,
+                count > limits.maxQueuedMessagesPerSender || bytes > limits.maxQueuedBytesPerSender
+            else { continue }
+            let share = shares[ShareKey(address: target, senderId: senderId)] ?? Room()
+            if share.count + extra.count > limits.maxQueuedMessagesPerSender
+                || share.bytes + extra.bytes > limits.maxQueuedBytesPerSender
+            {
+                throw .queueShareFull(account: names[target.accountId] ?? "", deviceId: target.deviceId)
+            }
+        }
+        for (target, extra) in adding where devices[target] != nil {
+            devices[target]?.count += extra.count
+            devices[target]?.bytes += extra.bytes
+            guard target.accountId != senderId else { continue }
+            let key = ShareKey(address: target, senderId: senderId)
+            shares[key, default: Room()].count += extra.count
+            shares[key, default: Room()].bytes += extra.bytes
+        }
+    }
+
     // MARK: sends
 
     /// One transaction for the batch: the accounts, groups and device rows it needs are read once (device rows
     /// locked), every submission is validated against that state plus what the batch itself added, the valid
     /// ones are stored with one multi-row insert per table, and the nodes holding recipients are notified.
     func commit(_ submissions: [MessageSubmission], limits: RelayLimits) async throws -> [Result<SubmissionReceipt, RelayError>] {
-        try await transaction { [self] connection in
+        let (results, contacts) = try await transaction { [self] connection in
             var names = Set<String>()
             var groupIds = Set<UUID>()
             var accountIds = Set<Int64>()
+            var senders = Set<Int64>()
+            // What the whole batch could add to one device queue at most (each message addresses a device once).
+            var batchRoom = Room()
             for submission in submissions {
+                // The sender's devices are read (and locked) too: a send is stored only if its device still
+                // exists, and a removal, which deletes the device row, waits for this transaction or went first.
+                accountIds.insert(submission.sender.accountId)
+                senders.insert(submission.sender.accountId)
                 switch submission.payload {
-                case .direct(let recipient, _, let own):
+                case .direct(let recipient, let messages, let own):
                     names.insert(recipient)
-                    if !own.isEmpty { accountIds.insert(submission.sender.accountId) }
-                case .group(let groupId, _, _):
+                    for message in messages + own {
+                        batchRoom.count += 1
+                        batchRoom.bytes += message.content.count
+                    }
+                case .group(let groupId, _, let content):
                     groupIds.insert(groupId)
+                    batchRoom.count += 1
+                    batchRoom.bytes += content.count
                 }
             }
             var idsByName: [String: Int64] = [:]
@@ -110,6 +204,9 @@ extension PostgresRelayStore {
             for (address, device) in devices where device.active {
                 active[address.accountId, default: [:]][address.deviceId] = device.registrationId
             }
+            var shares = try await loadShares(
+                connection, candidates: Self.shareCandidates(devices, adding: batchRoom, limits: limits), senders: senders)
+            var contacts = Set<ContactPair>()
 
             var random = RandomPool()
             var copies: [Copy] = []
@@ -119,16 +216,17 @@ extension PostgresRelayStore {
             var planned: [(index: Int, copies: Range<Int>)] = []
             for (index, submission) in submissions.enumerated() {
                 do {
-                    let plan = try Self.plan(
+                    let (plan, contact) = try Self.plan(
                         submission, idsByName: idsByName, members: members, active: active, devices: &devices,
-                        names: accountNames, limits: limits)
+                        shares: &shares, names: accountNames, limits: limits)
+                    if let contact { contacts.insert(contact) }
                     let first = copies.count
                     for (type, content, targets) in plan {
                         let (kind, conversation, groupId) = Self.conversation(of: submission)
                         copies.append(
                             Copy(
                                 id: MessageID.make(unixMillis: submission.serverTimestamp, using: &random), kind: kind,
-                                senderAccount: submission.sender.account, senderDevice: submission.sender.deviceId,
+                                senderId: submission.sender.accountId, senderAccount: submission.sender.account, senderDevice: submission.sender.deviceId,
                                 conversation: conversation, groupId: groupId, type: type, content: content,
                                 serverTimestamp: submission.serverTimestamp, clientTimestamp: submission.clientTimestamp,
                                 expiresAt: submission.expiresAt, targets: targets))
@@ -140,6 +238,7 @@ extension PostgresRelayStore {
                 }
             }
             let seqs = try await insertCopies(connection, copies, devices: &devices)
+            try await recordContacts(connection, contacts)
             for (index, range) in planned {
                 var ids: [UUID] = []
                 var recipients: [DeviceAddress] = []
@@ -159,8 +258,10 @@ extension PostgresRelayStore {
                         serverTimestamp: submissions[index].serverTimestamp, ids: ids, recipients: recipients,
                         deliveries: deliveries))
             }
-            return results
+            return (results, contacts)
         }
+        knownContacts.insert(contacts)
+        return results
     }
 
     private static func conversation(of submission: MessageSubmission) -> (EnvelopeKind, String, UUID?) {
@@ -172,20 +273,24 @@ extension PostgresRelayStore {
         }
     }
 
-    /// The copies of one submission (type, ciphertext, target devices), validated like the SQLite store does:
-    /// device sets (409), registration ids (410), membership (403), queue room (507) including what earlier
-    /// submissions of the batch added (recorded in `devices` once the submission is accepted).
+    /// The copies of one submission (type, ciphertext, target devices) and the contact pair a 1:1 message makes,
+    /// validated like the SQLite store does: the sending device still exists (401), device sets (409), registration
+    /// ids (410), membership (403), queue room and the sender's share of it (507) including what earlier
+    /// submissions of the batch added (recorded in `devices` and `shares` once the submission is accepted).
     private static func plan(
         _ submission: MessageSubmission, idsByName: [String: Int64], members: [UUID: [Int64]],
-        active: [Int64: [UInt32: UInt32]], devices: inout [DeviceAddress: LockedDevice], names: [Int64: String],
-        limits: RelayLimits
-    ) throws(RelayError) -> [(Int, Data, [DeviceAddress])] {
+        active: [Int64: [UInt32: UInt32]], devices: inout [DeviceAddress: LockedDevice], shares: inout [ShareKey: Room],
+        names: [Int64: String], limits: RelayLimits
+    ) throws(RelayError) -> ([(Int, Data, [DeviceAddress])], ContactPair?) {
         let sender = submission.sender
+        guard active[sender.accountId]?[sender.deviceId] != nil else { throw .unauthorized }
         var copies: [(Int, Data, [DeviceAddress])] = []
+        var contact: ContactPair?
         switch submission.payload {
         case .direct(let recipient, let messages, let own):
             guard let recipientId = idsByName[recipient] else { throw .notFound("unknown account") }
             let isSelf = recipientId == sender.accountId
+            if !isSelf { contact = ContactPair(from: sender.accountId, to: recipientId) }
             var recipientDevices = active[recipientId] ?? [:]
             if isSelf {
                 recipientDevices[sender.deviceId] = nil
@@ -216,24 +321,15 @@ extension PostgresRelayStore {
             }
             copies.append((type, content, targets))
         }
-        var adding: [DeviceAddress: (count: Int, bytes: Int)] = [:]
+        var adding: [DeviceAddress: Room] = [:]
         for (_, content, targets) in copies {
             for target in targets {
-                adding[target, default: (0, 0)].count += 1
-                adding[target, default: (0, 0)].bytes += content.count
+                adding[target, default: Room()].count += 1
+                adding[target, default: Room()].bytes += content.count
             }
         }
-        for (target, extra) in adding {
-            guard let state = devices[target] else { continue }
-            if state.count + extra.count > limits.maxQueuedMessagesPerDevice || state.bytes + extra.bytes > limits.maxQueuedBytesPerDevice {
-                throw .queueFull(account: names[target.accountId] ?? "", deviceId: target.deviceId)
-            }
-        }
-        for (target, extra) in adding {
-            devices[target]?.count += extra.count
-            devices[target]?.bytes += extra.bytes
-        }
-        return copies
+        try checkRoom(adding, senderId: sender.accountId, devices: &devices, shares: &shares, names: names, limits: limits)
+        return (copies, contact)
     }
 
     /// Stores copies (each ciphertext once, one queue entry per target) with one multi-row insert per table,
@@ -258,6 +354,7 @@ extension PostgresRelayStore {
         var entryMessages: [UUID] = []
         var entrySizes: [Int32] = []
         var entryExpiries: [Int64] = []
+        var entrySenders: [Int64] = []
         var first: [DeviceAddress: Int64] = [:]
         var seqs: [[Int64]] = []
         seqs.reserveCapacity(copies.count)
@@ -294,6 +391,7 @@ extension PostgresRelayStore {
                 entryMessages.append(copy.id)
                 entrySizes.append(Int32(copy.content.count))
                 entryExpiries.append(copy.expiresAt)
+                entrySenders.append(copy.senderId)
             }
             seqs.append(copySeqs)
         }
@@ -310,9 +408,32 @@ extension PostgresRelayStore {
         try await rows(
             connection,
             """
-            INSERT INTO queue_entry (account_id, device_id, seq, message_id, size, expires_at)
-            SELECT * FROM unnest(\(entryAccounts), \(entryDevices), \(entrySeqs), \(entryMessages), \(entrySizes), \(entryExpiries))
+            INSERT INTO queue_entry (account_id, device_id, seq, message_id, size, expires_at, sender_id)
+            SELECT * FROM unnest(\(entryAccounts), \(entryDevices), \(entrySeqs), \(entryMessages), \(entrySizes), \(entryExpiries),
+                \(entrySenders))
             """)
+        // Per-sender shares (an account's copies to its own devices are not anyone's share).
+        var shareAdded: [ShareKey: Room] = [:]
+        for (index, account) in entryAccounts.enumerated() where entrySenders[index] != account {
+            let key = ShareKey(
+                address: DeviceAddress(accountId: account, deviceId: UInt32(truncatingIfNeeded: entryDevices[index])),
+                senderId: entrySenders[index])
+            shareAdded[key, default: Room()].count += 1
+            shareAdded[key, default: Room()].bytes += Int(entrySizes[index])
+        }
+        if !shareAdded.isEmpty {
+            let keys = Array(shareAdded.keys)
+            try await rows(
+                connection,
+                """
+                INSERT INTO queue_share (account_id, device_id, sender_id, count, bytes)
+                SELECT * FROM unnest(\(keys.map(\.address.accountId)), \(keys.map { Int64($0.address.deviceId) }),
+                    \(keys.map(\.senderId)), \(keys.map { Int64(shareAdded[$0]?.count ?? 0) }),
+                    \(keys.map { Int64(shareAdded[$0]?.bytes ?? 0) }))
+                ON CONFLICT (account_id, device_id, sender_id)
+                DO UPDATE SET count = queue_share.count + excluded.count, bytes = queue_share.bytes + excluded.bytes
+                """)
+        }
         // Counters: the change per device since the rows were read is what the batch added.
         var counterAccounts: [Int64] = []
         var counterDevices: [Int64] = []
@@ -398,18 +519,28 @@ extension PostgresRelayStore {
         return QueuedEnvelope(seq: seq, envelope: envelope, previousSeq: seq - 1)
     }
 
-    func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int) async throws -> [QueuedEnvelope] {
+    func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int, maxBytes: Int) async throws -> [QueuedEnvelope] {
         try await read { [self] connection in
-            try await rows(
-                connection,
+            // The rows stream in: once the page holds `maxBytes` of ciphertext the rest is not decoded (the
+            // statement still runs to its end on the connection; `limit` bounds it).
+            let stream = try await connection.query(
                 PostgresQuery(
                     unsafeSQL: """
                         SELECT \(Self.envelopeColumns)
                         FROM queue_entry q JOIN message m ON m.id = q.message_id
                         WHERE q.account_id = $1 AND q.device_id = $2 AND q.seq > $3 ORDER BY q.seq LIMIT $4
                         """,
-                    binds: try Self.bindings(address.accountId, Int64(address.deviceId), afterSeq, Int64(limit)))
-            ).map { try Self.queued($0) }
+                    binds: try Self.bindings(address.accountId, Int64(address.deviceId), afterSeq, Int64(limit))),
+                logger: logger)
+            var page: [QueuedEnvelope] = []
+            var bytes = 0
+            for try await row in stream {
+                guard bytes < maxBytes else { continue }
+                let queued = try Self.queued(row)
+                bytes += queued.envelope.content.count
+                page.append(queued)
+            }
+            return page
         }
     }
 
@@ -476,7 +607,7 @@ extension PostgresRelayStore {
                     unsafeSQL: """
                         DELETE FROM queue_entry q USING unnest($1::bigint[], $2::bigint[], $3::uuid[]) AS t(a, v, i)
                         WHERE q.message_id = t.i AND q.account_id = t.a AND q.device_id = t.v
-                        RETURNING q.account_id, q.device_id, q.message_id, q.size
+                        RETURNING q.account_id, q.device_id, q.message_id, q.size, q.sender_id
                         """,
                     binds: try Self.bindings(accounts, deviceIds, messageIds)))
             return removed
@@ -493,20 +624,27 @@ extension PostgresRelayStore {
         }
     }
 
-    /// Runs a `DELETE FROM queue_entry ... RETURNING account_id, device_id, message_id, size` (the devices' rows
-    /// already locked), then releases the messages and decrements the devices' counters. Returns what was removed.
+    /// Runs a `DELETE FROM queue_entry ... RETURNING account_id, device_id, message_id, size, sender_id` (the
+    /// devices' rows already locked), then releases the messages and decrements the devices' counters and the
+    /// senders' shares. Returns what was removed.
     private func removeEntries(_ connection: PostgresConnection, _ delete: PostgresQuery) async throws -> [(DeviceAddress, UUID)] {
         var removed: [(DeviceAddress, UUID)] = []
         var counters: [DeviceAddress: (count: Int64, bytes: Int64)] = [:]
+        var shares: [ShareKey: Room] = [:]
         for row in try await rows(connection, delete) {
-            let (accountId, deviceId, messageId, size) = try row.decode((Int64, Int64, UUID, Int32).self)
+            let (accountId, deviceId, messageId, size, senderId) = try row.decode((Int64, Int64, UUID, Int32, Int64?).self)
             let address = DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))
             removed.append((address, messageId))
             counters[address, default: (0, 0)].count += 1
             counters[address, default: (0, 0)].bytes += Int64(size)
+            if let senderId, senderId != accountId {
+                shares[ShareKey(address: address, senderId: senderId), default: Room()].count += 1
+                shares[ShareKey(address: address, senderId: senderId), default: Room()].bytes += Int(size)
+            }
         }
         guard !removed.isEmpty else { return [] }
         try await releaseMessages(connection, removed.map(\.1))
+        try await releaseShares(connection, shares)
         let addresses = Array(counters.keys)
         try await rows(
             connection,
@@ -517,6 +655,30 @@ extension PostgresRelayStore {
             WHERE d.account_id = t.a AND d.device_id = t.v
             """)
         return removed
+    }
+
+    /// Takes released entries off their senders' shares of device queues (the devices' rows locked); a share that
+    /// reaches zero goes.
+    private func releaseShares(_ connection: PostgresConnection, _ shares: [ShareKey: Room]) async throws {
+        guard !shares.isEmpty else { return }
+        let keys = Array(shares.keys)
+        let accounts = keys.map(\.address.accountId)
+        let deviceIds = keys.map { Int64($0.address.deviceId) }
+        let senders = keys.map(\.senderId)
+        try await rows(
+            connection,
+            """
+            UPDATE queue_share s SET count = s.count - t.c, bytes = s.bytes - t.b
+            FROM unnest(\(accounts), \(deviceIds), \(senders), \(keys.map { Int64(shares[$0]?.count ?? 0) }),
+                \(keys.map { Int64(shares[$0]?.bytes ?? 0) })) AS t(a, v, s, c, b)
+            WHERE s.account_id = t.a AND s.device_id = t.v AND s.sender_id = t.s
+            """)
+        try await rows(
+            connection,
+            """
+            DELETE FROM queue_share s USING unnest(\(accounts), \(deviceIds), \(senders)) AS t(a, v, s)
+            WHERE s.account_id = t.a AND s.device_id = t.v AND s.sender_id = t.s AND s.count <= 0
+            """)
     }
 
     /// Drops one reference per id (an id may repeat); deletes the messages no queue refers to any more. The
@@ -580,7 +742,7 @@ extension PostgresRelayStore {
                         unsafeSQL: """
                             DELETE FROM queue_entry q USING unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(a, v, s)
                             WHERE q.account_id = t.a AND q.device_id = t.v AND q.seq = t.s
-                            RETURNING q.account_id, q.device_id, q.message_id, q.size
+                            RETURNING q.account_id, q.device_id, q.message_id, q.size, q.sender_id
                             """,
                         binds: try Self.bindings(accounts, deviceIds, seqs)))
                 expired = removed.count

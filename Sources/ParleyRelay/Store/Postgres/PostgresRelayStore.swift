@@ -26,6 +26,8 @@ final class PostgresRelayStore: RelayStore {
     /// Whether the database is reachable, as the cluster's listener last saw it: while it is not, every method
     /// fails at once with `RelayError.unavailable` (503) instead of waiting for a pool connection.
     let health = PostgresHealth()
+    /// Contact pairs known to be stored (a commit skips their insert; see `KnownContacts`).
+    let knownContacts = KnownContacts()
     /// The connection pool and the task running it; replaced after the database was lost (`renewPool`).
     private let pool: NIOLockedValueBox<Pool>
 

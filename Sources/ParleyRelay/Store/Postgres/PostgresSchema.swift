@@ -19,8 +19,60 @@ enum PostgresSchema {
 
 
     static let migrations: [Migration] = [
-        Migration(name: "relay-pg-v1", statements: v1())
+        Migration(name: "relay-pg-v1", statements: v1()),
+        Migration(name: "relay-pg-v2-hardening", statements: v2Hardening()),
     ]
+
+    /// `relay-pg-v2-hardening`, the counterpart of SQLite's `relay-v4-hardening`: link codes stored as SHA-256
+    /// hashes (open codes keep working: their hash is computed here, and the clear codes are dropped); the sender of
+    /// every queue entry and the per-sender share of each device queue (`queue_share`, filled from the queued
+    /// entries); the contact relation (`contact`, filled from the queued 1:1 messages).
+    private static func v2Hardening() -> [String] {
+        [
+            "ALTER TABLE link_code ADD COLUMN code_hash BYTEA",
+            "UPDATE link_code SET code_hash = sha256(convert_to(code, 'UTF8'))",
+            // Dropping the clear code drops its primary key; the hash becomes the key.
+            "ALTER TABLE link_code DROP COLUMN code",
+            "ALTER TABLE link_code ALTER COLUMN code_hash SET NOT NULL",
+            "ALTER TABLE link_code ADD PRIMARY KEY (code_hash)",
+            "ALTER TABLE queue_entry ADD COLUMN sender_id BIGINT",
+            """
+            UPDATE queue_entry q SET sender_id = a.id FROM message m JOIN account a ON a.name = m.sender_account
+            WHERE m.id = q.message_id
+            """,
+            // Changed with every send and ack of a full-ish queue: room on the page for HOT updates.
+            """
+            CREATE TABLE queue_share (
+                account_id BIGINT NOT NULL,
+                device_id BIGINT NOT NULL,
+                sender_id BIGINT NOT NULL,
+                count BIGINT NOT NULL,
+                bytes BIGINT NOT NULL,
+                PRIMARY KEY (account_id, device_id, sender_id),
+                FOREIGN KEY (account_id, device_id) REFERENCES device(account_id, device_id) ON DELETE CASCADE
+            ) WITH (fillfactor = 70)
+            """,
+            """
+            INSERT INTO queue_share (account_id, device_id, sender_id, count, bytes)
+            SELECT account_id, device_id, sender_id, COUNT(*), SUM(size) FROM queue_entry
+            WHERE sender_id IS NOT NULL AND sender_id <> account_id
+            GROUP BY account_id, device_id, sender_id
+            """,
+            """
+            CREATE TABLE contact (
+                account_id BIGINT NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                peer_id BIGINT NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                PRIMARY KEY (account_id, peer_id)
+            )
+            """,
+            """
+            INSERT INTO contact (account_id, peer_id)
+            SELECT DISTINCT q.sender_id, q.account_id FROM queue_entry q JOIN message m ON m.id = q.message_id
+            WHERE m.kind = 'direct' AND q.sender_id IS NOT NULL AND q.sender_id <> q.account_id
+            ON CONFLICT DO NOTHING
+            """,
+        ]
+    }
 
     private static func v1() -> [String] {
         var statements = [
