@@ -58,6 +58,24 @@ struct MultiNodeTests {
         func stop() async {
             for process in processes { await process.stop() }
         }
+
+        /// Makes two accounts contacts (a 1:1 message each way, through node 0: presence and typing go between
+        /// contacts only), then empties both queues again (each device reads and acks its backlog).
+        func makeContacts(_ a: DeviceCredentials, _ b: DeviceCredentials) async throws {
+            for (from, to) in [(a, b), (b, a)] {
+                let reply = try await http(0).sendToAll(from: from, to: to.account)
+                guard reply.status == 200 else { throw TestFailure("contact message \(from.account) -> \(to.account): \(reply.status)") }
+            }
+            for device in [a, b] {
+                let emptied = await eventually(timeout: .seconds(15)) {
+                    guard let ws = try? await connect(0, device), let backlog = try? await ws.backlog() else { return false }
+                    if !backlog.isEmpty { try? ws.ack(backlog.map(\.id)) }
+                    await ws.close()
+                    return backlog.isEmpty
+                }
+                guard emptied else { throw TestFailure("queue of \(device.account) not emptied") }
+            }
+        }
     }
 
     /// Reads `count` message envelopes (skipping other frames), acking each.
@@ -169,6 +187,7 @@ struct MultiNodeTests {
         do {
             let alice = try await cluster.http(0).register(Fixtures.uniqueName("alice"))
             let bob = try await cluster.http(0).register(Fixtures.uniqueName("bob"))
+            try await cluster.makeContacts(alice, bob)
             let bobWS = try await cluster.connect(1, bob)
             _ = try await bobWS.backlog()
             try bobWS.send(ClientFrame(type: .subscribePresence, accounts: [alice.account]))
@@ -215,6 +234,7 @@ struct MultiNodeTests {
             let alice = try await cluster.http(0).register(Fixtures.uniqueName("alice"))
             let bob = try await cluster.http(0).register(Fixtures.uniqueName("bob"))
             let carol = try await cluster.http(1).register(Fixtures.uniqueName("carol"))
+            try await cluster.makeContacts(bob, carol)
             let carolWS = try await cluster.connect(1, carol)
             _ = try await carolWS.backlog()
             try carolWS.send(ClientFrame(type: .subscribePresence, accounts: [bob.account]))

@@ -223,14 +223,15 @@ enum PostgresSchema {
         return statements
     }
 
-    /// Applies the migrations this database has not had yet, in order, each in its own transaction.
-    static func migrate(_ client: PostgresClient, schema: String, logger: Logger) async throws {
+    /// Applies the migrations this database has not had yet, in order, each in its own transaction (up to and
+    /// including `last`, when given: tests build a database as an older relay left it).
+    static func migrate(_ client: PostgresClient, schema: String, logger: Logger, upTo last: String? = nil) async throws {
         try await client.withConnection { connection in
             // One lock per schema: nodes of one deployment wait for each other, other schemas do not.
             let lock = "parley-relay-migration:\(schema)"
             _ = try await connection.query("SELECT pg_advisory_lock(hashtext(\(lock)))", logger: logger).collect()
             do {
-                try await migrate(connection, schema: schema, logger: logger)
+                try await migrate(connection, schema: schema, logger: logger, upTo: last)
             } catch {
                 _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext(\(lock)))", logger: logger).collect()
                 throw error
@@ -239,7 +240,7 @@ enum PostgresSchema {
         }
     }
 
-    private static func migrate(_ connection: PostgresConnection, schema: String, logger: Logger) async throws {
+    private static func migrate(_ connection: PostgresConnection, schema: String, logger: Logger, upTo last: String?) async throws {
         _ = try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(schema)"), logger: logger).collect()
         _ = try await connection.query(
             """
@@ -256,7 +257,9 @@ enum PostgresSchema {
         let known = Set(migrations.map(\.name))
         let unknown = applied.subtracting(known)
         guard unknown.isEmpty else { throw PostgresStoreError.schemaTooNew(unknown.sorted()) }
-        for migration in migrations where !applied.contains(migration.name) {
+        var wanted = migrations
+        if let last, let index = migrations.firstIndex(where: { $0.name == last }) { wanted = Array(migrations[...index]) }
+        for migration in wanted where !applied.contains(migration.name) {
             logger.notice("applying database migration", metadata: ["migration": "\(migration.name)"])
             try await connection.withTransaction(logger: logger) { connection in
                 for statement in migration.statements {
