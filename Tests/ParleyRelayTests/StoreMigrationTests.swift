@@ -120,8 +120,11 @@ struct StoreMigrationTests {
     func postgresHardeningBackfillsSendersSharesContactsAndCodeHashes() async throws {
         let database = try TestBackend.freshPostgresDatabase(prefix: "m")
         let location = try PostgresLocation(url: database)
-        var logger = Logger(label: "parley-migration-test")
-        logger.logLevel = .warning
+        let logger = {
+            var logger = Logger(label: "parley-migration-test")
+            logger.logLevel = .warning
+            return logger
+        }()
         let client = PostgresClient(configuration: try location.clientConfiguration(), backgroundLogger: logger)
         let run = Task { await client.run() }
         let direct = UUID(), group = UUID()
