@@ -82,7 +82,7 @@ struct DatabaseRestartTests {
             _ = try await Self.server("resume", directory)
             let before = await outcomes.count(200)
             let recovered = await eventually(timeout: .seconds(60)) { await outcomes.count(200) >= before + 20 }
-            #expect(recovered, "the node reconnected by itself")
+            #expect(recovered, "the node reconnected by itself: \(nodes.map { $0.output().suffix(3_000) })")
             await outcomes.stop()
             await sending.value
             let statuses = await outcomes.statuses

@@ -37,7 +37,12 @@ struct TestRelay {
         if ProcessInfo.processInfo.environment["PARLEY_TEST_RELAY_BACKEND"] == "postgres" {
             return try TestBackend.freshPostgresDatabase(prefix: "r")
         }
-        return FileManager.default.temporaryDirectory.appendingPathComponent("parley-relay-test-\(UUID().uuidString).sqlite").path
+        return sqlitePath()
+    }
+
+    /// A new temporary SQLite file (tests that read the relay's SQLite files pass it explicitly).
+    static func sqlitePath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("parley-relay-test-\(UUID().uuidString).sqlite").path
     }
 
     /// Graceful stop, bounded: a shutdown that does not finish within `limit` fails the test instead of hanging it.
