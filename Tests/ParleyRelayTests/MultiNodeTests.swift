@@ -182,6 +182,54 @@ struct MultiNodeTests {
         await cluster.stop()
     }
 
+    /// A 1:1 send from alice's first device (node 0) reaches her second device (node 1) as its sync copy, and
+    /// bob (node 1); a group typing indicator from node 0 reaches the other members' devices on both nodes,
+    /// alice's own second device included, and not the device that sent it.
+    @Test func ownDeviceSyncAndGroupTypingAcrossNodes() async throws {
+        let cluster = try await Cluster.start()
+        do {
+            let alice = try await cluster.http(0).register(Fixtures.uniqueName("alice"))
+            let aliceSecond = try await cluster.http(0).link(from: alice)
+            let bob = try await cluster.http(1).register(Fixtures.uniqueName("bob"))
+            let carol = try await cluster.http(0).register(Fixtures.uniqueName("carol"))
+            let aliceWS = try await cluster.connect(0, alice)
+            let secondWS = try await cluster.connect(1, aliceSecond)
+            let bobWS = try await cluster.connect(1, bob)
+            let carolWS = try await cluster.connect(0, carol)
+            for ws in [aliceWS, secondWS, bobWS, carolWS] { _ = try await ws.backlog() }
+
+            let content = Fixtures.bytes(70)
+            #expect(try await cluster.http(0).sendToAll(from: alice, to: bob.account, content: content).status == 200)
+            let synced = try await Self.receive(secondWS, count: 1)
+            #expect(synced.map(\.content) == [content])
+            #expect(synced.first?.senderAccount == alice.account)
+            #expect(synced.first?.senderDevice == alice.deviceId)
+            #expect(try await Self.receive(bobWS, count: 1).map(\.content) == [content])
+
+            let created = try await cluster.http(1).call(
+                .POST, "/v1/groups", bob, body: CreateGroupRequest(members: [alice.account, carol.account]))
+            #expect(created.status == 201)
+            let group = try created.decode(GroupInfo.self)
+            for ws in [aliceWS, secondWS, bobWS, carolWS] {
+                #expect(try await Self.receive(ws, count: 1).first?.kind == .groupEvent)
+            }
+            try aliceWS.send(ClientFrame(type: .typing, groupId: group.groupId, started: true))
+            for ws in [secondWS, bobWS, carolWS] {
+                let typing = try #require(await ws.next(.typing, timeout: .seconds(15)))
+                #expect(typing.account == alice.account)
+                #expect(typing.deviceId == alice.deviceId)
+                #expect(typing.groupId == group.groupId)
+                #expect(typing.started == true)
+            }
+            #expect(await aliceWS.next(.typing, timeout: .seconds(2)) == nil)
+            for ws in [aliceWS, secondWS, bobWS, carolWS] { await ws.close() }
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
     @Test func presenceTypingAndSupersedeAcrossNodes() async throws {
         let cluster = try await Cluster.start()
         do {
