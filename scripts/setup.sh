@@ -11,6 +11,12 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# The PostgreSQL server (initdb, pg_ctl, postgres under /usr/lib/postgresql/<version>/bin) for the PostgreSQL
+# backend's tests, scripts/cluster.sh and the benchmarks; the client (psql) alone is not enough. Nothing here
+# starts the system service: scripts/pg-throwaway.sh runs a server of its own in a temporary folder.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "parley setup: installing ${missing[*]}" >&2
   SUDO=""

@@ -6,6 +6,14 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 swift build --build-tests
+
+# A throwaway PostgreSQL server for the PostgreSQL store tests and the multi-node tests (each test uses a schema
+# of its own in it); stopped and removed when this script exits, however it exits.
+PG_DIR=$(mktemp -d /tmp/parley-test-pg.XXXXXX)
+trap 'scripts/pg-throwaway.sh stop "$PG_DIR"' EXIT
+PARLEY_TEST_POSTGRES=$(scripts/pg-throwaway.sh start "$PG_DIR")
+export PARLEY_TEST_POSTGRES
+echo "== PostgreSQL for the tests: $PARLEY_TEST_POSTGRES"
 # Every suite has its own time limit; this bounds the whole run too, so that a hang fails the
 # run (exit 124) instead of holding CI until its deadline. A full run takes 2-3 minutes.
 timeout --kill-after=30s 30m swift test --skip-build

@@ -44,6 +44,16 @@ struct SessionCloser: Service {
     }
 }
 
+/// The node's part in its deployment (listening to the other nodes, lease heartbeats) until graceful shutdown,
+/// then leaving it (a no-op on SQLite).
+struct ClusterService: Service {
+    let core: RelayCore
+
+    func run() async throws {
+        await core.cluster.run(core: core)
+    }
+}
+
 /// Closes the store at the very end of a graceful shutdown (it is the first service, so it stops last).
 struct StoreCloser: Service {
     let core: RelayCore

@@ -1,12 +1,16 @@
 import Foundation
 import ParleyWire
 
-/// Account presence: online while at least one device has a WebSocket open. Subscribers get a
-/// `presence` frame when an account's state changes; flapping within the coalescing window is
+/// Account presence: online while at least one device has a WebSocket open (on any node of the deployment).
+/// Subscribers get a `presence` frame when an account's state changes; flapping within the coalescing window is
 /// reported once (only if the state at the end of the window differs from the last one reported).
+///
+/// Each node counts its own connections; with several nodes, a change on another node arrives as
+/// `remoteChanged` and the state is read from the cluster (connections on live nodes).
 actor PresenceHub {
     private let hub: ConnectionHub
     private let store: any RelayStore
+    private let cluster: any RelayCluster
     private let coalesce: Duration
     private var connected: [String: Int] = [:]
     private var lastSeen: [String: Int64] = [:]
@@ -15,9 +19,10 @@ actor PresenceHub {
     private var watchers: [String: Set<DeviceAddress>] = [:]
     private var subscriptions: [DeviceAddress: Set<String>] = [:]
 
-    init(hub: ConnectionHub, store: any RelayStore, coalesceMilliseconds: Int64) {
+    init(hub: ConnectionHub, store: any RelayStore, coalesceMilliseconds: Int64, cluster: any RelayCluster = SingleNode()) {
         self.hub = hub
         self.store = store
+        self.cluster = cluster
         self.coalesce = .milliseconds(coalesceMilliseconds)
     }
 
@@ -42,9 +47,27 @@ actor PresenceHub {
         for account in unique { watchers[account, default: []].insert(subscriber) }
         var frames: [ServerFrame] = []
         for account in unique.sorted() {
-            frames.append(await state(of: account))
+            let frame = await state(of: account)
+            // Changes of accounts nobody here watched were not followed (other nodes): start from what was sent.
+            if !cluster.isSingleNode, !scheduled.contains(account) {
+                lastReported[account] = frame.online ?? false
+            }
+            frames.append(frame)
         }
         return frames
+    }
+
+    /// An account's connections changed on another node: its watchers here get the new state (coalesced).
+    func remoteChanged(_ accounts: [String]) {
+        for account in accounts where watchers[account] != nil {
+            lastSeen[account] = nil  // read from the store: the other node touched it
+            schedule(account)
+        }
+    }
+
+    /// Re-reads every watched account (after notifications from other nodes may have been missed).
+    func refreshWatched() {
+        remoteChanged(Array(watchers.keys))
     }
 
     func unsubscribe(_ subscriber: DeviceAddress) {
@@ -56,7 +79,8 @@ actor PresenceHub {
     }
 
     func state(of account: String) async -> ServerFrame {
-        let online = (connected[account] ?? 0) > 0
+        var online = (connected[account] ?? 0) > 0
+        if !online { online = await cluster.onlineElsewhere(account) }
         var seen = lastSeen[account]
         if seen == nil { seen = try? await store.lastSeen(account: account) }
         return ServerFrame(type: .presence, account: account, online: online, lastSeen: seen)
@@ -74,11 +98,14 @@ actor PresenceHub {
 
     private func report(_ account: String) async {
         scheduled.remove(account)
-        let online = (connected[account] ?? 0) > 0
+        var online = (connected[account] ?? 0) > 0
+        if !online { online = await cluster.onlineElsewhere(account) }
         let previous = lastReported[account] ?? false
         guard online != previous else { return }
         lastReported[account] = online
-        let frame = ServerFrame(type: .presence, account: account, online: online, lastSeen: lastSeen[account])
+        var seen = lastSeen[account]
+        if seen == nil, !cluster.isSingleNode { seen = try? await store.lastSeen(account: account) }
+        let frame = ServerFrame(type: .presence, account: account, online: online, lastSeen: seen)
         for watcher in watchers[account] ?? [] {
             await hub.send(.frame(frame), to: watcher)
         }

@@ -5,7 +5,8 @@ public struct RelayConfiguration: Sendable {
     public var host: String
     /// 0 = pick an ephemeral port (see `RunningRelay.port`).
     public var port: Int
-    /// SQLite database file; created on first start.
+    /// SQLite database file, created on first start; or a PostgreSQL URL (`postgres://user@host:port/db`, see
+    /// `PostgresLocation`), whose schema the relay creates and migrates, and which several relays may share.
     public var databasePath: String
     public var limits: RelayLimits
     public var logLevel: Logger.Level

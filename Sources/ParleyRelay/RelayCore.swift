@@ -19,18 +19,23 @@ final class RelayCore: Sendable {
     let push: PushNotifier
     /// Which push endpoints are accepted and where pushes may connect (`PushEndpointPolicy`).
     let pushPolicy: PushEndpointPolicy
+    /// The other nodes of the deployment (`SingleNode` on SQLite).
+    let cluster: any RelayCluster
     let logger: Logger
 
     init(
         store: any RelayStore, limits: RelayLimits, vapid: VAPIDSigner, logger: Logger,
-        pushResolver: any PushAddressResolver = SystemPushAddressResolver.shared
+        pushResolver: any PushAddressResolver = SystemPushAddressResolver.shared,
+        cluster: any RelayCluster = SingleNode()
     ) {
         self.limits = limits
         self.store = store
         self.logger = logger
-        let hub = ConnectionHub()
+        self.cluster = cluster
+        let hub = ConnectionHub(cluster: cluster)
         self.hub = hub
-        self.presence = PresenceHub(hub: hub, store: store, coalesceMilliseconds: limits.presenceCoalesceMilliseconds)
+        self.presence = PresenceHub(
+            hub: hub, store: store, coalesceMilliseconds: limits.presenceCoalesceMilliseconds, cluster: cluster)
         let metrics = RelayMetrics()
         self.metrics = metrics
         self.vapid = vapid
@@ -42,7 +47,7 @@ final class RelayCore: Sendable {
         self.batcher = MessageWriteBatcher(store: store, limits: limits) { deliveries in
             metrics.messagesIn.increment(by: Int64(deliveries.count))
             let offline = await hub.deliver(deliveries)
-            if !offline.isEmpty { await push.notify(offline) }
+            if !offline.isEmpty { await Self.pushOffline(offline, cluster: cluster, push: push) }
         }
         self.acks = AckBatcher(store: store)
         self.touches = TouchBatcher(store: store)
@@ -66,7 +71,20 @@ final class RelayCore: Sendable {
     /// New envelopes were committed outside the batcher (group events): wake or push the devices.
     func announce(_ addresses: [DeviceAddress]) async {
         let offline = await hub.wake(addresses)
-        if !offline.isEmpty { await push.notify(offline) }
+        if !offline.isEmpty { await Self.pushOffline(offline, cluster: cluster, push: push) }
+    }
+
+    /// Pushes to devices without a session on this node that have none on another node either. With several
+    /// nodes that takes a database look-up, done off the delivery path (the store already woke the other nodes).
+    static func pushOffline(_ offline: [DeviceAddress], cluster: any RelayCluster, push: PushNotifier) async {
+        if cluster.isSingleNode {
+            await push.notify(offline)
+            return
+        }
+        Task {
+            let nowhere = await cluster.connectedNowhere(offline)
+            if !nowhere.isEmpty { await push.notify(nowhere) }
+        }
     }
 
     /// Retention time added to a server timestamp to get an expiry time.

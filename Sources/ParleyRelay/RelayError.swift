@@ -26,6 +26,8 @@ public enum RelayError: Error, Sendable, Equatable {
     case queueShareFull(account: String, deviceId: UInt32)
     /// Rate limited (`rateLimited`, 429) with the number of seconds after which the same request can pass.
     case rateLimitedFor(seconds: Int)
+    /// The database cannot be reached (PostgreSQL down or restarting); nothing was stored.
+    case unavailable
 
     public var status: HTTPResponse.Status {
         switch self {
@@ -39,6 +41,7 @@ public enum RelayError: Error, Sendable, Equatable {
         case .queueFull, .queueShareFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
         case .rateLimited, .rateLimitedFor: .tooManyRequests
         case .internalError: .internalServerError
+        case .unavailable: .serviceUnavailable
         }
     }
 
@@ -71,6 +74,7 @@ public enum RelayError: Error, Sendable, Equatable {
                 code: .queueFull, message: "your share of the queue of device \(deviceId) is full", account: account)
         case .rateLimitedFor(let seconds):
             ErrorResponse(code: .rateLimited, message: "rate limit exceeded; retry in \(seconds) s")
+        case .unavailable: ErrorResponse(code: .unavailable, message: "database unavailable, retry later")
         }
     }
 }
@@ -82,7 +86,7 @@ extension RelayError: HTTPResponseError {
         if case .unauthorized = self {
             headers[.wwwAuthenticate] = "Basic realm=\"parley-relay\""
         }
-        if case .rateLimited = self {
+        if self == .rateLimited || self == .unavailable {
             headers[.retryAfter] = "1"
         }
         if case .rateLimitedFor(let seconds) = self {

@@ -8,7 +8,7 @@ import NIOSSL
 import Logging
 import ServiceLifecycle
 
-/// Builds and runs the relay: Hummingbird HTTP + WebSocket server, SQLite store, background services.
+/// Builds and runs the relay: Hummingbird HTTP + WebSocket server, the store (SQLite or PostgreSQL), background services.
 public enum RelayServer {
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully (executable entry point).
     public static func run(_ configuration: RelayConfiguration) async throws {
@@ -65,7 +65,7 @@ public enum RelayServer {
     static func makeLogger(_ configuration: RelayConfiguration) -> Logger {
         var logger = Logger(label: "parley-relay")
         logger.logLevel = configuration.logLevel
-        logger[metadataKey: "database"] = "\(URL(fileURLWithPath: configuration.databasePath).lastPathComponent)"
+        logger[metadataKey: "database"] = "\(RelayBackend.describe(configuration.databasePath))"
         return logger
     }
 
@@ -73,11 +73,12 @@ public enum RelayServer {
         _ configuration: RelayConfiguration, logger: Logger, onPort: @escaping @Sendable (Int) -> Void,
         onMetricsPort: @escaping @Sendable (Int) -> Void
     ) async throws -> ([any Service], RelayCore) {
-        let store = try SQLiteRelayStore(path: configuration.databasePath)
+        let (store, cluster) = try await RelayBackend.open(configuration, logger: logger)
         let vapid = try await loadVAPIDKey(store: store, subject: configuration.vapidSubject)
         let core = RelayCore(
             store: store, limits: configuration.limits, vapid: vapid, logger: logger,
-            pushResolver: configuration.pushAddressResolver ?? SystemPushAddressResolver.shared)
+            pushResolver: configuration.pushAddressResolver ?? SystemPushAddressResolver.shared,
+            cluster: cluster)
 
         let router = Router(context: RelayRequestContext.self)
         router.middlewares.add(ErrorMappingMiddleware(logger: logger))
@@ -123,11 +124,11 @@ public enum RelayServer {
                 onPort(port)
             },
             logger: logger)
-        var services: [any Service] = [StoreCloser(core: core), app]
+        var services: [any Service] = [StoreCloser(core: core), ClusterService(core: core), app]
         if let metrics = configuration.metrics {
             services.append(Self.metricsApplication(metrics, core: core, logger: logger, onPort: onMetricsPort))
         }
-        // ServiceGroup stops services in reverse order: sessions first, the store last.
+        // ServiceGroup stops services in reverse order: sessions first, then the cluster membership, the store last.
         return (services + [ExpiryService(core: core), MemoryReturnService(), SessionCloser(core: core)], core)
     }
 

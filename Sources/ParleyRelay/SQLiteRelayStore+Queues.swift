@@ -146,26 +146,7 @@ extension SQLiteRelayStore {
 
     /// 409 if the addressed device set differs from `expected`, 410 if registration ids differ.
     private static func check(_ messages: [OutgoingDeviceMessage], against expected: [UInt32: UInt32], account: String) throws {
-        // The common case: exactly the expected devices, each once, with current registration ids.
-        if messages.count == expected.count {
-            var seen = Set<UInt32>(minimumCapacity: messages.count)
-            if messages.allSatisfy({ expected[$0.deviceId] == $0.registrationId && seen.insert($0.deviceId).inserted }) {
-                return
-            }
-        }
-        var given: [UInt32: UInt32] = [:]
-        for message in messages {
-            guard given.updateValue(message.registrationId, forKey: message.deviceId) == nil else {
-                throw RelayError.invalidField("device \(message.deviceId) addressed twice")
-            }
-        }
-        let missing = Set(expected.keys).subtracting(given.keys).sorted()
-        let extra = Set(given.keys).subtracting(expected.keys).sorted()
-        if !missing.isEmpty || !extra.isEmpty {
-            throw RelayError.mismatchedDevices(account: account, missing: missing, extra: extra)
-        }
-        let stale = given.filter { expected[$0.key] != $0.value }.keys.sorted()
-        if !stale.isEmpty { throw RelayError.staleDevices(account: account, stale: stale) }
+        try DeviceSetCheck.check(messages, against: expected, account: account)
     }
 
     private static func store(_ db: Database, _ submission: MessageSubmission, _ plan: Plan, cache: SQLiteCommitCache)

@@ -49,10 +49,16 @@ enum CloseReason: Sendable {
     case abuse
     /// Relay shutting down (1001).
     case shutdown
+    /// The database cannot be reached, so this node cannot tell the others where the device is (1011).
+    case unavailable
 
     /// The WebSocket close code.
     var code: WebSocketErrorCode {
-        if case .shutdown = self { .goingAway } else { .policyViolation }
+        switch self {
+        case .shutdown: .goingAway
+        case .unavailable: .unexpectedServerError
+        case .superseded, .deviceRemoved, .abuse: .policyViolation
+        }
     }
 
     var text: String {
@@ -61,6 +67,7 @@ enum CloseReason: Sendable {
         case .deviceRemoved: "device removed"
         case .abuse: "too many bad frames"
         case .shutdown: "relay shutting down"
+        case .unavailable: "database unavailable"
         }
     }
 }

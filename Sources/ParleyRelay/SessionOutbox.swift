@@ -25,6 +25,9 @@ final class SessionOutbox: Sendable {
     struct DeliveryState: Sendable {
         var drained: Int64 = 0
         var live: Set<Int64> = []
+        /// The largest `seq` of a live envelope held back for a drain (a gap before it): committed before the
+        /// drain starts, so the drain covers everything up to it.
+        var deferred: Int64 = 0
         var sentQueueEmpty = false
     }
 
@@ -237,7 +240,16 @@ final class SessionOutbox: Sendable {
                     // Committed after the store was last read (or concurrently with it): send unless the read
                     // already covered it. Entries committed by other transactions (group events) come as
                     // `.wake` and are read from the store.
-                    guard queued.seq > delivery.drained, delivery.live.insert(queued.seq).inserted else { continue }
+                    guard queued.seq > delivery.drained, !delivery.live.contains(queued.seq) else { continue }
+                    if let previous = queued.previousSeq, previous > delivery.drained, !delivery.live.contains(previous) {
+                        // An earlier entry of this queue (committed on another relay node) has not been sent on
+                        // this connection: read the store first, so that the device gets its queue in order.
+                        delivery.deferred = max(delivery.deferred, queued.seq)
+                        requeue([.wake] + batch[index...])
+                        end = .drain
+                        break outer
+                    }
+                    delivery.live.insert(queued.seq)
                     write(FastWire.messageFrame(queued.envelope, allocator: Self.allocator))
                     envelopesOut += 1
                     written += 1
@@ -345,11 +357,12 @@ final class SessionOutbox: Sendable {
 
     /// Sends every queued envelope above `drained` not already sent live, oldest first; after the first full
     /// drain, `queueEmpty`. Each page is read in one snapshot taken after every live envelope this session has
-    /// seen was committed, and sequence numbers grow in commit order (one writer), so afterwards everything up
-    /// to the largest sequence number seen is accounted for. A page (at most `deliveryPageSize` envelopes and
-    /// about `deliveryPageBytes` of ciphertext) is read only once the socket is writable.
+    /// seen (or held back) was committed, and a device's sequence numbers grow in commit order (see
+    /// `QueuedEnvelope`), so afterwards everything up to the largest sequence number seen is accounted for. A
+    /// page (at most `deliveryPageSize` envelopes and about `deliveryPageBytes` of ciphertext) is read only
+    /// once the socket is writable.
     private func drain(_ delivery: inout DeliveryState) async throws {
-        let highestLive = delivery.live.max() ?? 0
+        let highestLive = max(delivery.live.max() ?? 0, delivery.deferred)
         while true {
             guard await waitWritable() else { return }
             let page = try await core.store.pending(
@@ -373,6 +386,7 @@ final class SessionOutbox: Sendable {
             if page.count < RelayLimits.deliveryPageSize, pageBytes < RelayLimits.deliveryPageBytes { break }
         }
         delivery.drained = max(delivery.drained, highestLive)
+        delivery.deferred = 0
         delivery.live.removeAll(keepingCapacity: delivery.live.count < 64)
         if !delivery.sentQueueEmpty {
             delivery.sentQueueEmpty = true

@@ -12,9 +12,19 @@ struct StoredDeviceAuth: Sendable {
 }
 
 /// A queued envelope and its position in the device queue.
+///
+/// Every backend numbers a device's entries so that, for one device, a larger `seq` was committed later: an
+/// entry with a smaller `seq` is visible to any read that starts after the larger one committed (the SQLite
+/// store has one writer and one global counter; the PostgreSQL store takes the numbers from the device row,
+/// under its row lock, in the committing transaction).
 struct QueuedEnvelope: Sendable {
     let seq: Int64
     let envelope: Envelope
+    /// The `seq` of the entry committed just before this one in the same device queue, when the backend knows it
+    /// (PostgreSQL: numbers per device without gaps, so `seq - 1`; 0 for the first). With several relay nodes a
+    /// live envelope can overtake an earlier one committed on another node; the session sees that gap and reads
+    /// the store first. nil: no such check (one node: live envelopes arrive in commit order).
+    var previousSeq: Int64? = nil
 }
 
 /// What a sender asks the relay to store, validated and committed by the store inside one transaction.

@@ -35,4 +35,6 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case linkCodeUnavailable
     /// Unexpected server failure. The request may be retried.
     case internalError
+    /// The relay cannot reach its database right now (HTTP 503, `Retry-After`); nothing was stored. Retry later.
+    case unavailable
 }

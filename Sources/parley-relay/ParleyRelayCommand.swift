@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import ParleyRelay
 
@@ -10,7 +11,12 @@ struct ParleyRelayCommand: AsyncParsableCommand {
 
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "TCP port (0 = ephemeral).") var port = 8080
-    @Option(help: "SQLite database file, created on first start.") var database = "./parley-relay.sqlite"
+    @Option(
+        help: """
+            SQLite database file (created on first start), or postgres://USER@HOST:PORT/DATABASE for PostgreSQL \
+            (several relays may share one; options ?schema=NAME&sslmode=disable|prefer|require). \
+            Default: $PARLEY_DATABASE, else ./parley-relay.sqlite.
+            """) var database: String?
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel = "info"
     @Option(help: "Max devices per account.") var maxDevices = RelayLimits().maxDevicesPerAccount
     @Option(help: "Max queued messages per device.") var maxQueuedMessages = RelayLimits().maxQueuedMessagesPerDevice
@@ -82,6 +88,14 @@ struct ParleyRelayCommand: AsyncParsableCommand {
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         let tls = tlsCert.flatMap { cert in tlsKey.map { RelayConfiguration.TLSFiles(certificateChainPath: cert, privateKeyPath: $0) } }
         let metrics = metricsPort.map { RelayConfiguration.MetricsListener(host: metricsHost, port: $0) }
+        let database = self.database ?? ProcessInfo.processInfo.environment["PARLEY_DATABASE"] ?? "./parley-relay.sqlite"
+        if PostgresLocation.isURL(database) {
+            do {
+                _ = try PostgresLocation(url: database)
+            } catch {
+                throw ValidationError("--database: \(error)")
+            }
+        }
         let configuration = RelayConfiguration(
             host: host, port: port, databasePath: database, limits: limits, logLevel: level, vapidSubject: vapidSubject, tls: tls,
             metrics: metrics)

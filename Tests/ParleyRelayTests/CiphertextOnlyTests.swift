@@ -33,7 +33,8 @@ import Testing
     }
 
     @Test func relayDatabaseHoldsNoPlaintext() async throws {
-        let relay = try await TestRelay.start()
+        // The relay's SQLite files are scanned: this test pins SQLite (PostgreSQL keeps its data elsewhere).
+        let relay = try await TestRelay.start(databasePath: TestRelay.sqlitePath())
         let http = relay.http
         let alice = try await Self.register("alice", registrationId: 11, on: http)
         let bob = try await Self.register("bob", registrationId: 22, on: http)

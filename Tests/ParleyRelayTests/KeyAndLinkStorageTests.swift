@@ -10,8 +10,10 @@ import Testing
 /// signed prekey's signature under the identity key).
 @Suite("Key checks and link code storage", .timeLimit(.minutes(3)))
 struct KeyAndLinkStorageTests {
+    /// SQLite's table and files are read here, so this test pins SQLite; StoreBackendTests.linkCodesAreStoredHashed
+    /// checks both backends' tables.
     @Test func linkCodesAreStoredOnlyAsHashes() async throws {
-        let relay = try await TestRelay.start()
+        let relay = try await TestRelay.start(databasePath: TestRelay.sqlitePath())
         let http = relay.http
         let alice = try await http.register(Fixtures.uniqueName("alice"))
         let code = try await http.call(.POST, "/v1/devices/links", alice).decode(LinkCodeResponse.self).code

@@ -62,12 +62,9 @@ struct QueueShareTests {
 
     static func queueCount(_ relay: TestRelay, _ credentials: DeviceCredentials) async throws -> Int {
         let auth = try #require(try await relay.running.core.store.deviceAuth(account: credentials.account, deviceId: credentials.deviceId))
-        let store = try #require(relay.running.core.store as? SQLiteRelayStore)
-        return try await store.pool.read { db in
-            try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM queue_entry WHERE account_id = ? AND device_id = ?",
-                arguments: [auth.accountId, Int64(credentials.deviceId)]) ?? -1
-        }
+        // Through the store protocol: the same on SQLite and PostgreSQL.
+        let address = DeviceAddress(accountId: auth.accountId, deviceId: credentials.deviceId)
+        return try await relay.running.core.store.pending(address, afterSeq: 0, limit: 1_000_000).count
     }
 
     /// The case: a victim's queue at its cap (300 here, as in the report) takes no group event either.

@@ -1,5 +1,7 @@
 import Foundation
 import GRDB
+import Logging
+import PostgresNIO
 import Testing
 
 @testable import ParleyRelay
@@ -109,6 +111,82 @@ struct StoreMigrationTests {
             let contacts = try Row.fetchAll(db, sql: "SELECT account_id, peer_id FROM contact")
             #expect(contacts.map { [$0["account_id"], $0["peer_id"]] as [Int64] } == [[1, 2]])
         }
+    }
+
+    /// `relay-pg-v2-hardening` does on PostgreSQL what `relay-v4-hardening` does on SQLite: queued entries get
+    /// their senders, the per-sender shares and the contact pairs of queued 1:1 messages are built, and link codes
+    /// are kept as their hashes (an open code still works; the clear column is gone).
+    @Test(.enabled(if: TestBackend.available.contains(.postgres)))
+    func postgresHardeningBackfillsSendersSharesContactsAndCodeHashes() async throws {
+        let database = try TestBackend.freshPostgresDatabase(prefix: "m")
+        let location = try PostgresLocation(url: database)
+        let logger = {
+            var logger = Logger(label: "parley-migration-test")
+            logger.logLevel = .warning
+            return logger
+        }()
+        let client = PostgresClient(configuration: try location.clientConfiguration(), backgroundLogger: logger)
+        let run = Task { await client.run() }
+        let direct = UUID(), group = UUID()
+        do {
+            try await PostgresSchema.migrate(client, schema: location.schema, logger: logger, upTo: "relay-pg-v1")
+            try await client.withConnection { connection in
+                let statements: [PostgresQuery] = [
+                    "INSERT INTO account (id, name, created_at) VALUES (1, 'alice', 1), (2, 'bob', 1)",
+                    """
+                    INSERT INTO device (account_id, device_id, state, registration_id, identity_key, credential_hash,
+                        signed_prekey_id, signed_prekey, signed_prekey_signature, created_at, queue_count, queue_bytes, queue_seq)
+                    VALUES (1, 1, 'active', 1, '\\x05', '\\x00', 1, '\\x05', '\\x00', 1, 1, 3, 1),
+                           (2, 1, 'active', 1, '\\x05', '\\x00', 1, '\\x05', '\\x00', 1, 2, 5, 2)
+                    """,
+                    """
+                    INSERT INTO message (id, kind, sender_account, sender_device, conversation, group_id, type, content, server_ts, ref_count)
+                    VALUES (\(direct), 'direct', 'alice', 1, 'dm:alice:bob', NULL, 1, '\\x0102', 1, 1),
+                           (\(group), 'group', 'bob', 1, 'group:x', NULL, 1, '\\x010203', 1, 2)
+                    """,
+                    """
+                    INSERT INTO queue_entry (account_id, device_id, seq, message_id, size, expires_at)
+                    VALUES (2, 1, 1, \(direct), 2, 9), (1, 1, 1, \(group), 3, 9), (2, 1, 2, \(group), 3, 9)
+                    """,
+                    """
+                    INSERT INTO link_code (code, account_id, creator_device_id, state, created_at, expires_at)
+                    VALUES ('open-code', 1, 1, 'open', 1, 9000000000000)
+                    """,
+                ]
+                for statement in statements { _ = try await connection.query(statement, logger: logger).collect() }
+            }
+        } catch {
+            run.cancel()
+            throw error
+        }
+        run.cancel()
+
+        let store = try #require(try await TestBackend.openStore(database) as? PostgresRelayStore)
+        defer { try? store.close() }
+        let (senders, shares, contacts, hashes) = try await store.read { connection in
+            let senders = try await connection.query("SELECT sender_id FROM queue_entry ORDER BY account_id DESC, seq", logger: logger)
+                .collect().map { try $0.decode(Int64.self) }
+            let shares = try await connection.query(
+                "SELECT account_id, sender_id, count, bytes FROM queue_share ORDER BY account_id", logger: logger
+            ).collect().map { row in
+                let (a, b, c, d) = try row.decode((Int64, Int64, Int64, Int64).self)
+                return [a, b, c, d]
+            }
+            let contacts = try await connection.query("SELECT account_id, peer_id FROM contact", logger: logger)
+                .collect().map { row in
+                    let (a, b) = try row.decode((Int64, Int64).self)
+                    return [a, b]
+                }
+            let hashes = try await connection.query("SELECT code_hash FROM link_code", logger: logger).collect()
+                .map { try $0.decode(Data.self) }
+            return (senders, shares, contacts, hashes)
+        }
+        #expect(senders == [1, 2, 2])
+        #expect(shares == [[1, 2, 1, 3], [2, 1, 1, 2]])
+        #expect(contacts == [[1, 2]])
+        #expect(hashes == [Credentials.hash("open-code")])
+        #expect(try await store.linkInfo(accountId: 1, code: "open-code", now: 2).state == .open)
+        #expect(try await StoreBackendTests.storedLinkCodeColumns(store).columns.contains("code") == false)
     }
 
     /// Message ids are RFC 9562 version 7: the timestamp in the first 48 bits, so ids of later milliseconds

@@ -57,13 +57,14 @@ struct RelayAbuse: AsyncParsableCommand {
         print("parley-bench relay-abuse: \(honestDevices) honest devices at \(rate) msg/s; attack for \(duration) s (baseline \(baseline) s before, \(settle) s after): \(slowloris) slowloris connections from \(slowlorisAddresses) addresses (at most \(slowlorisRate) new a second), \(stalledReaders) non-reading WebSockets (\(stalledMessagesPerSecond) x 256 KiB messages/s to them), \(pingFlooders) ping flooders, \(queueFlooders) queue flooders at \(floodFramesPerSecond) frames/s, \(jsonBombers) JSON bombers (\(jsonBombBytes) bytes each)")
 
         // Accounts.
+        let single = RelayDeployment(nodes: [target])
         let prefix = runPrefix("x")
-        let honest = try await BenchHTTP.shared.register(target, prefix: prefix + "h", count: honestDevices)
-        let stalled = try await BenchHTTP.shared.register(target, prefix: prefix + "s", count: stalledReaders)
-        let pingers = try await BenchHTTP.shared.register(target, prefix: prefix + "p", count: pingFlooders)
-        let flooders = try await BenchHTTP.shared.register(target, prefix: prefix + "f", count: queueFlooders)
-        let victims = try await BenchHTTP.shared.register(target, prefix: prefix + "v", count: 2)
-        let bigSender = try await BenchHTTP.shared.register(target, prefix: prefix + "b", count: 1)
+        let honest = try await BenchHTTP.shared.register(single, prefix: prefix + "h", count: honestDevices)
+        let stalled = try await BenchHTTP.shared.register(single, prefix: prefix + "s", count: stalledReaders)
+        let pingers = try await BenchHTTP.shared.register(single, prefix: prefix + "p", count: pingFlooders)
+        let flooders = try await BenchHTTP.shared.register(single, prefix: prefix + "f", count: queueFlooders)
+        let victims = try await BenchHTTP.shared.register(single, prefix: prefix + "v", count: 2)
+        let bigSender = try await BenchHTTP.shared.register(single, prefix: prefix + "b", count: 1)
         print("setup: registered \(honest.count + stalled.count + pingers.count + flooders.count + victims.count + 1) accounts")
 
         // Honest devices: a ring on one event loop, open loop at `rate`; every acknowledged send is tracked.
@@ -74,7 +75,7 @@ struct RelayAbuse: AsyncParsableCommand {
             $0.received = []
         }
         let payload = BenchPayload(size: size)
-        let sockets = try await connectAll(honest, target: target, group: group, stats: stats, payload: payload)
+        let sockets = try await connectAll(honest, target: single, group: group, stats: stats, payload: payload)
         for (index, socket) in sockets.enumerated() {
             let peer = honest[(index + 1) % honest.count]
             try await socket.eventLoop.submit { socket.setPeer(account: peer.account, deviceId: peer.deviceId, registrationId: 4242) }.get()

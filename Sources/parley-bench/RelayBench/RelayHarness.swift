@@ -51,8 +51,9 @@ final class RelayTarget: @unchecked Sendable {
         ]
     }
 
-    /// Starts the relay binary (default: `parley-relay` next to this executable) on a free port.
-    static func spawn(binary: String?, extraFlags: [String]) async throws -> RelayTarget {
+    /// Starts the relay binary (default: `parley-relay` next to this executable) on a free port, on `database`
+    /// (default: a SQLite file in a temporary folder).
+    static func spawn(binary: String?, extraFlags: [String], database: String? = nil) async throws -> RelayTarget {
         let executable = binary ?? URL(fileURLWithPath: ownExecutablePath()).deletingLastPathComponent()
             .appendingPathComponent("parley-relay").path
         guard FileManager.default.isExecutableFile(atPath: executable) else {
@@ -66,7 +67,7 @@ final class RelayTarget: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: executable)
         let flags = [
             "--port", String(port), "--metrics-port", String(metricsPort),
-            "--database", directory.appendingPathComponent("relay.sqlite").path,
+            "--database", database ?? directory.appendingPathComponent("relay.sqlite").path,
         ] + extraFlags
         process.arguments = flags
         let log = directory.appendingPathComponent("relay.log")
@@ -211,7 +212,7 @@ final class BenchHTTP: Sendable {
     }
 
     /// Registers `count` accounts named `<prefix><index>` (one device each), `concurrency` at a time.
-    func register(_ target: RelayTarget, prefix: String, count: Int, concurrency: Int = 32) async throws -> [DeviceCredentials] {
+    func register(_ target: RelayDeployment, prefix: String, count: Int, concurrency: Int = 32) async throws -> [DeviceCredentials] {
         var result = [DeviceCredentials?](repeating: nil, count: count)
         // One key set for every bench account: the relay checks formats and the signed prekey's signature.
         let identity = try IdentityKeyPair.generate()
@@ -228,7 +229,7 @@ final class BenchHTTP: Sendable {
                 next += 1
                 let request = RegisterAccountRequest(name: "\(prefix)\(index)", device: keys)
                 group.addTask {
-                    (index, try await self.json(.POST, target.baseURL + "/v1/accounts", body: request, authorization: nil, expect: DeviceCredentials.self))
+                    (index, try await self.json(.POST, target.node(index).baseURL + "/v1/accounts", body: request, authorization: nil, expect: DeviceCredentials.self))
                 }
             }
             while next < min(concurrency, count) { add() }
@@ -248,7 +249,7 @@ func benchEventLoops(_ threads: Int) -> MultiThreadedEventLoopGroup {
 
 /// Connects every device (`concurrency` upgrades in flight), spreading them over the group's loops.
 func connectAll(
-    _ credentials: [DeviceCredentials], target: RelayTarget, group: MultiThreadedEventLoopGroup, stats: [ObjectIdentifier: LoopStats],
+    _ credentials: [DeviceCredentials], target: RelayDeployment, group: MultiThreadedEventLoopGroup, stats: [ObjectIdentifier: LoopStats],
     payload: BenchPayload, concurrency: Int = 200, ackBatch: Int = 64, ackDelay: TimeAmount = .milliseconds(5)
 ) async throws -> [BenchSocket] {
     let loops = Array(group.makeIterator())
@@ -263,7 +264,7 @@ func connectAll(
             let authorization = credentials[index].authorizationHeader
             tasks.addTask {
                 let socket = try await connectBenchSocket(
-                    on: loop, host: target.host, port: target.port, authorization: authorization, stats: loopStats,
+                    on: loop, host: target.node(index).host, port: target.node(index).port, authorization: authorization, stats: loopStats,
                     payload: payload, ackBatch: ackBatch, ackDelay: ackDelay
                 ).get()
                 return (index, socket)

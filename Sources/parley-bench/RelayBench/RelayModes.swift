@@ -8,17 +8,55 @@ import ParleyWire
 /// Where the relay comes from, and the load generator's own resources. Shared by the relay modes.
 struct RelayOptions: ParsableArguments {
     @Option(help: "Use a running relay at this URL (e.g. http://127.0.0.1:8080) instead of starting one.") var server: String?
-    @Option(help: "With --server: the relay's process id, for its CPU and memory figures.") var relayPid: Int32?
-    @Option(help: "With --server: the port of the relay's metrics listener (loopback).") var relayMetricsPort: Int?
+    @Option(help: "Use running relay nodes of one deployment (comma-separated URLs); devices are spread over them.")
+    var nodes: String?
+    @Option(help: "With --server: the relay's process id, for its CPU and memory figures (with --nodes: one per node, comma-separated).")
+    var relayPid: String?
+    @Option(help: "With --server: the port of the relay's metrics listener (loopback; with --nodes: one per node, comma-separated).")
+    var relayMetricsPort: String?
     @Option(help: "The parley-relay binary to start (default: next to this executable).") var relayBinary: String?
+    @Option(help: "Database of the relays the bench starts: a postgres:// URL (a fresh schema per run is added), default a temporary SQLite file.")
+    var database: String?
+    @Option(help: "Relay nodes to start on --database (a postgres:// URL for more than one).") var nodeCount = 1
     @Option(help: "Event-loop threads of the load generator.") var clientThreads = 1
     @Option(help: "Ciphertext bytes per message.") var size = 200
 
-    func start(maxGroupMembers: Int = 500) async throws -> RelayTarget {
-        if let server { return try RelayTarget.external(server, pid: relayPid, metricsPort: relayMetricsPort) }
-        let target = try await RelayTarget.spawn(binary: relayBinary, extraFlags: RelayTarget.benchFlags(maxGroupMembers: maxGroupMembers))
-        print("relay: started \(target.flags.joined(separator: " "))")
-        return target
+    func start(maxGroupMembers: Int = 500) async throws -> RelayDeployment {
+        let pids = (relayPid ?? "").split(separator: ",").map { Int32($0) }
+        let metricsPorts = (relayMetricsPort ?? "").split(separator: ",").map { Int($0) }
+        if let nodes {
+            let urls = nodes.split(separator: ",").map(String.init)
+            return RelayDeployment(nodes: try urls.enumerated().map { index, url in
+                try RelayTarget.external(
+                    url, pid: index < pids.count ? pids[index] : nil,
+                    metricsPort: index < metricsPorts.count ? metricsPorts[index] : nil)
+            })
+        }
+        if let server { return RelayDeployment(nodes: [try RelayTarget.external(
+                server, pid: pids.first ?? nil, metricsPort: metricsPorts.first ?? nil)]) }
+        guard nodeCount >= 1 else { throw BenchError.relay("--node-count must be at least 1") }
+        var database = self.database
+        let postgres = database?.hasPrefix("postgres") ?? false
+        guard nodeCount == 1 || postgres else {
+            throw BenchError.relay("--node-count > 1 needs --database postgres://... (nodes share one PostgreSQL database)")
+        }
+        if postgres, let url = database, !url.contains("schema=") {
+            let letters = Array("abcdefghijklmnopqrstuvwxyz")
+            database = url + (url.contains("?") ? "&" : "?") + "schema=bench_" + String((0..<8).map { _ in letters.randomElement() ?? "x" })
+        }
+        var started: [RelayTarget] = []
+        for _ in 0..<nodeCount {
+            do {
+                let target = try await RelayTarget.spawn(
+                    binary: relayBinary, extraFlags: RelayTarget.benchFlags(maxGroupMembers: maxGroupMembers), database: database)
+                print("relay: started \(target.flags.joined(separator: " "))")
+                started.append(target)
+            } catch {
+                for target in started { target.stop() }
+                throw error
+            }
+        }
+        return RelayDeployment(nodes: started)
     }
 }
 
@@ -314,7 +352,7 @@ struct RelayFanout: AsyncParsableCommand {
         let recordStart = t0 + UInt64(warmup) * 1_000_000_000
         let recordEnd = recordStart + UInt64(duration) * 1_000_000_000
         try await onEveryLoop(group, stats) { $0.recordFrom = recordStart; $0.recordUntil = recordEnd }
-        let url = target.baseURL + "/v1/groups/\(info.groupId.uuidString)/messages"
+        let path = "/v1/groups/\(info.groupId.uuidString)/messages"
         let failures = ErrorCounter()
         let cpuBefore = target.cpuSeconds()
         await withTaskGroup(of: Void.self) { tasks in
@@ -324,6 +362,7 @@ struct RelayFanout: AsyncParsableCommand {
                 if scheduled > now { try? await Task.sleep(for: .nanoseconds(Int64(scheduled - now))) }
                 let sender = credentials[k % credentials.count]
                 let body = SendGroupMessageRequest(type: 1, content: payload.bytes(scheduled: scheduled), clientTimestamp: nil)
+                let url = target.node(k).baseURL + path
                 tasks.addTask {
                     do {
                         _ = try await BenchHTTP.shared.json(.PUT, url, body: body, authorization: sender.authorizationHeader, expect: SendMessageResponse.self)
@@ -420,7 +459,7 @@ struct RelayIdle: AsyncParsableCommand {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: ownExecutablePath())
             process.arguments = [
-                "relay-idle-client", "--host", target.host, "--port", String(target.port), "--credentials", file.path,
+                "relay-idle-client", "--host", target.node(index).host, "--port", String(target.node(index).port), "--credentials", file.path,
                 "--first", String(first), "--count", String(count),
             ]
             let input = Pipe()

@@ -6,7 +6,7 @@ import ParleyProtocol
 import ParleyWire
 @testable import ParleyRelay
 
-/// A real relay on an ephemeral loopback port with a temporary SQLite file.
+/// A real relay on an ephemeral loopback port with a temporary SQLite file (or PostgreSQL schema: `defaultDatabase`).
 struct TestRelay {
     let running: RunningRelay
     let databasePath: String
@@ -19,8 +19,7 @@ struct TestRelay {
         limits: RelayLimits = RelayLimits(), databasePath: String? = nil, gracefulShutdownSeconds: Int64 = 3,
         pushResolver: (any PushAddressResolver)? = nil
     ) async throws -> TestRelay {
-        let path = databasePath ?? FileManager.default.temporaryDirectory
-            .appendingPathComponent("parley-relay-test-\(UUID().uuidString).sqlite").path
+        let path = try databasePath ?? defaultDatabase()
         let level = ProcessInfo.processInfo.environment["PARLEY_RELAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) }
         var limits = limits
         limits.gracefulShutdownSeconds = gracefulShutdownSeconds
@@ -30,6 +29,20 @@ struct TestRelay {
         configuration.pushAddressResolver = pushResolver
         let running = try await RelayServer.start(configuration)
         return TestRelay(running: running, databasePath: path, limits: limits)
+    }
+
+    /// A temporary SQLite file; with `PARLEY_TEST_RELAY_BACKEND=postgres` (and `PARLEY_TEST_POSTGRES`), a fresh
+    /// schema on the test PostgreSQL server instead, so that the relay suites can run on either backend.
+    static func defaultDatabase() throws -> String {
+        if ProcessInfo.processInfo.environment["PARLEY_TEST_RELAY_BACKEND"] == "postgres" {
+            return try TestBackend.freshPostgresDatabase(prefix: "r")
+        }
+        return sqlitePath()
+    }
+
+    /// A new temporary SQLite file (tests that read the relay's SQLite files pass it explicitly).
+    static func sqlitePath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("parley-relay-test-\(UUID().uuidString).sqlite").path
     }
 
     /// Graceful stop, bounded: a shutdown that does not finish within `limit` fails the test instead of hanging it.
