@@ -142,7 +142,7 @@ struct WebSocketSendTests {
         for id in 6...10 { try send(Int64(id)) }
         for _ in 6...10 { #expect(await aliceWS.next(.sendResult) != nil) }
         var contents: [String] = []
-        while contents.count < 10, let frame = await bobWS.next(timeout: .seconds(5)) {
+        while contents.count < 10, let frame = await bobWS.next(timeout: .seconds(20)) {
             if let envelope = frame.envelope { contents.append(String(decoding: envelope.content, as: UTF8.self)) }
         }
         #expect(contents.sorted() == (1...10).map { "m\($0)" }.sorted())
