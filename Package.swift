@@ -122,15 +122,23 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: client
+        // The client's pure data formats (content, link strings, provisioning payloads, history
+        // archives): no I/O, fuzzed without GRDB or swift-nio.
+        .target(
+            name: "ParleyFormats",
+            dependencies: [
+                "ParleyProtocol", "ParleyCrypto", "CSodium", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Content/Proto"],
+            swiftSettings: strict),
         .target(
             name: "ParleyClient",
             dependencies: [
-                "ParleyProtocol", "ParleyCrypto", "ParleyWire", "CSodium", .product(name: "GRDB", package: "GRDB.swift"),
+                "ParleyFormats", "ParleyProtocol", "ParleyCrypto", "ParleyWire", "CSodium", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ],
-            exclude: ["Content/Proto"],
             swiftSettings: strict),
         .executableTarget(
             name: "parley",

@@ -11,7 +11,7 @@ public enum DeliveryStatus: String, Sendable, CaseIterable {
     case failed
 
     /// Whether a recipient now at `self` may move to `next`.
-    func mayChange(to next: DeliveryStatus) -> Bool {
+    package func mayChange(to next: DeliveryStatus) -> Bool {
         switch (self, next) {
         case (.failed, _): return true
         case (_, .failed): return self == .pending || self == .sent

@@ -12,18 +12,18 @@ import ParleyCrypto
 /// through the relay); X is the new device's provisioning key (its public half is the identity key
 /// of the claim). Binding the code and both public keys means a blob made for another code,
 /// another claim or another link string does not open.
-enum LinkCrypto {
-    static let info = "Parley link v1"
-    static let blobVersion: UInt8 = 1
-    static let keySize = 32
-    static let nonceSize = Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)  // 24
-    static let tagSize = Int(crypto_aead_xchacha20poly1305_ietf_ABYTES)  // 16
-    static let overhead = 1 + nonceSize + tagSize
+package enum LinkCrypto {
+    package static let info = "Parley link v1"
+    package static let blobVersion: UInt8 = 1
+    package static let keySize = 32
+    package static let nonceSize = Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)  // 24
+    package static let tagSize = Int(crypto_aead_xchacha20poly1305_ietf_ABYTES)  // 16
+    package static let overhead = 1 + nonceSize + tagSize
 
-    static let sodiumReady: Bool = sodium_init() >= 0
+    package static let sodiumReady: Bool = sodium_init() >= 0
 
     /// The blob key, from one side's private key and the other side's public key.
-    static func key(own: PrivateKey, their: PublicKey, code: String) throws(LinkError) -> SecretBytes {
+    package static func key(own: PrivateKey, their: PublicKey, code: String) throws(LinkError) -> SecretBytes {
         do {
             let shared = try own.agreement(with: their)
             return try HKDF.deriveSecret(ikm: shared, salt: Array(code.utf8), info: Array(info.utf8), length: keySize)
@@ -33,7 +33,7 @@ enum LinkCrypto {
         }
     }
 
-    static func associatedData(code: String, ephemeral: PublicKey, provisioning: PublicKey) -> [UInt8] {
+    package static func associatedData(code: String, ephemeral: PublicKey, provisioning: PublicKey) -> [UInt8] {
         var ad = Array(info.utf8)
         let codeBytes = Array(code.utf8)
         ad.append(UInt8(truncatingIfNeeded: codeBytes.count >> 8))
@@ -45,7 +45,7 @@ enum LinkCrypto {
     }
 
     /// Encrypts `payload` under `key`.
-    static func seal(_ payload: SecretBytes, key: SecretBytes, associatedData ad: [UInt8]) throws(LinkError) -> Data {
+    package static func seal(_ payload: SecretBytes, key: SecretBytes, associatedData ad: [UInt8]) throws(LinkError) -> Data {
         guard sodiumReady, key.count == keySize else { throw .payloadMalformed("encryption unavailable") }
         let nonce = SystemRandom.shared.draw(nonceSize, purpose: .other)
         var out = [UInt8](repeating: 0, count: 1 + nonceSize + payload.count + tagSize)
@@ -74,7 +74,7 @@ enum LinkCrypto {
 
     /// Decrypts and authenticates a blob. Anything that does not authenticate (wrong version,
     /// too short, tampered, other key or associated data) is `.blobAuthenticationFailed`.
-    static func open(_ blob: Data, key: SecretBytes, associatedData ad: [UInt8]) throws(LinkError) -> SecretBytes {
+    package static func open(_ blob: Data, key: SecretBytes, associatedData ad: [UInt8]) throws(LinkError) -> SecretBytes {
         guard sodiumReady, key.count == keySize else { throw .blobAuthenticationFailed }
         let bytes = [UInt8](blob)
         guard bytes.count >= overhead, bytes[0] == blobVersion else { throw .blobAuthenticationFailed }

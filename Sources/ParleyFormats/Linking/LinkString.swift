@@ -54,7 +54,7 @@ public struct LinkString: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { text }
 
-    static func isBase64URL(_ text: String) -> Bool {
+    package static func isBase64URL(_ text: String) -> Bool {
         text.utf8.allSatisfy { byte in
             (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte)
                 || byte == 0x2D || byte == 0x5F
@@ -64,14 +64,14 @@ public struct LinkString: Sendable, Equatable, CustomStringConvertible {
 
 /// Base64url without padding (RFC 4648 §5), strict: the decoded bytes must encode back to the
 /// same text (no stray bits in the last character).
-enum Base64URL {
-    static func encode(_ bytes: [UInt8]) -> String {
+package enum Base64URL {
+    package static func encode(_ bytes: [UInt8]) -> String {
         Data(bytes).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
 
-    static func decode(_ text: String) -> [UInt8]? {
+    package static func decode(_ text: String) -> [UInt8]? {
         guard LinkString.isBase64URL(text), text.utf8.count % 4 != 1 else { return nil }
         var standard = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while standard.utf8.count % 4 != 0 { standard += "=" }
