@@ -1,21 +1,21 @@
 /// What one parse may cost, enforced while the input is read (not after a tree was built): a request
 /// body or frame that breaks a limit is refused at the offending element, whatever follows it.
-struct JSONParseLimits: Sendable {
+public struct JSONParseLimits: Sendable, Equatable {
     /// Max nesting of arrays and objects. The deepest wire type nests 4 levels (a batch request's device ids).
-    static let maxDepth = 16
+    public static let maxDepth = 16
     /// Max members of one object. The widest wire type has 11 fields (`ServerFrame`).
-    static let maxObjectMembers = 32
+    public static let maxObjectMembers = 32
 
     /// Max elements of any one array of the input: the largest array the route can legitimately carry.
-    var maxArrayElements: Int
+    public var maxArrayElements: Int
 
-    init(maxArrayElements: Int) {
+    public init(maxArrayElements: Int) {
         self.maxArrayElements = maxArrayElements
     }
 }
 
 /// Why an input is not acceptable JSON (or breaks a parse limit).
-enum JSONParseError: Error, Equatable {
+public enum JSONParseError: Error, Equatable, Sendable {
     /// Not JSON (RFC 8259): the byte offset where reading stopped.
     case invalid(offset: Int)
     /// Arrays or objects nested deeper than `JSONParseLimits.maxDepth`.
