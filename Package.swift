@@ -64,7 +64,8 @@ let package = Package(
             exclude: ["Proto"],
             swiftSettings: strict),
         .target(name: "ParleyConformance", dependencies: ["ParleyProtocol"], swiftSettings: strict),
-        .target(name: "ParleyFuzzTargets", dependencies: ["ParleyProtocol"], swiftSettings: strict),
+        // Fuzz targets: only I/O-free modules, so the instrumented fuzz build stays small.
+        .target(name: "ParleyFuzzTargets", dependencies: ["ParleyProtocol", "ParleyFormats", "ParleyWire"], swiftSettings: strict),
 
         // MARK: executables (thin: argument parsing and wiring only)
         .executableTarget(
