@@ -48,6 +48,7 @@ extension ParleyDevice {
     private func receive(_ envelope: Envelope) throws {
         let sender = ProtocolAddress(name: envelope.senderAccount, deviceId: envelope.senderDevice)
         var candidate: IdentityKey? = nil
+        var discarded = 0
         while true {
             do {
                 let events = try store.transaction { store -> [ClientEvent] in
@@ -93,6 +94,9 @@ extension ParleyDevice {
                     try recordUndecryptable(envelope, sender: sender, reason: "untrusted_identity", repair: false)
                 })
                 return
+            } catch DeviceStoreError.rolledBack(let table, let key) where discarded < Self.maxRollbackDiscards {
+                discarded += 1
+                try discardRolledBack(table: table, key: key)
             } catch ProtocolError.duplicateMessage {
                 try store.markProcessed(envelope: envelope.id)  // a replay: nothing new
                 return
