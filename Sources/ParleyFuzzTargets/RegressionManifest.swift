@@ -1,8 +1,10 @@
 import Foundation
 
-/// `TestVectors/fuzz-regressions/<target>/outcomes.json`: the expected outcome of every input file
-/// of a target, `{"file.bin": "rejected bad_mac", ...}`, or for an input whose expected outcome
-/// needs a fix that is not in this tree yet, `{"file.bin": {"expected": "...", "knownIssue": "..."}}`.
+/// `TestVectors/fuzz-regressions/<target>/outcomes.tsv`: the expected outcome of every input file of
+/// a target, one line each, sorted: `file<TAB>expected outcome`, and for an input whose expected
+/// outcome needs a fix that is not in this tree yet, a third column naming it
+/// (`FuzzTargets.knownIssues`). Not JSON: the conformance runner takes every .json under
+/// TestVectors/ for a vector.
 public struct RegressionManifest: Equatable, Sendable {
     public struct Entry: Equatable, Sendable {
         public var expected: String
@@ -14,7 +16,7 @@ public struct RegressionManifest: Equatable, Sendable {
         }
     }
 
-    public static let fileName = "outcomes.json"
+    public static let fileName = "outcomes.tsv"
     public var entries: [String: Entry]
 
     public init(entries: [String: Entry] = [:]) { self.entries = entries }
@@ -23,32 +25,24 @@ public struct RegressionManifest: Equatable, Sendable {
     public static func read(directory: URL) throws -> RegressionManifest {
         let url = directory.appendingPathComponent(fileName)
         guard FileManager.default.fileExists(atPath: url.path) else { return RegressionManifest() }
-        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: url))
-        guard let map = object as? [String: Any] else { throw ManifestError.malformed(url.path) }
+        let text = try String(contentsOf: url, encoding: .utf8)
         var entries: [String: Entry] = [:]
-        for (file, value) in map {
-            if let expected = value as? String {
-                entries[file] = Entry(expected: expected)
-            } else if let object = value as? [String: Any], let expected = object["expected"] as? String {
-                entries[file] = Entry(expected: expected, knownIssue: object["knownIssue"] as? String)
-            } else {
-                throw ManifestError.malformed("\(url.path): \(file)")
-            }
+        for line in text.split(separator: "\n") where !line.isEmpty {
+            let columns = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard columns.count == 2 || columns.count == 3, !columns[0].isEmpty, !columns[1].isEmpty,
+                entries[columns[0]] == nil
+            else { throw ManifestError.malformed("\(url.path): \(line)") }
+            entries[columns[0]] = Entry(expected: columns[1], knownIssue: columns.count == 3 ? columns[2] : nil)
         }
         return RegressionManifest(entries: entries)
     }
 
     public func write(directory: URL) throws {
-        var map: [String: Any] = [:]
-        for (file, entry) in entries {
-            if let issue = entry.knownIssue {
-                map[file] = ["expected": entry.expected, "knownIssue": issue]
-            } else {
-                map[file] = entry.expected
-            }
+        let lines = entries.keys.sorted().map { file -> String in
+            guard let entry = entries[file] else { return "" }
+            return ([file, entry.expected] + (entry.knownIssue.map { [$0] } ?? [])).joined(separator: "\t")
         }
-        let data = try JSONSerialization.data(withJSONObject: map, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try (data + Data("\n".utf8)).write(to: directory.appendingPathComponent(Self.fileName))
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: directory.appendingPathComponent(Self.fileName))
     }
 
     public enum ManifestError: Error, Equatable {

@@ -3,7 +3,7 @@ import ParleyFuzzTargets
 import Testing
 
 /// The fuzz regressions: every input kept under TestVectors/fuzz-regressions/<target>/ (the seed
-/// corpus and the fuzzers' findings) has its expected outcome in that folder's outcomes.json,
+/// corpus and the fuzzers' findings) has its expected outcome in that folder's outcomes.tsv,
 /// and replaying it through its target gives exactly that outcome.
 @Suite struct FuzzRegressionTests {
     static let root = repositoryRoot.appendingPathComponent("TestVectors/fuzz-regressions")
@@ -15,7 +15,7 @@ import Testing
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
             .filter { $0 != RegressionManifest.fileName }.sorted()
         #expect(!files.isEmpty, "no inputs kept for \(target)")
-        #expect(Set(files) == Set(manifest.entries.keys), "files and outcomes.json disagree for \(target)")
+        #expect(Set(files) == Set(manifest.entries.keys), "files and outcomes.tsv disagree for \(target)")
         for file in files {
             guard let entry = manifest.entries[file] else { continue }
             let outcome = FuzzTargets.run(target, Array(try Data(contentsOf: directory.appendingPathComponent(file))))

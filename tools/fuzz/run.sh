@@ -18,7 +18,8 @@
 #   .build/debug/parley-fuzz TARGET fuzz-work/TARGET/crash-...      (replays it, prints the outcome)
 # minimise it (add -minimize_crash=1 -runs=10000 to the fuzzer command), copy it to
 # TestVectors/fuzz-regressions/<target>/<name>.bin, add the outcome it must have once fixed to that
-# folder's outcomes.json (FuzzRegressionTests replays every kept input and checks its outcome), fix.
+# folder's outcomes.tsv (a line "FILE<TAB>OUTCOME"; FuzzRegressionTests replays every kept input and
+# checks its outcome), fix.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/setup.sh
