@@ -23,10 +23,6 @@ public struct FuzzSeed: Sendable {
 /// start deep inside the code instead of at the first parse error. `parley-fuzz make-seeds DIR`
 /// writes them; the regression tests check that the committed files are exactly these.
 public enum SeedCorpus {
-    /// Issue 10's defects 1 and 2 (ParleyProtocol): inputs that reach them carry this marker until the fix lands.
-    static let defect1 = "issue 10 defect 1"
-    static let defect2 = "issue 10 defect 2"
-
     public static func make() throws -> [FuzzSeed] {
         var seeds: [FuzzSeed] = []
         func add(_ target: String, _ name: String, _ bytes: [UInt8], _ expected: String, knownIssue: String? = nil) {
@@ -55,12 +51,12 @@ public enum SeedCorpus {
             let forged = fixture.forgedWrapper(around: archived.bytes, baseKeySeed: 0xF0)
         {
             add("prekey-message", "forged-wrapper-s1-3", forged, "accepted")
-            add("session-decrypt", "forged-wrapper-s1-3", forged, "rejected", knownIssue: defect1)
+            add("session-decrypt", "forged-wrapper-s1-3", forged, "rejected")
         }
         if let noOneTime = fixture.pending.first(where: { $0.label == "s4-0" }),
             let flipped = ProtocolFixture.flippingBaseKeyBit255(noOneTime.bytes)
         {
-            add("session-decrypt", "base-key-bit255-s4-0", flipped, "rejected", knownIssue: defect2)
+            add("session-decrypt", "base-key-bit255-s4-0", flipped, "rejected")
         }
         if let bob = try? fixture.bob.store.loadSession(for: fixture.alice.address)?.serialized() {
             add("session-record", "bob-current-and-archived", bob, "accepted current")
@@ -129,12 +125,12 @@ public enum SeedCorpus {
             ("forged-wrapper-archived-session",
              program([a, all(0), b, all(1), a, [Op.newSession.rawValue, 0, 0], a, deliver(3),
                       [Op.deliverForgedWrapper.rawValue, 2, 0, 0, 7], deliver(2)]),
-             "accepted sent=4 decrypted=4 rejected=1", defect1),
+             "accepted sent=4 decrypted=4 rejected=1", nil),
             // Defect 2: a session without a one-time prekey (Bob has 16 live, so choice 16 is "none"); the
             // first message replayed with bit 255 of its base key set must not decrypt again.
             ("non-canonical-base-key",
              program([[Op.newSession.rawValue, 0, 16], a, deliver(0), [Op.deliverNonCanonicalBaseKey.rawValue, 0]]),
-             "accepted sent=1 decrypted=1 rejected=1", defect2),
+             "accepted sent=1 decrypted=1 rejected=1", nil),
             // Both start a session at once (Bob from Alice's bundle while her first message is in flight).
             ("simultaneous-initiation",
              program([a, [Op.newSession.rawValue, 1, 0], b, all(0), all(1), a, b, all(0), all(1)]),
@@ -255,6 +251,11 @@ public enum SeedCorpus {
             "accepted subscribePresence", nil)
         add("wire-frame", "unknown-field", Array(#"{"type":"ack","ids":[],"extra":1}"#.utf8), "rejected unknownField", nil)
         add("wire-frame", "duplicate-key", Array(#"{"type":"ack","ids":[],"ids":[]}"#.utf8), "rejected malformed", nil)
+        // Parse limits, checked while reading: one id more than an ack may carry, and nesting deeper than any wire type.
+        add("wire-frame", "ack-too-many-ids", try json(ClientFrame.ack([UUID]((0...ClientFrameDecoding.maxAckIds).map { _ in id }))),
+            "rejected tooManyItems", nil)
+        add("wire-frame", "too-deep", Array((#"{"type":"ping","x":"# + String(repeating: "[", count: 20) + String(repeating: "]", count: 20) + "}").utf8),
+            "rejected malformed", nil)
 
         let keys = NewDeviceKeys(
             registrationId: 4242, identityKey: Data([0x05] + Array(repeating: 7, count: 32)),
@@ -271,10 +272,15 @@ public enum SeedCorpus {
             ("approve-link", try json(ApproveLinkRequest(provisioningBlob: Data([1, 2, 3])))),
             ("push-subscription", try json(PushSubscriptionRequest(endpoint: "https://push.example/abc"))),
             ("client-frame", try json(ClientFrame.ack([id]))),
+            ("bundle-batch", try json(PreKeyBundleBatchRequest(accounts: [
+                BundleRequestTarget(account: "bob"), BundleRequestTarget(account: "carol", deviceIds: [1, 2]),
+            ]))),
         ]
         for (index, (name, body)) in requests.enumerated() {
-            add("wire-request", name, [UInt8(index)] + body, "accepted \(WireTargets.requestTypes[index])", nil)
+            add("wire-request", name, [UInt8(index)] + body, "accepted \(WireTargets.requestTypes[index].type)", nil)
         }
         add("wire-request", "register-missing-device", [0] + Array(#"{"name":"alice"}"#.utf8), "rejected malformed", nil)
+        add("wire-request", "create-group-too-many", [3] + (try json(CreateGroupRequest(members: (0...500).map { "m\($0)" }))),
+            "rejected tooManyItems", nil)
     }
 }

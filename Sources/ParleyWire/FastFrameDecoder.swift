@@ -157,11 +157,15 @@ public enum FastFrameDecoder {
             }
         }
 
+        /// An array of at most the frame parse limit's elements (a longer one is left to the strict decoder,
+        /// which refuses it with `tooManyItems`, so the fast path accepts nothing the strict one refuses).
         mutating func array(_ element: (inout Parser) -> Bool) -> Bool {
             guard consume(UInt8(ascii: "[")) else { return false }
             if consume(UInt8(ascii: "]")) { return true }
+            var count = 0
             while true {
-                guard element(&self) else { return false }
+                count += 1
+                guard count <= ClientFrameDecoding.parseLimits.maxArrayElements, element(&self) else { return false }
                 if consume(UInt8(ascii: ",")) { continue }
                 return consume(UInt8(ascii: "]"))
             }
