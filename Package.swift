@@ -64,7 +64,8 @@ let package = Package(
             exclude: ["Proto"],
             swiftSettings: strict),
         .target(name: "ParleyConformance", dependencies: ["ParleyProtocol"], swiftSettings: strict),
-        .target(name: "ParleyFuzzTargets", dependencies: ["ParleyProtocol"], swiftSettings: strict),
+        // Fuzz targets: only I/O-free modules, so the instrumented fuzz build stays small.
+        .target(name: "ParleyFuzzTargets", dependencies: ["ParleyProtocol", "ParleyFormats", "ParleyWire"], swiftSettings: strict),
 
         // MARK: executables (thin: argument parsing and wiring only)
         .executableTarget(
@@ -122,15 +123,23 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: client
+        // The client's pure data formats (content, link strings, provisioning payloads, history
+        // archives): no I/O, fuzzed without GRDB or swift-nio.
+        .target(
+            name: "ParleyFormats",
+            dependencies: [
+                "ParleyProtocol", "ParleyCrypto", "CSodium", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Content/Proto"],
+            swiftSettings: strict),
         .target(
             name: "ParleyClient",
             dependencies: [
-                "ParleyProtocol", "ParleyCrypto", "ParleyWire", "CSodium", .product(name: "GRDB", package: "GRDB.swift"),
+                "ParleyFormats", "ParleyProtocol", "ParleyCrypto", "ParleyWire", "CSodium", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ],
-            exclude: ["Content/Proto"],
             swiftSettings: strict),
         .executableTarget(
             name: "parley",

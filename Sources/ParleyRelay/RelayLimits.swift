@@ -1,3 +1,5 @@
+import ParleyWire
+
 /// Every limit the relay enforces, in one place. Defaults are documented in Specs/relay-protocol.md;
 /// the executable exposes the operational ones as flags.
 public struct RelayLimits: Sendable {
@@ -9,8 +11,8 @@ public struct RelayLimits: Sendable {
     public static let preKeyRefillThreshold = 10
     /// Max bytes of an HTTP request body.
     public static let maxRequestBodyBytes = 8 * 1024 * 1024
-    /// Max bytes of one WebSocket message sent by a device.
-    public static let maxClientFrameBytes = 64 * 1024
+    /// Max bytes of one WebSocket message sent by a device (ParleyWire's frame decoder enforces it).
+    public static let maxClientFrameBytes = ClientFrameDecoding.maxFrameBytes
     /// Max bytes of one WebSocket frame the relay sends (an envelope with a 256 KiB ciphertext, base64).
     public static let maxServerFrameBytes = 1024 * 1024
     /// Account name: 3...32 characters of `a-z`, `0-9`, `_`, `-`.
@@ -29,7 +31,7 @@ public struct RelayLimits: Sendable {
     /// Max accounts in one presence subscription.
     public static let maxPresenceSubscriptions = 500
     /// Max ids in one ack frame.
-    public static let maxAckIds = 1_000
+    public static let maxAckIds = ClientFrameDecoding.maxAckIds
     /// Max queue entries deleted per expiry transaction (a sweep repeats until done).
     public static let expiryBatchSize = 10_000
     /// Max bytes of a Web Push endpoint URL.

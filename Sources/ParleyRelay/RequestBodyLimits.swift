@@ -1,3 +1,5 @@
+import ParleyWire
+
 /// The most a route reads from a request body: bytes, and the longest array it accepts (checked while
 /// parsing). Each route gets what it can legitimately need, so an unauthenticated client cannot make the relay
 /// buffer or parse megabytes (Specs/relay-protocol.md §2 lists the values).
@@ -64,7 +66,4 @@ extension RelayLimits {
 
     /// Accounts in one batched bundle fetch (`POST /v1/keys/bundles`): one group's worth.
     var maxBundleBatchAccounts: Int { maxGroupMembers }
-
-    /// Device → relay WebSocket frames are bounded by `maxClientFrameBytes`; their longest array is an `ack`.
-    static let clientFrameParse = JSONParseLimits(maxArrayElements: maxAckIds)
 }

@@ -138,16 +138,13 @@ struct WebSocketSession: Sendable {
 
     /// Decodes one client frame: the common `ack`/`send` shapes on the fast path, everything else strictly.
     private func decode(_ text: ByteBuffer) -> Result<ClientFrame, FrameError> {
-        // The frame aggregator allows up to the WebSocket limit; JSON frames have a smaller one.
-        guard text.readableBytes <= RelayLimits.maxClientFrameBytes else {
-            return .failure(FrameError(.payloadTooLarge("frame larger than \(RelayLimits.maxClientFrameBytes) bytes")))
-        }
-        if let frame = FastWire.decodeClientFrame(text.readableBytesView) { return .success(frame) }
-        do {
-            return .success(
-                try StrictJSON.decode(ClientFrame.self, bytes: Array(text.readableBytesView), limits: RelayLimits.clientFrameParse))
-        } catch {
-            return .failure(FrameError(error))
+        // The frame aggregator allows up to the WebSocket limit; JSON frames have a smaller one. ParleyWire's
+        // `ClientFrameDecoding` is the whole decision (size, fast path, strict decoder with the frame limits),
+        // shared with the `relay-frame` fuzz target.
+        switch ClientFrameDecoding.decode(text.readableBytesView) {
+        case .success(let frame): return .success(frame)
+        case .failure(.tooLarge(let limit)): return .failure(FrameError(.payloadTooLarge("frame larger than \(limit) bytes")))
+        case .failure(.invalid(let error)): return .failure(FrameError(RelayError(error)))
         }
     }
 

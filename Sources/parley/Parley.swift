@@ -49,7 +49,13 @@ struct GlobalOptions: ParsableArguments {
         guard FileManager.default.fileExists(atPath: storePath) else {
             throw CLIError("no device in \(homePath): run `parley register NAME --server URL` or `parley link join LINK` first")
         }
-        return try CLIError.wrap { try ParleyDevice.open(storePath: storePath, passphrase: passphrase) }
+        let device = try CLIError.wrap { try ParleyDevice.open(storePath: storePath, passphrase: passphrase) }
+        if let reset = device.rollbackReset {
+            FileHandle.standardError.write(Data(
+                ("warning: this device's store was restored from an older copy; \(reset.sessions) sessions and "
+                    + "\(reset.senderKeys) sender keys were reset (new sessions start with the next messages)\n").utf8))
+        }
+        return device
     }
 
     func ensureHome() throws {

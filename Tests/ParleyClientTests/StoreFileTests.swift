@@ -87,7 +87,7 @@ import Testing
         let migrations = try withRawDatabase(device.path) { db in
             try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier")
         }
-        #expect(migrations == ["client-v1", "client-v2", "client-v99-future"])
+        #expect(migrations == ["client-v1", "client-v2", "client-v3", "client-v99-future"])
     }
 
     @Test func sqliteErrorsAreWrapped() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import ParleyWire
 import Testing
 
 @testable import ParleyRelay
@@ -47,5 +48,36 @@ struct FastWireTests {
             }
         }
         #expect(FastWire.parseUUID(Array(good.utf8)) == UUID(uuidString: good))
+    }
+}
+
+/// The frame decision the relay's WebSocket session makes (`ClientFrameDecoding`): the fast path takes no
+/// frame the strict decoder refuses, also at the frame parse limit (a `relay-frame` fuzz invariant).
+@Suite("Client frame decoding")
+struct ClientFrameDecodingTests {
+    private func ack(_ count: Int) throws -> [UInt8] {
+        let ids = (0..<count).map { _ in UUID() }
+        return Array(try WireCoding.encoder().encode(ClientFrame.ack(ids)))
+    }
+
+    @Test func anAckAtTheLimitTakesTheFastPath() throws {
+        let frame = try ack(ClientFrameDecoding.maxAckIds)
+        #expect(FastWire.decodeClientFrame(frame)?.ids?.count == ClientFrameDecoding.maxAckIds)
+        #expect((try? ClientFrameDecoding.decode(frame).get())?.ids?.count == ClientFrameDecoding.maxAckIds)
+    }
+
+    @Test func anAckOverTheLimitIsRefusedWhileParsing() throws {
+        let frame = try ack(ClientFrameDecoding.maxAckIds + 1)
+        #expect(frame.count <= ClientFrameDecoding.maxFrameBytes)
+        #expect(FastWire.decodeClientFrame(frame) == nil)
+        #expect(
+            ClientFrameDecoding.decode(frame)
+                == .failure(.invalid(.tooManyItems("an array has more than \(ClientFrameDecoding.maxAckIds) elements"))))
+    }
+
+    @Test func aFrameOverTheSizeBoundIsRefusedUnread() {
+        let frame = Array(#"{"type":"ping","x":""#.utf8) + [UInt8](repeating: 0x61, count: ClientFrameDecoding.maxFrameBytes)
+            + Array(#""}"#.utf8)
+        #expect(ClientFrameDecoding.decode(frame) == .failure(.tooLarge(limit: ClientFrameDecoding.maxFrameBytes)))
     }
 }

@@ -23,6 +23,6 @@ gen() {  # gen <proto dir> <out dir> <visibility> <files...>
 gen Sources/ParleyProtocol/Proto Sources/ParleyProtocol/Generated Internal \
   Sources/ParleyProtocol/Proto/WireFormat.proto Sources/ParleyProtocol/Proto/LocalStorage.proto \
   Sources/ParleyProtocol/Proto/Fingerprint.proto
-gen Sources/ParleyClient/Content/Proto Sources/ParleyClient/Content/Generated Public \
-  Sources/ParleyClient/Content/Proto/Content.proto
+gen Sources/ParleyFormats/Content/Proto Sources/ParleyFormats/Content/Generated Public \
+  Sources/ParleyFormats/Content/Proto/Content.proto
 echo "regenerated; review with git diff"

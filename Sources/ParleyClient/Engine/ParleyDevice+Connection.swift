@@ -106,6 +106,8 @@ extension ParleyDevice {
             case .queueEmpty:
                 drained = true
                 emit(.backlogDrained)
+                // Superseded chain keys of the backlog's ratchet steps leave the WAL now.
+                try? store.scrub()
                 await flushOutbox()
                 try? await maintainKeys()
                 if stopAfterBacklog {

@@ -124,7 +124,10 @@ extension ParleyDevice {
     func deliverGroup(groupId: String, content: [UInt8], clientTimestamp: Int64?) async throws {
         // A membership change while the key was being distributed rotates it: start over.
         for _ in 0..<3 {
-            if try await deliverGroupOnce(groupId: groupId, content: content, clientTimestamp: clientTimestamp) { return }
+            let delivered = try await recoveringFromRollback {
+                try await deliverGroupOnce(groupId: groupId, content: content, clientTimestamp: clientTimestamp)
+            }
+            if delivered { return }
         }
         throw ClientError.deviceListUnsettled(account: "group \(groupId)")
     }

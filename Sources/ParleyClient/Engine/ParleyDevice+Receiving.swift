@@ -38,13 +38,21 @@ extension ParleyDevice {
     }
 
     /// Decrypts and handles a ciphertext envelope; records failures and starts session repair.
+    ///
+    /// A PreKeySignalMessage under a changed identity key (`untrustedIdentity`) proves nothing by
+    /// itself: its wrapper is not authenticated. For an unverified contact the message is decrypted
+    /// once more, in the same kind of transaction, with the new key trusted for that attempt only
+    /// (`CandidateIdentityStore`); the key is recorded, together with the session it produced, only
+    /// if the message decrypts. Otherwise nothing changes: the recorded key, the session and its
+    /// archived states stay as they were. A verified contact's change is refused either way.
     private func receive(_ envelope: Envelope) throws {
         let sender = ProtocolAddress(name: envelope.senderAccount, deviceId: envelope.senderDevice)
-        var identityRetried = false
+        var candidate: IdentityKey? = nil
+        var discarded = 0
         while true {
             do {
                 let events = try store.transaction { store -> [ClientEvent] in
-                    let decrypted = try decrypt(envelope, from: sender)
+                    let decrypted = try decrypt(envelope, from: sender, trusting: candidate)
                     try learnDevice(sender)
                     var events: [ClientEvent] = []
                     switch decrypted {
@@ -56,21 +64,39 @@ extension ParleyDevice {
                     try store.markProcessed(envelope: envelope.id)
                     return events
                 }
+                if candidate != nil { emit(.identityChanged(account: sender.name, accepted: true)) }
                 for event in events { emit(event) }
                 scheduleFlush()
                 return
-            } catch ProtocolError.untrustedIdentity(let address) where !identityRetried && envelope.kind == .direct {
-                identityRetried = true
-                let newKey = envelope.type == 3 ? (try? PreKeySignalMessage(serialized: Array(envelope.content)))?.identityKey : nil
-                do {
-                    try acceptChangedIdentity(address, newKey: newKey)
-                } catch {
+            } catch ProtocolError.untrustedIdentity(let address) where candidate == nil && envelope.kind == .direct {
+                if try isVerified(address.name) {
+                    emit(.identityChanged(account: address.name, accepted: false))
                     let event = try store.transaction { _ in
                         try recordUndecryptable(envelope, sender: sender, reason: "identity changed (verified contact)", repair: false)
                     }
                     emit(event)
                     return
                 }
+                guard envelope.type == 3, let key = (try? PreKeySignalMessage(serialized: Array(envelope.content)))?.identityKey else {
+                    // A SignalMessage under a session whose identity is not the recorded one: it
+                    // cannot introduce a key; only a PreKeySignalMessage can.
+                    emit(try store.transaction { _ in
+                        try recordUndecryptable(envelope, sender: sender, reason: "untrusted_identity", repair: false)
+                    })
+                    return
+                }
+                candidate = key
+            } catch let error as ProtocolError where candidate != nil {
+                // Nothing decrypted under the new key: it stays unrecorded and the session with the
+                // recorded one is not touched (no repair either: it would archive that session).
+                logger.info("a message under a changed identity of \(sender) did not decrypt: \(error.kind)")
+                emit(try store.transaction { _ in
+                    try recordUndecryptable(envelope, sender: sender, reason: "untrusted_identity", repair: false)
+                })
+                return
+            } catch DeviceStoreError.rolledBack(let table, let key) where discarded < Self.maxRollbackDiscards {
+                discarded += 1
+                try discardRolledBack(table: table, key: key)
             } catch ProtocolError.duplicateMessage {
                 try store.markProcessed(envelope: envelope.id)  // a replay: nothing new
                 return
@@ -93,7 +119,9 @@ extension ParleyDevice {
         try store.saveContactDevice(account: sender.name, deviceId: sender.deviceId, registrationId: registration)
     }
 
-    private func decrypt(_ envelope: Envelope, from sender: ProtocolAddress) throws -> Decrypted {
+    /// Decrypts an envelope; `candidate` is a changed identity key of `sender` to trust for this
+    /// attempt (recorded by the protocol only if the message decrypts).
+    private func decrypt(_ envelope: Envelope, from sender: ProtocolAddress, trusting candidate: IdentityKey?) throws -> Decrypted {
         let bytes = Array(envelope.content)
         let plaintext: [UInt8]
         switch envelope.kind {
@@ -105,7 +133,13 @@ extension ParleyDevice {
             plaintext = try GroupCipher.decrypt(
                 message, from: SenderKeyName(groupId: groupId.uuidString.lowercased(), sender: sender), store: store)
         case .direct where envelope.type == 3:
-            plaintext = try SessionCipher.decrypt(try PreKeySignalMessage(serialized: bytes), from: sender, store: store, random: random)
+            let message = try PreKeySignalMessage(serialized: bytes)
+            if let candidate {
+                let trusting = CandidateIdentityStore(base: store, address: sender, candidate: candidate)
+                plaintext = try SessionCipher.decrypt(message, from: sender, store: trusting, random: random)
+            } else {
+                plaintext = try SessionCipher.decrypt(message, from: sender, store: store, random: random)
+            }
         case .direct where envelope.type == 2:
             plaintext = try SessionCipher.decrypt(try SignalMessage(serialized: bytes), from: sender, store: store, random: random)
         default:

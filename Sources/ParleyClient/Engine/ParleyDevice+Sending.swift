@@ -209,8 +209,13 @@ extension ParleyDevice {
     }
 
     /// One ciphertext per device, setting up sessions from fresh bundles where there is none.
-    /// A changed identity key is accepted with a warning, unless the contact was verified.
+    /// A changed identity key is accepted with a warning, unless the contact was verified. A
+    /// session restored from an older copy of the store is discarded and set up anew.
     func encrypt(_ plaintext: [UInt8], for peer: String, devices: [UInt32]) async throws -> [OutgoingDeviceMessage] {
+        try await recoveringFromRollback { try await encryptOnce(plaintext, for: peer, devices: devices) }
+    }
+
+    private func encryptOnce(_ plaintext: [UInt8], for peer: String, devices: [UInt32]) async throws -> [OutgoingDeviceMessage] {
         guard !devices.isEmpty else { return [] }
         var fetched: [PreKeyBundle] = []
         for _ in 0..<2 {

@@ -19,6 +19,8 @@ import ParleyWire
 public actor ParleyDevice {
     public nonisolated let store: DeviceStore
     public nonisolated let account: LocalAccount
+    /// Set when `open` found the store rolled back and reset it (see `open`).
+    public nonisolated let rollbackReset: RollbackReset?
     let relay: RelayClient
     /// The operating system's CSPRNG (libsodium's `randombytes_buf`).
     var random: any RandomSource { SystemRandom.shared }
@@ -37,9 +39,10 @@ public actor ParleyDevice {
     /// Bundles fetched per direct send, at most this many at once.
     static let maxConcurrentDistributions = 16
 
-    init(store: DeviceStore, account: LocalAccount, http: HTTPClient) {
+    init(store: DeviceStore, account: LocalAccount, http: HTTPClient, rollbackReset: RollbackReset? = nil) {
         self.store = store
         self.account = account
+        self.rollbackReset = rollbackReset
         self.relay = RelayClient(baseURL: account.serverURL, credentials: account.credentials, http: http)
         var logger = Logger(label: "parley.client")
         logger.logLevel = .warning
@@ -76,16 +79,25 @@ public actor ParleyDevice {
         }
     }
 
-    /// Opens a registered device's store.
+    /// Opens a registered device's store. A store whose key rows were restored from an older copy
+    /// together with their ledger (`storeRolledBack`) is reset first (its sessions and sender keys
+    /// are discarded: `DeviceStore.resetAfterRollback`); `rollbackReset` then says what went.
     public static func open(
         storePath: String, passphrase: Passphrase? = nil, http: HTTPClient = ParleyHTTP.shared
     ) throws -> ParleyDevice {
-        let store = try DeviceStore.open(at: storePath, passphrase: passphrase)
+        let store: DeviceStore
+        var reset: RollbackReset? = nil
+        do {
+            store = try DeviceStore.open(at: storePath, passphrase: passphrase)
+        } catch .storeRolledBack {
+            reset = try DeviceStore.resetAfterRollback(at: storePath, passphrase: passphrase)
+            store = try DeviceStore.open(at: storePath, passphrase: passphrase)
+        }
         guard let account = try store.account() else {
             try? store.close()
             throw ClientError.notRegistered
         }
-        return ParleyDevice(store: store, account: account, http: http)
+        return ParleyDevice(store: store, account: account, http: http, rollbackReset: reset)
     }
 
     /// Wraps an existing store whose account is recorded (e.g. one made by linking).
@@ -178,6 +190,10 @@ public actor ParleyDevice {
     /// Refills one-time prekeys when the relay says they run low, rotates the signed prekey
     /// when due, and forgets processed-envelope ids older than the relay's retention.
     public func maintainKeys() async throws {
+        try await recoveringFromRollback { try await maintainKeysOnce() }
+    }
+
+    private func maintainKeysOnce() async throws {
         // The relay keeps undelivered envelopes 30 days at most: older processed ids cannot come again.
         try store.pruneProcessedEnvelopes(before: Self.nowMillis() - 31 * 24 * 3600 * 1000)
         let status = try await relay.preKeyStatus()

@@ -291,6 +291,7 @@ extension DeviceStore {
             try db.execute(
                 sql: "DELETE FROM sender_key WHERE group_id = ? AND sender_name = ? AND sender_device_id = ?",
                 arguments: [groupId, own.name, Int64(own.deviceId)])
+            try keyRowDeleted(db, .senderKey(groupId, own.name, own.deviceId))
             try db.execute(sql: "DELETE FROM sender_key_shared WHERE group_id = ?", arguments: [groupId])
         }
     }

@@ -8,9 +8,12 @@ import ParleyProtocol
 ///
 /// * The file is opened through one GRDB `DatabaseQueue` (one connection, all access
 ///   serialised) in WAL mode with `synchronous = FULL`, `secure_delete = ON` and
-///   `temp_store = MEMORY`. It and its `-wal`/`-shm` files have mode 0600.
+///   `temp_store = MEMORY`. It and its `-wal`/`-shm` files have mode 0600. After key material
+///   is deleted (and every `WALScrubber.replacementsPerScrub` replaced key records) the WAL is
+///   checkpointed and truncated, so old page images of those keys do not stay in `-wal`.
 /// * With a passphrase, every private key, session record, sender-key record and message body
-///   is sealed (`ValueProtection`); without one they are stored in the clear.
+///   is sealed (`ValueProtection`); without one they are stored in the clear. The key rows
+///   (sessions, sender keys, prekeys) are versioned against rollback (`RollbackLedger`).
 /// * It implements all the ParleyProtocol store protocols. Each method is atomic on its own; run
 ///   a whole protocol operation (for example `SessionCipher.decrypt` plus storing the message)
 ///   inside `transaction(_:)` to make all its writes commit together or not at all.
@@ -23,12 +26,15 @@ public final class DeviceStore: Sendable {
     public let path: String
     let queue: DatabaseQueue
     let protection: ValueProtection
+    let ledger: RollbackLedger
+    let scrubber = WALScrubber()
     let clock: StoreClock
 
-    private init(path: String, queue: DatabaseQueue, protection: ValueProtection, clock: @escaping StoreClock) {
+    private init(path: String, queue: DatabaseQueue, protection: ValueProtection, ledger: RollbackLedger, clock: @escaping StoreClock) {
         self.path = path
         self.queue = queue
         self.protection = protection
+        self.ledger = ledger
         self.clock = clock
     }
 
@@ -54,10 +60,12 @@ public final class DeviceStore: Sendable {
             throw error
         }
         do {
-            let protection = try run {
+            let (protection, ledger) = try run {
                 try StoreSchema.migrator().migrate(queue)
                 return try queue.write { db in
                     let protection = try StoreMetadata.initialise(db, passphrase: passphrase, cost: cost)
+                    let ledger = try RollbackLedger(protection: protection)
+                    try ledger.save(db, .empty)
                     let sealed = try protection.protect(identity.privateKey.rawBytes(), context: SealContext.localIdentity)
                     try db.execute(
                         sql: """
@@ -65,11 +73,11 @@ public final class DeviceStore: Sendable {
                             VALUES (1, ?, ?, ?, ?)
                             """,
                         arguments: [Data(identity.identityKey.serialized), sealed, Int64(registrationId), clock()])
-                    return protection
+                    return (protection, ledger)
                 }
             }
             try files.restrictPermissions()
-            return DeviceStore(path: path, queue: queue, protection: protection, clock: clock)
+            return DeviceStore(path: path, queue: queue, protection: protection, ledger: ledger, clock: clock)
         } catch {
             try? queue.close()
             files.removeAll()
@@ -79,10 +87,17 @@ public final class DeviceStore: Sendable {
 
     /// Opens the existing store at `path`, upgrading its schema if it is older than this client.
     /// Throws `passphraseRequired`, `notSealed` or `wrongPassphrase` when `passphrase` does not
-    /// match how the store was created, and `schemaTooNew` (leaving the file untouched) when a
-    /// newer client wrote it.
+    /// match how the store was created, `schemaTooNew` (leaving the file untouched) when a newer
+    /// client wrote it, and `storeRolledBack` when its key rows were restored together with their
+    /// ledger from an older copy (`resetAfterRollback(at:passphrase:)` is the way out).
     public static func open(
         at path: String, passphrase: Passphrase? = nil, clock: @escaping StoreClock = SystemStoreClock.now
+    ) throws(DeviceStoreError) -> DeviceStore {
+        try open(at: path, passphrase: passphrase, clock: clock, verifyLedger: true)
+    }
+
+    static func open(
+        at path: String, passphrase: Passphrase?, clock: @escaping StoreClock, verifyLedger: Bool
     ) throws(DeviceStoreError) -> DeviceStore {
         let files = StoreFiles(path: path)
         guard files.exists() else { throw .notFound(path: path) }
@@ -103,8 +118,16 @@ public final class DeviceStore: Sendable {
                 try migrator.migrate(queue)
                 return try queue.read { db in try StoreMetadata.unlock(db, passphrase: passphrase) }
             }
+            let ledger = try RollbackLedger(protection: protection)
+            try run {
+                try queue.write { db in
+                    // A store from before rollback detection: its rows get versions and a ledger now.
+                    if try ledger.state(db) == nil { try ledger.rebuild(db) }
+                }
+                if verifyLedger { try queue.read { db in try ledger.verify(db) } }
+            }
             try files.restrictPermissions()
-            return DeviceStore(path: path, queue: queue, protection: protection, clock: clock)
+            return DeviceStore(path: path, queue: queue, protection: protection, ledger: ledger, clock: clock)
         } catch .database(let code, _) where code & 0xff == Self.sqliteNotADatabase {
             try? queue.close()
             throw .notInitialised

@@ -19,6 +19,14 @@ public enum DeviceStoreError: Error, Equatable, Sendable {
     /// One row failed to decode or unseal (bit rot, tampering, or a row moved to another key).
     /// Only that row is unusable; the rest of the store keeps working.
     case corruptRow(table: String, key: String, reason: String)
+    /// A sealed row is older than the store's record of it (or was deleted and came back): it was
+    /// restored from an earlier copy of the file. It is refused and left as it is; discard it with
+    /// `discardRolledBackRow(table:key:)` (a session then starts anew, and the peer repairs).
+    case rolledBack(table: String, key: String)
+    /// The store's ledger of sealed rows does not match the digest sealed in its metadata: rows were
+    /// restored together with their ledger entries from an earlier copy. Nothing is opened;
+    /// `DeviceStore.resetAfterRollback(at:passphrase:)` discards the key state that may be stale.
+    case storeRolledBack
     /// The store's metadata (sealing parameters, salt, check value) is missing or malformed.
     case corruptMetadata(String)
     /// Argon2id could not run (usually: not enough memory for the stored parameters).
@@ -46,6 +54,8 @@ extension DeviceStoreError: CustomStringConvertible {
         case .notInitialised: return "not an initialised device store"
         case .schemaTooNew(let unknown): return "store schema is newer than this client: \(unknown.joined(separator: ", "))"
         case .corruptRow(let table, let key, let reason): return "corrupt row \(table)[\(key)]: \(reason)"
+        case .rolledBack(let table, let key): return "row \(table)[\(key)] was restored from an older copy of the store"
+        case .storeRolledBack: return "the store's sealed rows were restored from an older copy of the store"
         case .corruptMetadata(let what): return "corrupt store metadata: \(what)"
         case .keyDerivationFailed: return "key derivation (Argon2id) failed"
         case .cryptoUnavailable: return "libsodium could not be initialised"

@@ -11,6 +11,10 @@ import GRDB
 ///   the sender-chosen message id (`message.message_uid`: deduplication and receipts), the
 ///   durable outbox, processed relay envelopes (deduplication of non-history content), group
 ///   members, and which member devices hold this device's current sender key.
+/// * `client-v3`: rollback detection (`RollbackLedger`): a version column on every key row
+///   (sessions, sender keys, one-time and signed prekeys) and the ledger of the versions they
+///   must have. Existing rows get their versions when the store is first opened (it takes the
+///   store key to seal them again).
 ///
 /// Conventions: timestamps are INTEGER milliseconds since 1970 UTC; uint32 ids are INTEGER;
 /// columns named `*_sealed` hold `ValueProtection` output (sealed or clear, see `meta.sealing`).
@@ -22,6 +26,9 @@ enum StoreSchema {
         }
         migrator.registerMigration("client-v2") { db in
             try createVersion2(db)
+        }
+        migrator.registerMigration("client-v3") { db in
+            try createVersion3(db)
         }
         return migrator
     }
@@ -177,6 +184,23 @@ enum StoreSchema {
                     account TEXT NOT NULL,
                     device_id INTEGER NOT NULL,
                     PRIMARY KEY (group_id, account, device_id)
+                ) WITHOUT ROWID;
+                """)
+    }
+
+    private static func createVersion3(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                ALTER TABLE session ADD COLUMN seal_version INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE sender_key ADD COLUMN seal_version INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE prekey ADD COLUMN seal_version INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE signed_prekey ADD COLUMN seal_version INTEGER NOT NULL DEFAULT 0;
+
+                CREATE TABLE seal_ledger (
+                    tbl TEXT NOT NULL,
+                    row_key BLOB NOT NULL,
+                    version INTEGER NOT NULL,
+                    PRIMARY KEY (tbl, row_key)
                 ) WITHOUT ROWID;
                 """)
     }
