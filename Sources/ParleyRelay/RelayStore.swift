@@ -96,7 +96,13 @@ protocol RelayStore: Sendable {
         async throws -> (GroupInfo, AffectedQueues)
     func addGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits)
         async throws -> (GroupInfo, AffectedQueues)
+    /// Removes members: admins may remove anyone, any member may remove itself (leave). A change
+    /// that leaves members but no admin makes the longest-standing member an admin.
     func removeGroupMembers(
+        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
+    ) async throws -> (GroupInfo, AffectedQueues)
+    /// Makes members admins (admins only).
+    func addGroupAdmins(
         actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
     ) async throws -> (GroupInfo, AffectedQueues)
     /// Group info; throws `.notFound`, or `.forbidden` if `viewer` is not a member.
