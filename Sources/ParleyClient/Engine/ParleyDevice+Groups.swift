@@ -75,14 +75,12 @@ extension ParleyDevice {
         emit(.groupChanged(groupId: id))
     }
 
-    /// Leaves the group (anyone may) and forgets its sender keys.
+    /// Leaves the group (anyone may). The other members' sender keys stay for the resend log's
+    /// lifetime: what they sent while this account was a member may still be queued for it.
     public func leaveGroup(_ groupId: String) async throws {
         let id = groupId.lowercased()
         let info = try await relay.removeMembers([account.name], from: try uuid(id))
-        try store.transaction { store in
-            try adoptGroupState(info, store: store)
-            try store.deleteSenderKeys(groupId: id)
-        }
+        try store.transaction { store in try adoptGroupState(info, store: store) }
         emit(.groupChanged(groupId: id))
     }
 
@@ -125,7 +123,8 @@ extension ParleyDevice {
 
     /// Moves this device's view of a group to `info` if it is newer. When members left the view,
     /// this device's sender key is rotated: its next message goes out under a key only the
-    /// remaining members get.
+    /// remaining members get. So it is when the view jumps over versions it never saw: a member
+    /// may have left (forgetting the group's keys) and come back in between.
     func adoptGroupState(_ info: GroupInfo, store: DeviceStore) throws {
         try adoptGroupState(
             groupId: info.groupId.uuidString.lowercased(), epoch: info.epoch, members: info.members, admins: info.admins, store: store)
@@ -134,7 +133,8 @@ extension ParleyDevice {
     @discardableResult
     func adoptGroupState(groupId: String, epoch: Int64, members: [String], admins: [String], store: DeviceStore) throws -> GroupViewChange {
         let change = try store.applyGroupState(groupId: groupId, epoch: epoch, members: members, admins: admins)
-        if change.applied && !change.removed.isEmpty {
+        let skipped = change.previousEpoch > 0 && epoch > change.previousEpoch + 1
+        if change.applied && (!change.removed.isEmpty || skipped) {
             try store.rotateOwnSenderKey(groupId: groupId, own: account.address)
         }
         return change
@@ -235,7 +235,7 @@ extension ParleyDevice {
             wrapper.distribution = Data(distribution.serialized)
             var distributionContent = MessageContent()
             distributionContent.senderKeyDistribution = wrapper
-            try await distribute(try ContentCodec.encode(distributionContent), to: needing, groupId: groupId)
+            try await distribute(try ContentCodec.encode(distributionContent), to: needing, groupId: groupId, key: distribution.keyId)
         }
         guard try store.loadSenderKey(for: name)?.keyIds.first == distribution.keyId else { return false }
         let message = try GroupCipher.encrypt(content, for: name, store: store, random: random)
@@ -269,7 +269,12 @@ extension ParleyDevice {
         return needing
     }
 
-    private func distribute(_ content: [UInt8], to members: [String], groupId: String) async throws {
+    /// Hands the distribution of sender key `key` to `members`. A device is recorded as holding
+    /// this device's key only while `key` is still the current one: if the key rotated meanwhile
+    /// (a removal processed while the distribution was on its way), the holders of the new key
+    /// start empty.
+    private func distribute(_ content: [UInt8], to members: [String], groupId: String, key: UInt32) async throws {
+        let name = SenderKeyName(groupId: groupId, sender: account.address)
         // One client timestamp per pairwise send, logged (without the key) so that a report about
         // one of them is answered.
         let first = try store.nextSendTimestamps(count: members.count, now: Self.nowMillis())
@@ -290,7 +295,9 @@ extension ParleyDevice {
             }
             for _ in 0..<Self.maxConcurrentDistributions { startNext() }
             while let (member, devices) = try await group.next() {
-                try store.addSenderKeyHolders(devices.map { ProtocolAddress(name: member, deviceId: $0) }, groupId: groupId)
+                if try store.loadSenderKey(for: name)?.keyIds.first == key {
+                    try store.addSenderKeyHolders(devices.map { ProtocolAddress(name: member, deviceId: $0) }, groupId: groupId)
+                }
                 startNext()
             }
         }

@@ -173,12 +173,14 @@ extension ParleyDevice {
         }
     }
 
-    /// Forgets resend-log entries and member lists older than the resend log's lifetime, and
-    /// gives up placeholders that waited that long.
+    /// Forgets resend-log entries and member lists older than the resend log's lifetime, gives
+    /// up placeholders that waited that long, and deletes the sender keys of groups this account
+    /// left that long ago.
     func pruneRepairState(now: Int64) throws {
         let cutoff = now - Self.resendLogLifetime
         try store.pruneResendLog(before: cutoff)
         try store.pruneGroupVersions(before: cutoff)
         try store.abandonPlaceholders(receivedBefore: cutoff)
+        try store.deleteSenderKeysOfFormerGroups(leftBefore: cutoff, member: account.name)
     }
 }

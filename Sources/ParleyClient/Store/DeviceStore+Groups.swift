@@ -19,8 +19,10 @@ public struct GroupViewChange: Sendable, Equatable {
     /// Accounts that were members before and are not now.
     public let removed: Set<String>
     public let added: Set<String>
+    /// The version the view had before (0: none).
+    public let previousEpoch: Int64
 
-    static let unchanged = GroupViewChange(applied: false, removed: [], added: [])
+    static let unchanged = GroupViewChange(applied: false, removed: [], added: [], previousEpoch: 0)
 }
 
 /// Group views (`group_state`, `group_member`) and the member lists of the versions this device
@@ -63,7 +65,8 @@ extension DeviceStore {
             try db.execute(
                 sql: "INSERT OR REPLACE INTO group_state (group_id, epoch, updated_at) VALUES (?, ?, ?)", arguments: [groupId, epoch, now])
             let after = Set(sorted)
-            return GroupViewChange(applied: true, removed: before.subtracting(after), added: after.subtracting(before))
+            return GroupViewChange(
+                applied: true, removed: before.subtracting(after), added: after.subtracting(before), previousEpoch: current)
         }
     }
 
@@ -115,6 +118,21 @@ extension DeviceStore {
                                       WHERE r.group_id = group_epoch.group_id AND r.group_epoch = group_epoch.epoch)
                     """,
                 arguments: [before])
+        }
+    }
+
+    /// Deletes the sender keys of the groups `member` is not in and whose view last changed
+    /// before `before` (left or removed that long ago: nothing sent while it was a member can
+    /// still come).
+    public func deleteSenderKeysOfFormerGroups(leftBefore before: Int64, member: String) throws(DeviceStoreError) {
+        try write { db in
+            try db.execute(
+                sql: """
+                    DELETE FROM sender_key WHERE group_id IN (
+                        SELECT s.group_id FROM group_state s WHERE s.updated_at < ?
+                          AND NOT EXISTS (SELECT 1 FROM group_member m WHERE m.group_id = s.group_id AND m.account = ?))
+                    """,
+                arguments: [before, member])
         }
     }
 

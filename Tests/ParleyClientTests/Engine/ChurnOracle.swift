@@ -73,11 +73,15 @@ struct ChurnReport: CustomStringConvertible {
     var deliveriesChecked = 0
     var checks = 0
     var violations: [String] = []
+    /// Envelopes that did not decrypt on arrival (all repaired by the end, or a violation), by reason.
+    var undecryptable: [String: Int] = [:]
 
     var description: String {
         let ops = operations.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         return "operations: \(operations.values.reduce(0, +)) (\(ops)); messages: \(sent) sent, \(accepted) accepted, "
-            + "\(refused) refused; \(deliveriesChecked) device copies and \(checks) invariant checks; "
+            + "\(refused) refused; \(undecryptable.values.reduce(0, +)) placeholders on the way "
+            + "(\(undecryptable.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))); "
+            + "\(deliveriesChecked) device copies and \(checks) invariant checks; "
             + (violations.isEmpty ? "no violation" : "\(violations.count) violations")
     }
 }

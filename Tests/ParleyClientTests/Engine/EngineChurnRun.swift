@@ -31,6 +31,33 @@ final class EngineChurnRun: @unchecked Sendable {
     var names: [String] = []
     var linked = 0
     var counter = 0
+    /// Every device's undecryptable events ("own"/"other" sender, reason), collected while it runs.
+    var watchers: [Task<Void, Never>] = []
+    let failures = FailureTally()
+
+    /// Counts `.undecryptable` events across devices.
+    final class FailureTally: @unchecked Sendable {
+        private let lock = NSLock()
+        private var counts: [String: Int] = [:]
+        func add(_ key: String) { lock.withLock { counts[key, default: 0] += 1 } }
+        var all: [String: Int] { lock.withLock { counts } }
+    }
+
+    private func watch(_ device: ParleyDevice) async {
+        let events = await device.events()
+        let tally = failures
+        let me = device.account.name
+        watchers.append(Task {
+            for await event in events {
+                if case .undecryptable(let sender, let reason) = event {
+                    tally.add("\(sender.name == me ? "own device" : "other account") \(reason)")
+                    if ProcessInfo.processInfo.environment["PARLEY_CHURN_DEBUG"] != nil {
+                        print("undecryptable at \(me): from \(sender) \(reason)")
+                    }
+                }
+            }
+        })
+    }
 
     static let backoff: ParleyDevice.Backoff = {
         var backoff = ParleyDevice.Backoff()
@@ -53,6 +80,7 @@ final class EngineChurnRun: @unchecked Sendable {
             names.append(device.account.name)
             accounts[device.account.name] = [Device(device: device)]
             oracle.addDevice(device.account.address, joinedAt: 0)
+            await watch(device)
         }
         let started = ContinuousClock.now
         var done = 0
@@ -65,7 +93,9 @@ final class EngineChurnRun: @unchecked Sendable {
         var stores: [ProtocolAddress: DeviceStore] = [:]
         for devices in accounts.values { for entry in devices { stores[entry.device.account.address] = entry.device.store } }
         try oracle.check(stores, report: &report)
+        report.undecryptable = failures.all
         for devices in accounts.values { for entry in devices { await entry.device.close() } }
+        for watcher in watchers { watcher.cancel() }
         relayProcess?.signal(SIGKILL)
         _ = await relayProcess?.wait()
         relayProcess = nil
@@ -277,6 +307,7 @@ final class EngineChurnRun: @unchecked Sendable {
         else { return }
         let laptop = try await GroupTestSupport.link(phone, harness: harness, name: "laptop")
         accounts[account, default: []].append(Device(device: laptop))
+        await watch(laptop)
         oracle.addDevice(laptop.account.address, joinedAt: oracle.tick())
         linked += 1
     }
