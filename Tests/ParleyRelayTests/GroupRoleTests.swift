@@ -105,12 +105,13 @@ struct GroupRoleTests {
         try await relay.stop()
     }
 
-    /// A relay-v3 database: each group's creator becomes its admin, or, when the creator left, its
-    /// longest-standing member; every group starts at version 1.
+    /// A relay-v4 database: each group's creator becomes its admin, or, when the creator left, its
+    /// longest-standing member; every group starts at version 1. The roles migration runs after `relay-v4-hardening`.
     @Test func theMigrationGivesEveryExistingGroupAnAdmin() throws {
         let queue = try DatabaseQueue()
         let migrator = SQLiteSchema.migrator()
-        try migrator.migrate(queue, upTo: "relay-v3-queue-entry-by-message")
+        #expect(Array(migrator.migrations.suffix(2)) == ["relay-v4-hardening", "relay-v5-group-roles"])
+        try migrator.migrate(queue, upTo: "relay-v4-hardening")
         let kept = UUID(), orphaned = UUID()
         try queue.write { db in
             for (id, name) in [(1, "alice"), (2, "bob"), (3, "carol")] {
