@@ -7,8 +7,9 @@ import ParleyWire
 /// submission against the device lists and queue limits *inside* the transaction that stores it.
 /// Errors meant for the client are thrown as `RelayError`; anything else is an internal failure.
 protocol RelayStore: Sendable {
-    /// Releases the storage (after the server stopped); no method may be called afterwards.
-    func close() throws
+    /// Releases the storage (after the server stopped); no method may be called afterwards. Must not block a
+    /// thread of Swift's cooperative pool while it waits for work in flight (run blocking waits elsewhere).
+    func close() async throws
 
     // MARK: accounts and devices
     /// Creates the account and its device 1. Throws `.nameTaken`.
