@@ -112,6 +112,7 @@ enum ClientFormatTargets {
         case .sync: kind = "sync"
         case .decryptionError: kind = "decryption-error"
         case .senderKeyDistribution: kind = "sender-key-distribution"
+        case .resendUnavailable: kind = "resend-unavailable"
         }
         return .accepted(kind)
     }

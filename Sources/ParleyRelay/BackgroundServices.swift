@@ -62,17 +62,10 @@ struct StoreCloser: Service {
     func run() async throws {
         try? await gracefulShutdown()
         do {
-            // Off Swift's cooperative pool: SQLite's `DatabasePool.close()` blocks until every reader is released,
-            // and an async read releases its reader only when its task resumes on that pool (one thread per core).
-            // Blocking a pool thread here hung a whole test process when two relays stopped at once on 2 cores.
-            let store = core.store
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let thread = Thread {
-                    continuation.resume(with: Result { try store.close() })
-                }
-                thread.name = "parley-relay-store-close"
-                thread.start()
-            }
+            // `RelayStore.close()` never blocks a thread of Swift's cooperative pool (SQLite closes its pool on a
+            // thread of its own, PostgreSQL waits suspended): a blocked pool thread hung a whole test process when two
+            // relays stopped at once on 2 cores.
+            try await core.store.close()
         } catch {
             core.logger.warning("closing the database failed", metadata: ["error": "\(type(of: error))"])
         }

@@ -2,7 +2,8 @@ import Foundation
 import Hummingbird
 import ParleyWire
 
-/// Groups: membership management (members only) and group sends (one ciphertext, fanned out).
+/// Groups: membership management (admins add, remove and promote; anyone may leave) and group sends (one
+/// ciphertext, fanned out).
 struct GroupRoutes {
     let core: RelayCore
     var auth: Authenticator { Authenticator(store: core.store) }
@@ -51,6 +52,18 @@ struct GroupRoutes {
             await core.announce(affected.devices)
             return try HTTPSupport.json(info)
         }
+        router.post("/v1/groups/:id/admins") { request, context in
+            let device = try await auth.authenticate(request.headers)
+            let groupId = try HTTPSupport.uuidParameter(context, "id")
+            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request, limit: core.limits.groupMembersBody)
+            try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
+            let now = RelayClock.nowMillis()
+            let (info, affected) = try await core.store.addGroupAdmins(
+                actor: device, groupId: groupId, members: body.members, now: now, expiresAt: core.expiry(from: now),
+                limits: core.limits)
+            await core.announce(affected.devices)
+            return try HTTPSupport.json(info)
+        }
         router.put("/v1/groups/:id/messages") { request, context in
             let device = try await auth.authenticate(request.headers)
             let groupId = try HTTPSupport.uuidParameter(context, "id")
@@ -58,7 +71,7 @@ struct GroupRoutes {
             try InputValidation.checkCiphertext(type: body.type, content: body.content)
             let now = RelayClock.nowMillis()
             let submission = MessageSubmission(
-                sender: device, payload: .group(groupId: groupId, type: body.type, content: body.content),
+                sender: device, payload: .group(groupId: groupId, type: body.type, content: body.content, epoch: body.epoch),
                 clientTimestamp: body.clientTimestamp, serverTimestamp: now, expiresAt: core.expiry(from: now))
             let receipt = try await MessageRoutes.submit(submission, core: core)
             return try HTTPSupport.json(

@@ -19,6 +19,10 @@ public enum RelayError: Error, Sendable, Equatable {
     case queueFull(account: String, deviceId: UInt32)
     case rateLimited
     case groupFull
+    /// A group change only admins may make (message says which).
+    case notAdmin(String)
+    /// A group message named a group version that is no longer current.
+    case groupChanged(current: Int64)
     case linkCodeUnavailable
     case internalError
     /// The sender's share of a recipient device's queue is used up (`queueFull`, 507): other senders still
@@ -33,9 +37,9 @@ public enum RelayError: Error, Sendable, Equatable {
         switch self {
         case .malformedRequest, .invalidField, .unknownField, .tooManyItems: .badRequest
         case .unauthorized: .unauthorized
-        case .forbidden: .forbidden
+        case .forbidden, .notAdmin: .forbidden
         case .notFound: .notFound
-        case .nameTaken, .tooManyDevices, .mismatchedDevices, .groupFull, .linkCodeUnavailable: .conflict
+        case .nameTaken, .tooManyDevices, .mismatchedDevices, .groupFull, .linkCodeUnavailable, .groupChanged: .conflict
         case .staleDevices: .gone
         case .payloadTooLarge: .contentTooLarge
         case .queueFull, .queueShareFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
@@ -67,6 +71,8 @@ public enum RelayError: Error, Sendable, Equatable {
             ErrorResponse(code: .queueFull, message: "queue of device \(deviceId) is full", account: account)
         case .rateLimited: ErrorResponse(code: .rateLimited, message: "rate limit exceeded")
         case .groupFull: ErrorResponse(code: .groupFull, message: "group member limit reached")
+        case .notAdmin(let m): ErrorResponse(code: .notAdmin, message: m)
+        case .groupChanged(let current): ErrorResponse(code: .groupChanged, message: "the group changed: its version is now \(current)")
         case .linkCodeUnavailable: ErrorResponse(code: .linkCodeUnavailable, message: "link code unavailable")
         case .internalError: ErrorResponse(code: .internalError, message: "internal error")
         case .queueShareFull(let account, let deviceId):

@@ -7,8 +7,9 @@ import ParleyWire
 /// submission against the device lists and queue limits *inside* the transaction that stores it.
 /// Errors meant for the client are thrown as `RelayError`; anything else is an internal failure.
 protocol RelayStore: Sendable {
-    /// Releases the storage (after the server stopped); no method may be called afterwards.
-    func close() throws
+    /// Releases the storage (after the server stopped); no method may be called afterwards. Must not block a
+    /// thread of Swift's cooperative pool while it waits for work in flight (run blocking waits elsewhere).
+    func close() async throws
 
     // MARK: accounts and devices
     /// Creates the account and its device 1. Throws `.nameTaken`.
@@ -59,7 +60,10 @@ protocol RelayStore: Sendable {
     func linkStatus(_ address: DeviceAddress) async throws -> LinkStatusResponse
 
     // MARK: queues
-    /// Validates and stores all submissions in ONE transaction; one result per submission, in order.
+    /// Validates and stores all submissions in ONE transaction; one result per submission, in order. A group
+    /// submission naming a version (`epoch`) other than the group's current one fails with `.groupChanged` (nothing
+    /// stored); the membership check and the version check read the same snapshot as the fan-out, so the devices a
+    /// group message is queued to are exactly the members of the version it names.
     func commit(_ submissions: [MessageSubmission], limits: RelayLimits) async throws -> [Result<SubmissionReceipt, RelayError>]
     /// Envelopes of a device queue with `seq > afterSeq`, oldest first: at most `limit`, and no more once their
     /// ciphertexts reach `maxBytes` (at least one).
@@ -89,14 +93,36 @@ protocol RelayStore: Sendable {
     func contacts(of viewer: Int64, among names: [String]) async throws -> Set<String>
 
     // MARK: groups
-    /// Membership changes queue a `groupEvent` to the member devices; it takes queue room like a message
-    /// (the device caps and the actor's share, `limits`), and a device without room refuses the change
-    /// (`queueFull`, nothing changed).
+    // Roles and versions (Specs/relay-protocol.md §7, Specs/storage.md `chat_group`, `group_member`): every
+    // member is an admin or a plain member (the creator is the first admin); every change of members or admins
+    // increments the group's version (`GroupInfo.epoch`, 1 at creation) in the transaction that makes it, and
+    // queues, in that same transaction, one `groupEvent` to the devices named below whose content is the JSON of
+    // `GroupEvent {groupId, action, actor, members, epoch, currentMembers, admins, promoted?}` stamped with the
+    // group as it is after the change. A call that changes nothing (every name already a member / not a member /
+    // already an admin) increments nothing, queues nothing and returns `AffectedQueues.none`. The event takes
+    // queue room like a message (the device caps and the actor's share, `limits`): a device without room
+    // refuses the whole change (`queueFull`, nothing changed). Unknown names throw `.notFound` before anything
+    // changes; a non-member actor `.forbidden`; a plain member attempting an admin operation `.notAdmin`.
+
+    /// Creates a group of `members` plus the creator (its only admin) at version 1; `groupFull` beyond
+    /// `limits.maxGroupMembers`. Event `created` (`members`: every member) to every member device.
     func createGroup(creator: AuthenticatedDevice, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits)
         async throws -> (GroupInfo, AffectedQueues)
+    /// Admins only: adds `members` as plain members (existing members ignored); `groupFull` beyond
+    /// `limits.maxGroupMembers`. Event `membersAdded` (`members`: those added) to every member device after the change.
     func addGroupMembers(actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits)
         async throws -> (GroupInfo, AffectedQueues)
+    /// Removes members (non-members named are ignored): admins may remove anyone, the creator included; a
+    /// request naming only the actor (leaving) is allowed to every member. A change that leaves members but no
+    /// admin makes the longest-standing remaining member (earliest `added_at`, then name) an admin, named in the
+    /// event's `promoted`. Event `membersRemoved` (`members`: those removed) to every device of the members
+    /// *before* the change (removed members learn of it too).
     func removeGroupMembers(
+        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
+    ) async throws -> (GroupInfo, AffectedQueues)
+    /// Admins only: makes members admins (admins already ignored; a name that is not a member throws
+    /// `.invalidField`, nothing changed). Event `adminsAdded` (`members`: the new admins) to every member device.
+    func addGroupAdmins(
         actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
     ) async throws -> (GroupInfo, AffectedQueues)
     /// Group info; throws `.notFound`, or `.forbidden` if `viewer` is not a member.

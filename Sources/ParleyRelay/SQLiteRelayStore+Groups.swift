@@ -2,11 +2,24 @@ import Foundation
 import GRDB
 import ParleyWire
 
+/// Groups: members with roles (`admin`, `member`) and a version (`chat_group.epoch`) that every change of
+/// members or admins increments; each change queues one `groupEvent` naming the version it produced and
+/// the members and admins after it.
 extension SQLiteRelayStore {
+    enum GroupRole: String {
+        case admin, member
+    }
+
     static func isMember(_ db: Database, groupId: UUID, accountId: Int64) throws -> Bool {
         try Bool.fetchOne(
             db, sql: "SELECT 1 FROM group_member WHERE group_id = ? AND account_id = ?", arguments: [groupId, accountId])
             ?? false
+    }
+
+    static func role(_ db: Database, groupId: UUID, accountId: Int64) throws -> GroupRole? {
+        try String.fetchOne(
+            db, sql: "SELECT role FROM group_member WHERE group_id = ? AND account_id = ?", arguments: [groupId, accountId]
+        ).flatMap(GroupRole.init(rawValue:))
     }
 
     /// Every active device of every member.
@@ -36,13 +49,21 @@ extension SQLiteRelayStore {
     }
 
     static func groupInfo(_ db: Database, _ groupId: UUID) throws -> GroupInfo {
-        guard let row = try Row.fetchOne(db, sql: "SELECT creator, created_at FROM chat_group WHERE id = ?", arguments: [groupId])
+        guard
+            let row = try Row.fetchOne(db, sql: "SELECT creator, created_at, epoch FROM chat_group WHERE id = ?", arguments: [groupId])
         else { throw RelayError.notFound("unknown group") }
-        let members = try String.fetchAll(
+        let rows = try Row.fetchAll(
             db,
-            sql: "SELECT a.name FROM group_member g JOIN account a ON a.id = g.account_id WHERE g.group_id = ? ORDER BY a.name",
+            sql: """
+                SELECT a.name, g.role FROM group_member g JOIN account a ON a.id = g.account_id
+                WHERE g.group_id = ? ORDER BY a.name
+                """,
             arguments: [groupId])
-        return GroupInfo(groupId: groupId, creator: row["creator"], members: members, createdAt: row["created_at"])
+        let members = rows.map { $0["name"] as String }
+        let admins = rows.filter { ($0["role"] as String) == GroupRole.admin.rawValue }.map { $0["name"] as String }
+        return GroupInfo(
+            groupId: groupId, creator: row["creator"], members: members, createdAt: row["created_at"], admins: admins,
+            epoch: row["epoch"])
     }
 
     /// Resolves account names to ids; throws `.notFound` naming the first unknown account.
@@ -55,13 +76,32 @@ extension SQLiteRelayStore {
         return ids
     }
 
-    /// Queues a relay-generated membership event to `targets`. Events take queue room like messages, from the
-    /// actor's share: a target without room refuses the whole change (`queueFull`, thrown before anything is
-    /// stored, so the transaction stores nothing).
+    /// The group as `actor` may change it: it exists and `actor` is a member (`.forbidden` otherwise), and
+    /// with `admin`, `actor` is an admin (`.notAdmin` otherwise, saying what was refused).
+    static func requireMember(_ db: Database, groupId: UUID, actor: AuthenticatedDevice, admin refused: String?) throws {
+        _ = try groupInfo(db, groupId)
+        guard let role = try role(db, groupId: groupId, accountId: actor.accountId) else {
+            throw RelayError.forbidden("not a member of this group")
+        }
+        if let refused, role != .admin { throw RelayError.notAdmin("only a group admin may \(refused)") }
+    }
+
+    /// Increments the group's version and returns the group as it is now.
+    static func bumpEpoch(_ db: Database, _ groupId: UUID) throws -> GroupInfo {
+        try db.execute(sql: "UPDATE chat_group SET epoch = epoch + 1 WHERE id = ?", arguments: [groupId])
+        return try groupInfo(db, groupId)
+    }
+
+    /// Queues a relay-generated membership event to `targets`, stamped with the group's state after it. Events
+    /// take queue room like messages, from the actor's share: a target without room refuses the whole change
+    /// (`queueFull`, thrown before the event is stored; the caller's transaction then rolls back the change).
     static func insertGroupEvent(
-        _ db: Database, event: GroupEvent, actor: AuthenticatedDevice, targets: [DeviceAddress], now: Int64,
-        expiresAt: Int64, limits: RelayLimits
+        _ db: Database, action: GroupEvent.Action, members: [String], promoted: [String]? = nil, info: GroupInfo,
+        actor: AuthenticatedDevice, targets: [DeviceAddress], now: Int64, expiresAt: Int64, limits: RelayLimits
     ) throws {
+        let event = GroupEvent(
+            groupId: info.groupId, action: action, actor: actor.account, members: members, epoch: info.epoch,
+            currentMembers: info.members, admins: info.admins, promoted: promoted)
         let content = try WireCoding.encoder().encode(event)
         let cache = SQLiteCommitCache()
         try checkRoom(db, [(targets, content.count)], senderId: actor.accountId, limits: limits, cache: cache)
@@ -83,18 +123,19 @@ extension SQLiteRelayStore {
             guard ids.count <= maxMembers else { throw RelayError.groupFull }
             let groupId = UUID()
             try db.execute(
-                sql: "INSERT INTO chat_group (id, creator, created_at) VALUES (?, ?, ?)",
+                sql: "INSERT INTO chat_group (id, creator, created_at, epoch) VALUES (?, ?, ?, 1)",
                 arguments: [groupId, creator.account, now])
             for id in ids {
+                let role: GroupRole = id == creator.accountId ? .admin : .member
                 try db.execute(
-                    sql: "INSERT INTO group_member (group_id, account_id, added_at) VALUES (?, ?, ?)",
-                    arguments: [groupId, id, now])
+                    sql: "INSERT INTO group_member (group_id, account_id, added_at, role) VALUES (?, ?, ?, ?)",
+                    arguments: [groupId, id, now, role.rawValue])
             }
             let info = try Self.groupInfo(db, groupId)
             let targets = try Self.memberDevices(db, groupId: groupId)
             try Self.insertGroupEvent(
-                db, event: GroupEvent(groupId: groupId, action: .created, actor: creator.account, members: info.members),
-                actor: creator, targets: targets, now: now, expiresAt: expiresAt, limits: limits)
+                db, action: .created, members: info.members, info: info, actor: creator, targets: targets, now: now,
+                expiresAt: expiresAt, limits: limits)
             return (info, AffectedQueues(devices: targets))
         }
     }
@@ -104,27 +145,23 @@ extension SQLiteRelayStore {
     ) async throws -> (GroupInfo, AffectedQueues) {
         let maxMembers = limits.maxGroupMembers
         return try await writeChangingLookups { db in
-            _ = try Self.groupInfo(db, groupId)
-            guard try Self.isMember(db, groupId: groupId, accountId: actor.accountId) else {
-                throw RelayError.forbidden("not a member of this group")
-            }
+            try Self.requireMember(db, groupId: groupId, actor: actor, admin: "add members")
             let ids = try Self.resolve(db, members)
             var added: [String] = []
             for (id, name) in zip(ids, Set(members).sorted()) where try !Self.isMember(db, groupId: groupId, accountId: id) {
                 try db.execute(
-                    sql: "INSERT INTO group_member (group_id, account_id, added_at) VALUES (?, ?, ?)",
+                    sql: "INSERT INTO group_member (group_id, account_id, added_at, role) VALUES (?, ?, ?, 'member')",
                     arguments: [groupId, id, now])
                 added.append(name)
             }
-            let info = try Self.groupInfo(db, groupId)
+            guard !added.isEmpty else { return (try Self.groupInfo(db, groupId), .none) }
+            let info = try Self.bumpEpoch(db, groupId)
             guard info.members.count <= maxMembers else { throw RelayError.groupFull }
             let targets = try Self.memberDevices(db, groupId: groupId)
-            if !added.isEmpty {
-                try Self.insertGroupEvent(
-                    db, event: GroupEvent(groupId: groupId, action: .membersAdded, actor: actor.account, members: added),
-                    actor: actor, targets: targets, now: now, expiresAt: expiresAt, limits: limits)
-            }
-            return (info, AffectedQueues(devices: added.isEmpty ? [] : targets))
+            try Self.insertGroupEvent(
+                db, action: .membersAdded, members: added, info: info, actor: actor, targets: targets, now: now,
+                expiresAt: expiresAt, limits: limits)
+            return (info, AffectedQueues(devices: targets))
         }
     }
 
@@ -132,10 +169,8 @@ extension SQLiteRelayStore {
         actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
     ) async throws -> (GroupInfo, AffectedQueues) {
         try await writeChangingLookups { db in
-            _ = try Self.groupInfo(db, groupId)
-            guard try Self.isMember(db, groupId: groupId, accountId: actor.accountId) else {
-                throw RelayError.forbidden("not a member of this group")
-            }
+            let leaving = Set(members) == [actor.account]
+            try Self.requireMember(db, groupId: groupId, actor: actor, admin: leaving ? nil : "remove other members")
             let before = try Self.memberDevices(db, groupId: groupId)
             let ids = try Self.resolve(db, members)
             var removed: [String] = []
@@ -144,15 +179,59 @@ extension SQLiteRelayStore {
                     sql: "DELETE FROM group_member WHERE group_id = ? AND account_id = ?", arguments: [groupId, id])
                 removed.append(name)
             }
-            let info = try Self.groupInfo(db, groupId)
-            if !removed.isEmpty {
-                // Removed members learn about it too.
-                try Self.insertGroupEvent(
+            guard !removed.isEmpty else { return (try Self.groupInfo(db, groupId), .none) }
+            // Members but no admin left: the longest-standing member becomes one.
+            var promoted: [String]? = nil
+            let hasAdmin =
+                try Bool.fetchOne(
+                    db, sql: "SELECT 1 FROM group_member WHERE group_id = ? AND role = 'admin' LIMIT 1", arguments: [groupId]) ?? false
+            if !hasAdmin,
+                let heir = try Row.fetchOne(
                     db,
-                    event: GroupEvent(groupId: groupId, action: .membersRemoved, actor: actor.account, members: removed),
-                    actor: actor, targets: before, now: now, expiresAt: expiresAt, limits: limits)
+                    sql: """
+                        SELECT g.account_id, a.name FROM group_member g JOIN account a ON a.id = g.account_id
+                        WHERE g.group_id = ? ORDER BY g.added_at, a.name LIMIT 1
+                        """,
+                    arguments: [groupId])
+            {
+                try db.execute(
+                    sql: "UPDATE group_member SET role = 'admin' WHERE group_id = ? AND account_id = ?",
+                    arguments: [groupId, heir["account_id"] as Int64])
+                promoted = [heir["name"]]
             }
-            return (info, AffectedQueues(devices: removed.isEmpty ? [] : before))
+            let info = try Self.bumpEpoch(db, groupId)
+            // Removed members learn about it too.
+            try Self.insertGroupEvent(
+                db, action: .membersRemoved, members: removed, promoted: promoted, info: info, actor: actor, targets: before,
+                now: now, expiresAt: expiresAt, limits: limits)
+            return (info, AffectedQueues(devices: before))
+        }
+    }
+
+    func addGroupAdmins(
+        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
+    ) async throws -> (GroupInfo, AffectedQueues) {
+        try await writeChangingLookups { db in
+            try Self.requireMember(db, groupId: groupId, actor: actor, admin: "make admins")
+            let ids = try Self.resolve(db, members)
+            var promoted: [String] = []
+            for (id, name) in zip(ids, Set(members).sorted()) {
+                switch try Self.role(db, groupId: groupId, accountId: id) {
+                case nil: throw RelayError.invalidField("\(name) is not a member of this group")
+                case .admin: continue
+                case .member:
+                    try db.execute(
+                        sql: "UPDATE group_member SET role = 'admin' WHERE group_id = ? AND account_id = ?", arguments: [groupId, id])
+                    promoted.append(name)
+                }
+            }
+            guard !promoted.isEmpty else { return (try Self.groupInfo(db, groupId), .none) }
+            let info = try Self.bumpEpoch(db, groupId)
+            let targets = try Self.memberDevices(db, groupId: groupId)
+            try Self.insertGroupEvent(
+                db, action: .adminsAdded, members: promoted, info: info, actor: actor, targets: targets, now: now,
+                expiresAt: expiresAt, limits: limits)
+            return (info, AffectedQueues(devices: targets))
         }
     }
 

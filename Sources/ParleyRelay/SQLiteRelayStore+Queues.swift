@@ -88,14 +88,15 @@ extension SQLiteRelayStore {
                         targets: [DeviceAddress(accountId: sender.accountId, deviceId: message.deviceId)]))
             }
             guard !copies.isEmpty else { throw RelayError.invalidField("message addresses no device") }
-        case .group(let groupId, let type, let content):
-            let exists =
-                try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM chat_group WHERE id = ?"), arguments: [groupId])
-                ?? false
-            guard exists else { throw RelayError.notFound("unknown group") }
+        case .group(let groupId, let type, let content, let epoch):
+            guard
+                let current = try Int64.fetchOne(
+                    db.cachedStatement(sql: "SELECT epoch FROM chat_group WHERE id = ?"), arguments: [groupId])
+            else { throw RelayError.notFound("unknown group") }
             guard try cache.isMember(db, groupId: groupId, accountId: sender.accountId) else {
                 throw RelayError.forbidden("not a member of this group")
             }
+            if let epoch, epoch != current { throw RelayError.groupChanged(current: current) }
             var targets = try cache.memberDevices(db, groupId: groupId)
             targets.removeAll { $0 == sender.address }
             copies.append(PlannedCopy(type: type, content: content, targets: targets))
@@ -165,7 +166,7 @@ extension SQLiteRelayStore {
             kind = .direct
             conversation = Envelope.directConversation(sender.account, recipient)
             groupId = nil
-        case .group(let group, _, _):
+        case .group(let group, _, _, _):
             kind = .group
             conversation = Envelope.groupConversation(group)
             groupId = group

@@ -37,9 +37,26 @@ final class SQLiteRelayStore: RelayStore {
         }
     }
 
-    /// Closes the pool (checkpoints the WAL).
-    func close() throws {
-        try pool.close()
+    /// Closes the pool (checkpoints the WAL), on a thread of its own.
+    ///
+    /// `DatabasePool.close()` blocks until every reader is released, and an async read releases its reader
+    /// only when its task resumes on Swift's cooperative pool, which has one thread per core. Blocking a
+    /// cooperative thread here deadlocked a process in which as many relays stopped at once as it has
+    /// cores (two on a 2-core machine; one where a single core is available).
+    func close() async throws {
+        let pool = self.pool
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let thread = Thread {
+                do {
+                    try pool.close()
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            thread.name = "parley-relay-store-close"
+            thread.start()
+        }
     }
 
     // MARK: helpers used by the extensions

@@ -139,6 +139,22 @@ enum SQLiteSchema {
         migrator.registerMigration("relay-v4-hardening") { db in
             try hardening(db)
         }
+        migrator.registerMigration("relay-v5-group-roles") { db in
+            // Roles: the creator is an admin; admins add and remove members and make admins. Existing groups
+            // get their creator as admin, or (creator gone) their longest-standing member.
+            // Versions: `epoch` counts the changes of a group's members and admins; events carry it.
+            try db.execute(sql: """
+                ALTER TABLE chat_group ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1;
+                ALTER TABLE group_member ADD COLUMN role TEXT NOT NULL DEFAULT 'member' CHECK (role IN ('admin', 'member'));
+                UPDATE group_member SET role = 'admin'
+                WHERE account_id = (SELECT a.id FROM chat_group g JOIN account a ON a.name = g.creator
+                                    WHERE g.id = group_member.group_id);
+                UPDATE group_member SET role = 'admin'
+                WHERE NOT EXISTS (SELECT 1 FROM group_member x WHERE x.group_id = group_member.group_id AND x.role = 'admin')
+                  AND account_id = (SELECT y.account_id FROM group_member y WHERE y.group_id = group_member.group_id
+                                    ORDER BY y.added_at, y.account_id LIMIT 1);
+                """)
+        }
         return migrator
     }
 

@@ -32,8 +32,9 @@ struct MessageSubmission: Sendable {
     enum Payload: Sendable {
         /// 1:1: ciphertexts for the recipient account and sync copies for the sender's other devices.
         case direct(recipient: String, messages: [OutgoingDeviceMessage], own: [OutgoingDeviceMessage])
-        /// Group: one ciphertext fanned out to all member devices except the sending one.
-        case group(groupId: UUID, type: Int, content: Data)
+        /// Group: one ciphertext fanned out to all member devices except the sending one; refused with
+        /// `.groupChanged` when `epoch` is given and is not the group's current version.
+        case group(groupId: UUID, type: Int, content: Data, epoch: Int64?)
     }
 
     let sender: AuthenticatedDevice

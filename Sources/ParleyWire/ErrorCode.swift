@@ -31,6 +31,11 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case rateLimited
     /// The group is full.
     case groupFull
+    /// Only a group admin may do this (add or remove others, make admins) (HTTP 403).
+    case notAdmin
+    /// The group changed since the version a group message names (`SendGroupMessageRequest.epoch`);
+    /// nothing was stored (HTTP 409).
+    case groupChanged
     /// The link code was already claimed, approved or has expired.
     case linkCodeUnavailable
     /// Unexpected server failure. The request may be retried.

@@ -37,7 +37,10 @@ struct EventPrinter: Sendable {
                 "  WARNING: the safety number with \(account) changed\(accepted ? "" : "; \(account) was verified, so nothing is sent until you run `parley trust \(account)`")",
                 ["event": "identityChanged", "account": .string(account), "accepted": .bool(accepted)])
         case .groupChanged(let groupId):
-            output.emit("  group \(groupId.prefix(8)) changed", ["event": "groupChanged", "group": .string(groupId)])
+            // The change itself is printed once, as its notice (a `.message`).
+            if output.json { output.emit("", ["event": "groupChanged", "group": .string(groupId)]) }
+        case .removed(let id):
+            if output.json { output.emit("", ["event": "removed", "message": .int(id.rawValue)]) }
         case .connected:
             if output.json { output.emit("", ["event": "connected"]) }
         case .backlogDrained:

@@ -5,7 +5,7 @@ import ParleyClient
 struct Group: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Groups of up to 500 members (messages go through sender keys).",
-        subcommands: [Create.self, List.self, Add.self, Remove.self, Leave.self, Rename.self])
+        subcommands: [Create.self, List.self, Add.self, Remove.self, Admin.self, Leave.self, Rename.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a group.")
@@ -32,9 +32,14 @@ struct Group: AsyncParsableCommand {
                 let device = try options.openDevice()
                 for (conversation, members) in try await device.groups() {
                     guard case .group(let id) = conversation.kind else { continue }
+                    let admins = try await device.groupView(id).admins
+                    let shown = members.map { admins.contains($0) ? "\($0) (admin)" : $0 }
                     options.output.emit(
-                        "#\(conversation.title ?? "?") \(id): \(members.isEmpty ? "(not a member)" : members.joined(separator: ", "))",
-                        ["group": .string(id), "title": conversation.title.map(JSONValue.string) ?? .null, "members": .array(members.map(JSONValue.string))])
+                        "#\(conversation.title ?? "?") \(id): \(members.contains(device.account.name) ? shown.joined(separator: ", ") : "(not a member)")",
+                        [
+                            "group": .string(id), "title": conversation.title.map(JSONValue.string) ?? .null,
+                            "members": .array(members.map(JSONValue.string)), "admins": .array(admins.map(JSONValue.string)),
+                        ])
                 }
                 await device.close()
             }
@@ -42,7 +47,7 @@ struct Group: AsyncParsableCommand {
     }
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add members.")
+        static let configuration = CommandConfiguration(abstract: "Add members (admins only).")
         @OptionGroup var options: GlobalOptions
         @Argument var group: String
         @Argument var members: [String]
@@ -59,7 +64,8 @@ struct Group: AsyncParsableCommand {
     }
 
     struct Remove: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove members (sender keys are rotated before the next message).")
+        static let configuration = CommandConfiguration(
+            abstract: "Remove members (admins only; sender keys are rotated before the next message).")
         @OptionGroup var options: GlobalOptions
         @Argument var group: String
         @Argument var members: [String]
@@ -75,8 +81,28 @@ struct Group: AsyncParsableCommand {
         }
     }
 
+    struct Admin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make members admins (admins add and remove members and make admins; only admins may).")
+        @OptionGroup var options: GlobalOptions
+        @Argument var group: String
+        @Argument var members: [String]
+
+        func run() async throws {
+            try await guarded {
+                let device = try options.openDevice()
+                let id = try device.resolveGroup(group)
+                try await CLIError.wrap { try await device.makeAdmins(members, in: id) }
+                options.output.emit(
+                    "\(members.joined(separator: ", ")) \(members.count == 1 ? "is now an admin" : "are now admins")",
+                    ["event": "adminsAdded", "group": .string(id), "members": .array(members.map(JSONValue.string))])
+                await device.close()
+            }
+        }
+    }
+
     struct Leave: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Leave a group.")
+        static let configuration = CommandConfiguration(abstract: "Leave a group (anyone may; if no admin is left, the longest-standing member becomes one).")
         @OptionGroup var options: GlobalOptions
         @Argument var group: String
 

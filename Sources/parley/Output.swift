@@ -20,6 +20,17 @@ struct Output: Sendable {
     }
 
     func message(_ message: StoredMessage, conversation: String, me: String) {
+        if message.notice {
+            // A group change: one sentence ("alice removed carol").
+            let text = message.body ?? "<unreadable>"
+            emit(
+                "[\(Self.time(message.sentAt ?? message.receivedAt))] \(conversation) \(text)",
+                [
+                    "event": "notice", "conversation": .string(conversation), "from": .string(message.sender.name),
+                    "text": .string(text), "sentAt": message.sentAt.map(JSONValue.int) ?? .null,
+                ])
+            return
+        }
         let isGroup = conversation.hasPrefix("#")
         let who: String
         if message.outgoing {
@@ -28,7 +39,10 @@ struct Output: Sendable {
         } else {
             who = isGroup ? "\(conversation) \(message.sender.name)" : message.sender.name
         }
-        let body = message.couldNotDecrypt ? "<could not decrypt; repairing the session>" : (message.body ?? "<unreadable>")
+        let body =
+            !message.couldNotDecrypt ? (message.body ?? "<unreadable>")
+            : message.repairUnavailable ? "<could not decrypt; the sender could not resend it>"
+            : "<could not decrypt; repairing the session>"
         let statuses = message.outgoing && !message.statuses.isEmpty
             ? "  [" + message.statuses.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.rawValue)" }.joined(separator: ", ") + "]"
             : ""
@@ -38,6 +52,7 @@ struct Output: Sendable {
                 "event": "message", "conversation": .string(conversation), "id": .string(message.messageUid ?? ""),
                 "from": .string(message.sender.name), "device": .int(Int64(message.sender.deviceId)), "outgoing": .bool(message.outgoing),
                 "body": message.body.map(JSONValue.string) ?? .null, "undecryptable": .bool(message.couldNotDecrypt),
+                "lost": .bool(message.repairUnavailable),
                 "sentAt": message.sentAt.map(JSONValue.int) ?? .null,
                 "statuses": .object(message.statuses.mapValues { .string($0.rawValue) }),
             ])

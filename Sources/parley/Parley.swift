@@ -82,6 +82,7 @@ struct CLIError: Error, CustomStringConvertible {
         case let error as DeviceStoreError: return "store: \(error)"
         case let error as RelayClientError:
             switch error {
+            case .rejected(_, .notAdmin?, let message): return message
             case .rejected(let status, let code, let message): return "relay refused (\(status)\(code.map { " \($0.rawValue)" } ?? "")): \(message)"
             default: return "relay: \(error)"
             }

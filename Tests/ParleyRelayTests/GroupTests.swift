@@ -66,9 +66,9 @@ struct GroupTests {
                 .POST, "/v1/groups/\(group.groupId.uuidString)/members", dave, body: GroupMembersRequest(members: [dave.account])
             ).status == 403)
 
-        // Remove carol: members (and carol) get the event; carol then cannot post.
+        // Alice (the creator, an admin) removes carol: members (and carol) get the event; carol then cannot post.
         let removed = try await http.call(
-            .POST, "/v1/groups/\(group.groupId.uuidString)/members/remove", bob, body: GroupMembersRequest(members: [carol.account]))
+            .POST, "/v1/groups/\(group.groupId.uuidString)/members/remove", alice, body: GroupMembersRequest(members: [carol.account]))
         #expect(removed.status == 200)
         #expect(try removed.decode(GroupInfo.self).members == [alice.account, bob.account].sorted())
         let carolWS = try await relay.connect(carol)

@@ -85,7 +85,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func accountsAndDevices(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let hash = Fixtures.bytes(32)
         let name = Fixtures.uniqueName("acct")
         let keys = Fixtures.keys(registrationId: 1234, oneTimeCount: 3)
@@ -124,7 +124,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func preKeysAreHandedOutOnceInKeyOrder(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let bobIdentity = Fixtures.identity()
         let bobName = Fixtures.uniqueName("bob")
         let bobId = try await store.createAccount(
@@ -181,7 +181,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func storedOneTimePreKeysAreCapped(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let bob = try await Self.account(store, "bob", oneTime: 0)[0]
         let cap = RelayLimits.maxStoredOneTimePreKeys
         #expect(try await store.storePreKeys(bob.address, identityKey: nil, signed: nil, oneTime: Fixtures.oneTimePreKeys(cap - 1)) == cap - 1)
@@ -201,7 +201,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func batchedBundleFetchChargesAndLimitsHandOuts(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let bob = try await Self.account(store, "bob", devices: 2, oneTime: 2)
         let carol = try await Self.account(store, "carol", oneTime: 0)[0]
         let requests = [
@@ -245,8 +245,8 @@ struct StoreBackendTests {
         let first = try await TestBackend.openStore(database)
         let second = backend == .postgres ? try await TestBackend.openStore(database) : first
         defer {
-            try? first.close()
-            if backend == .postgres { try? second.close() }
+            TestBackend.closeLater(first)
+            if backend == .postgres { TestBackend.closeLater(second) }
         }
         let bob = try await Self.account(first, "bob", oneTime: 0)[0]
         let keys = (1...20).map { OneTimePreKey(keyId: UInt32($0), publicKey: Fixtures.bytes(33)) }
@@ -271,7 +271,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func linkingFlow(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let alice = try await Self.account(store, "alice")[0]
         await #expect(throws: RelayError.notFound("unknown link code")) {
             _ = try await store.claimLinkCode(code: "nope", device: Fixtures.keys(), credentialHash: Fixtures.bytes(32), now: 1, maxDevices: 6)
@@ -332,7 +332,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func directSendsQueueInOrderAndAcksRemove(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let alice = try await Self.account(store, "alice", devices: 2)
         let bob = try await Self.account(store, "bob", devices: 2)
         var contents: [Data] = []
@@ -378,7 +378,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func sendsAreValidatedOneByOne(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let alice = try await Self.account(store, "alice")[0]
         let bob = try await Self.account(store, "bob", devices: 2)
         let good = try await Self.direct(store, from: alice, to: bob[0].account)
@@ -421,7 +421,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func fullQueuesRefuseAndAcksMakeRoom(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         var limits = RelayLimits()
         limits.maxQueuedMessagesPerDevice = 3
         let alice = try await Self.account(store, "alice")[0]
@@ -450,7 +450,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func expiredEntriesAreDeleted(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let alice = try await Self.account(store, "alice")[0]
         let bob = try await Self.account(store, "bob")[0]
         _ = try await store.commit(
@@ -472,7 +472,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func groupsFanOutAndTrackMembers(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let alice = try await Self.account(store, "alice", devices: 2)
         let bob = try await Self.account(store, "bob")[0]
         let carol = try await Self.account(store, "carol")[0]
@@ -498,17 +498,17 @@ struct StoreBackendTests {
         // A group message: one ciphertext for every member device but the sender's.
         let content = Fixtures.bytes(64)
         let send = MessageSubmission(
-            sender: alice[0], payload: .group(groupId: info.groupId, type: 3, content: content), clientTimestamp: nil,
+            sender: alice[0], payload: .group(groupId: info.groupId, type: 3, content: content, epoch: nil), clientTimestamp: nil,
             serverTimestamp: 4_000, expiresAt: 10_000_000_000_000)
         let receipt = try await Self.commitOne(store, send).get()
         #expect(receipt.ids.count == 1)
         #expect(Set(receipt.recipients) == Set([alice[1].address, bob.address, carol.address]))
         let outsider = MessageSubmission(
-            sender: dave, payload: .group(groupId: info.groupId, type: 3, content: content), clientTimestamp: nil,
+            sender: dave, payload: .group(groupId: info.groupId, type: 3, content: content, epoch: nil), clientTimestamp: nil,
             serverTimestamp: 4_000, expiresAt: 10_000_000_000_000)
         #expect(try await Self.commitOne(store, outsider).failure == .forbidden("not a member of this group"))
         let unknown = MessageSubmission(
-            sender: dave, payload: .group(groupId: UUID(), type: 3, content: content), clientTimestamp: nil,
+            sender: dave, payload: .group(groupId: UUID(), type: 3, content: content, epoch: nil), clientTimestamp: nil,
             serverTimestamp: 4_000, expiresAt: 10_000_000_000_000)
         #expect(try await Self.commitOne(store, unknown).failure == .notFound("unknown group"))
 
@@ -523,13 +523,13 @@ struct StoreBackendTests {
 
         // Membership changes, with events to everyone affected.
         let (added, addedQueues) = try await store.addGroupMembers(
-            actor: bob, groupId: info.groupId, members: [dave.account, carol.account], now: 5_000, expiresAt: 10_000_000_000_000,
+            actor: alice[0], groupId: info.groupId, members: [dave.account, carol.account], now: 5_000, expiresAt: 10_000_000_000_000,
             limits: Self.limits(maxGroupMembers: 10))
         #expect(added.members.contains(dave.account))
         #expect(addedQueues.devices.contains(dave.address))
         await #expect(throws: RelayError.groupFull) {
             _ = try await store.addGroupMembers(
-                actor: bob, groupId: info.groupId, members: [alice[0].account, (try await Self.account(store, "erin")[0]).account],
+                actor: alice[0], groupId: info.groupId, members: [alice[0].account, (try await Self.account(store, "erin")[0]).account],
                 now: 5_000, expiresAt: 10_000_000_000_000, limits: Self.limits(maxGroupMembers: 4))
         }
         let (removed, removedQueues) = try await store.removeGroupMembers(
@@ -552,6 +552,153 @@ struct StoreBackendTests {
         }
     }
 
+    // MARK: group roles and versions
+
+    static func event(_ entry: QueuedEnvelope) throws -> GroupEvent {
+        try WireCoding.decoder().decode(GroupEvent.self, from: entry.envelope.content)
+    }
+
+    static func groupSend(_ sender: AuthenticatedDevice, _ groupId: UUID, epoch: Int64?) -> MessageSubmission {
+        MessageSubmission(
+            sender: sender, payload: .group(groupId: groupId, type: 3, content: Fixtures.bytes(48), epoch: epoch),
+            clientTimestamp: nil, serverTimestamp: 4_000, expiresAt: 10_000_000_000_000)
+    }
+
+    /// Roles and versions (RelayStore's group contract): the creator is the only admin at version 1; a plain member
+    /// may neither add, remove others nor promote (`notAdmin`, nothing changed); an admin adds and promotes, each
+    /// change one version more with one event stamped with the members and admins after it; a change that changes
+    /// nothing increments nothing and queues nothing; anyone may leave; the last admin leaving makes the
+    /// longest-standing member an admin (`promoted`); a send naming an old version is refused with nothing stored.
+    @Test(arguments: TestBackend.available)
+    func groupRolesAndVersions(_ backend: TestBackend) async throws {
+        let store = try await backend.makeStore()
+        defer { TestBackend.closeLater(store) }
+        let far: Int64 = 10_000_000_000_000
+        let alice = try await Self.account(store, "alice")[0]
+        let bob = try await Self.account(store, "bob")[0]
+        let carol = try await Self.account(store, "carol")[0]
+        let dave = try await Self.account(store, "dave")[0]
+        let (created, _) = try await store.createGroup(
+            creator: alice, members: [bob.account, carol.account], now: 3_000, expiresAt: far, limits: Self.limits)
+        let group = created.groupId
+        #expect(created.epoch == 1)
+        #expect(created.admins == [alice.account])
+        #expect(try Self.event(try #require(try await store.pending(bob.address, afterSeq: 0, limit: 10).last)).epoch == 1)
+
+        // A plain member: refused, nothing changed.
+        await #expect(throws: RelayError.notAdmin("only a group admin may add members")) {
+            _ = try await store.addGroupMembers(actor: bob, groupId: group, members: [dave.account], now: 4_000, expiresAt: far, limits: Self.limits)
+        }
+        await #expect(throws: RelayError.notAdmin("only a group admin may remove other members")) {
+            _ = try await store.removeGroupMembers(actor: bob, groupId: group, members: [carol.account], now: 4_000, expiresAt: far, limits: Self.limits)
+        }
+        await #expect(throws: RelayError.notAdmin("only a group admin may make admins")) {
+            _ = try await store.addGroupAdmins(actor: bob, groupId: group, members: [bob.account], now: 4_000, expiresAt: far, limits: Self.limits)
+        }
+        await #expect(throws: RelayError.forbidden("not a member of this group")) {
+            _ = try await store.addGroupAdmins(actor: dave, groupId: group, members: [dave.account], now: 4_000, expiresAt: far, limits: Self.limits)
+        }
+        var info = try await store.group(group, viewer: alice.accountId)
+        #expect(info.epoch == 1)
+        #expect(info.members == [alice.account, bob.account, carol.account].sorted())
+        #expect(try await store.pending(bob.address, afterSeq: 0, limit: 10).count == 1)
+        #expect(try await store.pending(dave.address, afterSeq: 0, limit: 10).isEmpty)
+
+        // The admin adds dave (version 2) and makes bob an admin (version 3); each event stamped after the change.
+        let (afterAdd, addQueues) = try await store.addGroupMembers(
+            actor: alice, groupId: group, members: [dave.account], now: 5_000, expiresAt: far, limits: Self.limits)
+        #expect(afterAdd.epoch == 2)
+        #expect(addQueues.devices.contains(dave.address))
+        let addEvent = try Self.event(try #require(try await store.pending(dave.address, afterSeq: 0, limit: 10).last))
+        #expect(addEvent.action == .membersAdded)
+        #expect(addEvent.members == [dave.account])
+        #expect(addEvent.epoch == 2)
+        #expect(addEvent.currentMembers == afterAdd.members)
+        #expect(addEvent.admins == [alice.account])
+        let erin = try await Self.account(store, "erin")[0]
+        await #expect(throws: RelayError.invalidField("\(erin.account) is not a member of this group")) {
+            _ = try await store.addGroupAdmins(
+                actor: alice, groupId: group, members: [erin.account, carol.account], now: 5_500, expiresAt: far, limits: Self.limits)
+        }
+        #expect(try await store.group(group, viewer: alice.accountId).admins == [alice.account])
+        let (afterPromote, _) = try await store.addGroupAdmins(
+            actor: alice, groupId: group, members: [bob.account], now: 6_000, expiresAt: far, limits: Self.limits)
+        #expect(afterPromote.epoch == 3)
+        #expect(afterPromote.admins == [alice.account, bob.account].sorted())
+        let promoteEvent = try Self.event(try #require(try await store.pending(carol.address, afterSeq: 0, limit: 10).last))
+        #expect(promoteEvent.action == .adminsAdded)
+        #expect(promoteEvent.members == [bob.account])
+        #expect(promoteEvent.epoch == 3)
+        #expect(promoteEvent.admins == afterPromote.admins)
+
+        // Changes that change nothing: no version, no event.
+        let carolQueued = try await store.pending(carol.address, afterSeq: 0, limit: 10).count
+        let (sameAdd, sameAddQueues) = try await store.addGroupMembers(
+            actor: bob, groupId: group, members: [dave.account], now: 6_500, expiresAt: far, limits: Self.limits)
+        let (samePromote, samePromoteQueues) = try await store.addGroupAdmins(
+            actor: bob, groupId: group, members: [alice.account], now: 6_500, expiresAt: far, limits: Self.limits)
+        let outsider = try await Self.account(store, "frank")[0]
+        let (sameRemove, sameRemoveQueues) = try await store.removeGroupMembers(
+            actor: bob, groupId: group, members: [outsider.account], now: 6_500, expiresAt: far, limits: Self.limits)
+        #expect([sameAdd.epoch, samePromote.epoch, sameRemove.epoch] == [3, 3, 3])
+        #expect(sameAddQueues.devices.isEmpty && samePromoteQueues.devices.isEmpty && sameRemoveQueues.devices.isEmpty)
+        #expect(try await store.pending(carol.address, afterSeq: 0, limit: 10).count == carolQueued)
+
+        // A send naming an old version: refused, nothing stored; the current version (or none) is accepted.
+        #expect(try await Self.commitOne(store, Self.groupSend(carol, group, epoch: 2)).failure == .groupChanged(current: 3))
+        #expect(try await store.pending(dave.address, afterSeq: 0, limit: 10).count == 2)
+        #expect(try await store.pending(alice.address, afterSeq: 0, limit: 10).count == 3)
+        let receipt = try await Self.commitOne(store, Self.groupSend(carol, group, epoch: 3)).get()
+        #expect(Set(receipt.recipients) == [alice.address, bob.address, dave.address])
+        _ = try await Self.commitOne(store, Self.groupSend(carol, group, epoch: nil)).get()
+
+        // Anyone may leave (a plain member too); the admins leave: the longest-standing member becomes an admin.
+        let (afterLeave, leaveQueues) = try await store.removeGroupMembers(
+            actor: dave, groupId: group, members: [dave.account], now: 7_000, expiresAt: far, limits: Self.limits)
+        #expect(afterLeave.epoch == 4)
+        #expect(leaveQueues.devices.contains(dave.address))
+        let (afterAlice, _) = try await store.removeGroupMembers(
+            actor: alice, groupId: group, members: [alice.account], now: 7_100, expiresAt: far, limits: Self.limits)
+        #expect(afterAlice.epoch == 5)
+        #expect(afterAlice.admins == [bob.account])
+        let (afterBob, _) = try await store.removeGroupMembers(
+            actor: bob, groupId: group, members: [bob.account], now: 7_200, expiresAt: far, limits: Self.limits)
+        #expect(afterBob.epoch == 6)
+        #expect(afterBob.members == [carol.account])
+        #expect(afterBob.admins == [carol.account])
+        let heirEvent = try Self.event(try #require(try await store.pending(bob.address, afterSeq: 0, limit: 20).last))
+        #expect(heirEvent.action == .membersRemoved)
+        #expect(heirEvent.members == [bob.account])
+        #expect(heirEvent.promoted == [carol.account])
+        #expect(heirEvent.epoch == 6)
+        #expect(heirEvent.admins == [carol.account])
+        info = try await store.group(group, viewer: carol.accountId)
+        #expect(info.admins == [carol.account])
+        #expect(info.epoch == 6)
+    }
+
+    /// The heir of a group whose last admin leaves is the member added first, not the first by name.
+    @Test(arguments: TestBackend.available)
+    func heirIsTheLongestStandingMember(_ backend: TestBackend) async throws {
+        let store = try await backend.makeStore()
+        defer { TestBackend.closeLater(store) }
+        let far: Int64 = 10_000_000_000_000
+        let alice = try await Self.account(store, "alice")[0]
+        let zed = try await Self.account(store, "zed")[0]
+        let bob = try await Self.account(store, "bob")[0]
+        let (created, _) = try await store.createGroup(
+            creator: alice, members: [zed.account], now: 3_000, expiresAt: far, limits: Self.limits)
+        _ = try await store.addGroupMembers(
+            actor: alice, groupId: created.groupId, members: [bob.account], now: 4_000, expiresAt: far, limits: Self.limits)
+        let (after, _) = try await store.removeGroupMembers(
+            actor: alice, groupId: created.groupId, members: [alice.account], now: 5_000, expiresAt: far, limits: Self.limits)
+        #expect(after.admins == [zed.account])
+        let (removedCreator, _) = try await store.removeGroupMembers(
+            actor: zed, groupId: created.groupId, members: [bob.account], now: 6_000, expiresAt: far, limits: Self.limits)
+        #expect(removedCreator.members == [zed.account])
+        #expect(removedCreator.epoch == 4)
+    }
+
     // MARK: queue shares, removed senders, contacts, link code storage
 
     /// Each sender may fill only its share of a device queue (`maxQueuedMessagesPerSender`, bytes): past it that
@@ -560,7 +707,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func queueSharesBoundEachSender(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         var limits = RelayLimits()
         limits.maxQueuedMessagesPerDevice = 10
         limits.maxQueuedMessagesPerSender = 3
@@ -610,7 +757,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func groupEventsCountAgainstTheActorsShare(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         var limits = RelayLimits()
         limits.maxQueuedMessagesPerDevice = 10
         limits.maxQueuedMessagesPerSender = 2
@@ -651,7 +798,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func aRemovedDeviceCannotSend(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let alice = try await Self.account(store, "alice", devices: 2)
         let bob = try await Self.account(store, "bob")[0]
         let submission = try await Self.direct(store, from: alice[1], to: bob.account)
@@ -668,7 +815,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func contactsNeedMessagesBothWaysOrAGroup(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let alice = try await Self.account(store, "alice")[0]
         let bob = try await Self.account(store, "bob")[0]
         let carol = try await Self.account(store, "carol")[0]
@@ -701,7 +848,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func linkCodesAreStoredHashed(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let alice = try await Self.account(store, "alice")[0]
         let code = "code-\(UUID().uuidString)"
         try await store.createLinkCode(alice.address, code: code, now: 1_000, expiresAt: 10_000_000_000_000)
@@ -748,7 +895,7 @@ struct StoreBackendTests {
     @Test(arguments: TestBackend.available)
     func pushEndpointsAndSettings(_ backend: TestBackend) async throws {
         let store = try await backend.makeStore()
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let alice = try await Self.account(store, "alice")[0]
         #expect(try await store.pushEndpoint(alice.address) == nil)
         try await store.setPushEndpoint(alice.address, endpoint: "https://push.example/1", now: 1)

@@ -162,7 +162,7 @@ struct StoreMigrationTests {
         run.cancel()
 
         let store = try #require(try await TestBackend.openStore(database) as? PostgresRelayStore)
-        defer { try? store.close() }
+        defer { TestBackend.closeLater(store) }
         let (senders, shares, contacts, hashes) = try await store.read { connection in
             let senders = try await connection.query("SELECT sender_id FROM queue_entry ORDER BY account_id DESC, seq", logger: logger)
                 .collect().map { try $0.decode(Int64.self) }
@@ -187,6 +187,52 @@ struct StoreMigrationTests {
         #expect(hashes == [Credentials.hash("open-code")])
         #expect(try await store.linkInfo(accountId: 1, code: "open-code", now: 2).state == .open)
         #expect(try await StoreBackendTests.storedLinkCodeColumns(store).columns.contains("code") == false)
+    }
+
+    /// `relay-pg-v3-group-roles` does on PostgreSQL what `relay-v5-group-roles` does on SQLite: each existing group's
+    /// creator becomes its admin, or, when the creator left, its longest-standing member; every group starts at
+    /// version 1. It runs after `relay-pg-v2-hardening`.
+    @Test(.enabled(if: TestBackend.available.contains(.postgres)))
+    func postgresRolesMigrationGivesEveryExistingGroupAnAdmin() async throws {
+        #expect(Array(PostgresSchema.migrations.map(\.name).suffix(2)) == ["relay-pg-v2-hardening", "relay-pg-v3-group-roles"])
+        let database = try TestBackend.freshPostgresDatabase(prefix: "m")
+        let location = try PostgresLocation(url: database)
+        let logger = {
+            var logger = Logger(label: "parley-migration-test")
+            logger.logLevel = .warning
+            return logger
+        }()
+        let client = PostgresClient(configuration: try location.clientConfiguration(), backgroundLogger: logger)
+        let run = Task { await client.run() }
+        let kept = UUID(), orphaned = UUID()
+        do {
+            try await PostgresSchema.migrate(client, schema: location.schema, logger: logger, upTo: "relay-pg-v2-hardening")
+            try await client.withConnection { connection in
+                let statements: [PostgresQuery] = [
+                    "INSERT INTO account (id, name, created_at) VALUES (1, 'alice', 0), (2, 'bob', 0), (3, 'carol', 0)",
+                    "INSERT INTO chat_group (id, creator, created_at) VALUES (\(kept), 'alice', 0), (\(orphaned), 'alice', 0)",
+                    """
+                    INSERT INTO group_member (group_id, account_id, added_at)
+                    VALUES (\(kept), 1, 1), (\(kept), 2, 2), (\(orphaned), 3, 5), (\(orphaned), 2, 7)
+                    """,
+                ]
+                for statement in statements { _ = try await connection.query(statement, logger: logger).collect() }
+            }
+        } catch {
+            run.cancel()
+            throw error
+        }
+        run.cancel()
+
+        let store = try await TestBackend.openStore(database)
+        defer { TestBackend.closeLater(store) }
+        let keptInfo = try await store.group(kept, viewer: 2)
+        #expect(keptInfo.admins == ["alice"])
+        #expect(keptInfo.epoch == 1)
+        let orphanedInfo = try await store.group(orphaned, viewer: 2)
+        #expect(orphanedInfo.members == ["bob", "carol"])
+        #expect(orphanedInfo.admins == ["carol"])  // the creator is gone: the longest-standing member
+        #expect(orphanedInfo.epoch == 1)
     }
 
     /// Message ids are RFC 9562 version 7: the timestamp in the first 48 bits, so ids of later milliseconds

@@ -4,8 +4,13 @@ import ParleyWire
 
 /// What a running device reports to its user interface, in the order it happened.
 public enum ClientEvent: Sendable, Equatable {
-    /// A message was added to the history: received, or sent from another of this account's devices.
+    /// A message was added to the history: received, sent from another of this account's devices,
+    /// a group notice ("alice added dave"), or a repaired message that replaced its placeholder
+    /// (same `id`, same place).
     case message(StoredMessage)
+    /// A placeholder was removed from the history: its repair showed that the envelope carried
+    /// nothing to show (a receipt, a sender key, a title), or the message was stored already.
+    case removed(MessageID)
     /// An envelope from `sender` did not decrypt; it is recorded in the history as such and the
     /// session is being repaired (`reason` is the protocol error kind).
     case undecryptable(sender: ProtocolAddress, reason: String)
@@ -16,7 +21,7 @@ public enum ClientEvent: Sendable, Equatable {
     /// A contact's identity key changed. `accepted` is false when the contact was verified: the
     /// new key is refused until the user re-verifies (`trustNewIdentity`).
     case identityChanged(account: String, accepted: Bool)
-    /// A group's members or title changed.
+    /// A group's members, admins or title changed (the history has the notice as a `message`).
     case groupChanged(groupId: String)
     /// The WebSocket is up; the backlog follows.
     case connected
@@ -39,6 +44,8 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     case noDevices(account: String)
     /// The relay kept refusing the device list after repairs.
     case deviceListUnsettled(account: String)
+    /// The group kept changing while a message to it was being sent; it stays queued.
+    case groupUnsettled(String)
     /// A parameter is not acceptable (`what` says which).
     case invalidArgument(String)
     /// The link or registration step failed at the relay.
@@ -53,6 +60,7 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the safety number with \(account) changed and \(account) was verified: compare safety numbers, then trust the new key"
         case .noDevices(let account): return "\(account) has no devices"
         case .deviceListUnsettled(let account): return "the device list of \(account) kept changing; try again"
+        case .groupUnsettled(let id): return "the members of group \(id) kept changing; the message stays queued"
         case .invalidArgument(let what): return what
         case .relay(let error): return "relay: \(error)"
         }

@@ -127,6 +127,9 @@ extension ParleyDevice {
             }
         }
         if self.connection === connection { self.connection = nil }
+        // The stream also ends when this task is cancelled: close the socket then too, or the relay
+        // keeps a session nobody reads.
+        await connection.close()
         emit(.disconnected(reason: drained ? "closed" : "connection lost"))
         return drained
     }

@@ -49,9 +49,8 @@ extension ParleyDevice {
         let groups = try await relay.groups()
         try store.transaction { store in
             for info in groups {
-                let id = info.groupId.uuidString.lowercased()
-                _ = try store.groupConversation(groupId: id)
-                try store.setGroupMembers(info.members, groupId: id)
+                _ = try store.groupConversation(groupId: info.groupId.uuidString.lowercased())
+                try adoptGroupState(info, store: store)
             }
         }
     }

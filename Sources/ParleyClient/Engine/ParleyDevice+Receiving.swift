@@ -52,6 +52,8 @@ extension ParleyDevice {
         while true {
             do {
                 let events = try store.transaction { store -> [ClientEvent] in
+                    // Another process on this store (a `listen` beside a `sync`) may have handled it meanwhile.
+                    if try store.isProcessed(envelope: envelope.id) { return [] }
                     let decrypted = try decrypt(envelope, from: sender, trusting: candidate)
                     try learnDevice(sender)
                     var events: [ClientEvent] = []
@@ -98,7 +100,13 @@ extension ParleyDevice {
                 discarded += 1
                 try discardRolledBack(table: table, key: key)
             } catch ProtocolError.duplicateMessage {
-                try store.markProcessed(envelope: envelope.id)  // a replay: nothing new
+                // A redelivered envelope was skipped above (its id is recorded), so this is a new
+                // envelope under a message key that was used already: its sender's state went back
+                // (a store restored from a backup). Dropping it would lose the message for good;
+                // repaired like any failure, it is resent over a fresh session.
+                let event = try store.transaction { _ in try recordUndecryptable(envelope, sender: sender, reason: "duplicate", repair: true) }
+                emit(event)
+                scheduleFlush()
                 return
             } catch let error as ProtocolError {
                 let event = try store.transaction { _ in try recordUndecryptable(envelope, sender: sender, reason: error.kind, repair: true) }
@@ -148,59 +156,31 @@ extension ParleyDevice {
         do { return .content(try ContentCodec.decode(plaintext)) } catch { return .malformedContent }
     }
 
-    /// Records an envelope that did not decrypt and, for `repair`, archives the session with its
-    /// sender and queues a decryption-error report over a fresh session, as libsignal does.
-    private func recordUndecryptable(_ envelope: Envelope, sender: ProtocolAddress, reason: String, repair: Bool) throws -> ClientEvent {
-        let conversation: Conversation
-        if envelope.kind == .group, let groupId = envelope.groupId {
-            conversation = try store.groupConversation(groupId: groupId.uuidString.lowercased())
-        } else {
-            if try store.contact(account: sender.name) == nil { try store.saveContact(account: sender.name, displayName: nil) }
-            conversation = try store.directConversation(with: sender.name)
-        }
-        _ = try store.insertMessage(
-            NewMessage(
-                conversation: conversation.id, serverId: envelope.id, sender: sender, outgoing: false,
-                sentAt: envelope.clientTimestamp, receivedAt: Self.nowMillis(), body: nil, couldNotDecrypt: true))
-        try store.markProcessed(envelope: envelope.id)
-        let now = Self.nowMillis()
-        if repair, sender.name != account.name {
-            // Every failed envelope is reported (so that its sender can resend it); the session
-            // itself is reset at most once a minute per device, so that reports and messages
-            // still in flight over the old session do not reset it again and again.
-            var report = DecryptionErrorMessage()
-            report.timestamp = UInt64(envelope.clientTimestamp ?? envelope.serverTimestamp)
-            report.deviceID = account.deviceId
-            if envelope.kind == .group, let groupId = envelope.groupId {
-                report.groupID = groupId.uuidString.lowercased()
-            } else {
-                if envelope.type == 2, let message = try? SignalMessage(serialized: Array(envelope.content)) {
-                    report.ratchetKey = Data(message.senderRatchetKey.serialized)
-                } else if envelope.type == 3, let message = try? PreKeySignalMessage(serialized: Array(envelope.content)) {
-                    report.ratchetKey = Data(message.message.senderRatchetKey.serialized)
-                }
-                if now - (lastRepair[sender] ?? 0) >= Self.sessionResetInterval {
-                    lastRepair[sender] = now
-                    if var record = try store.loadSession(for: sender), record.hasCurrentSession {
-                        record.archiveCurrentState()  // the report goes out over a fresh session
-                        try store.storeSession(record, for: sender)
-                    }
-                }
-            }
-            var content = MessageContent()
-            content.decryptionError = report
-            try enqueueControl(content, to: sender.name)
-        }
-        return .undecryptable(sender: sender, reason: reason)
-    }
-
     // MARK: content
 
     private func handle(_ content: MessageContent, envelope: Envelope, sender: ProtocolAddress) throws -> [ClientEvent] {
         let fromSelf = sender.name == account.name
+        // The placeholder this envelope repairs, if an earlier copy of it did not decrypt here.
+        let placeholder = try envelope.clientTimestamp.flatMap { try store.placeholder(from: sender, sentAt: $0) }
         switch content.body {
         case .data(let data):
-            return try handleData(data, envelope: envelope, sender: sender)
+            return try handleData(data, envelope: envelope, sender: sender, placeholder: placeholder)
+        case .sync(let sync):
+            guard fromSelf, sync.hasSent else { return try resolveWithoutMessage(placeholder) }
+            return try recordSyncedSent(sync.sent, envelope: envelope, sender: sender, placeholder: placeholder)
+        default:
+            var events = try resolveWithoutMessage(placeholder)
+            events += try handleControl(content, sender: sender)
+            return events
+        }
+    }
+
+    /// Content that is not a history message: receipts, typing, sender keys, repair traffic.
+    private func handleControl(_ content: MessageContent, sender: ProtocolAddress) throws -> [ClientEvent] {
+        let fromSelf = sender.name == account.name
+        switch content.body {
+        case .data, .sync:
+            return []
         case .receipt(let receipt):
             if fromSelf {
                 // The copy of a READ receipt another of this account's devices sent: the
@@ -222,17 +202,19 @@ extension ParleyDevice {
             return events
         case .typing(let typing):
             return [.typing(account: sender.name, deviceId: sender.deviceId, groupId: typing.groupID.isEmpty ? nil : typing.groupID, started: typing.action == .started)]
-        case .sync(let sync):
-            guard fromSelf, sync.hasSent else { return [] }
-            return try recordSyncedSent(sync.sent, envelope: envelope, sender: sender)
         case .decryptionError(let report):
             try handleDecryptionError(report, from: sender)
             return []
+        case .resendUnavailable(let answer):
+            return try handleResendUnavailable(answer, from: sender)
         case .senderKeyDistribution(let distribution):
             let groupId = distribution.groupID.lowercased()
             guard UUID(uuidString: groupId) != nil else { throw ProtocolError.malformed("sender key group id") }
-            let members = try store.groupMembers(groupId: groupId)
-            guard members.isEmpty || members.contains(sender.name) else { return [] }  // not from a member
+            // From a member, now or at a version this device remembers: a key handed out before a
+            // removal that this device applied already is still needed for what was sent before it.
+            guard try !store.knowsGroupMembers(groupId: groupId) || store.isOrWasGroupMember(sender.name, groupId: groupId) else {
+                return []
+            }
             let message = try SenderKeyDistributionMessage(serialized: Array(distribution.distribution))
             try GroupCipher.process(message, for: SenderKeyName(groupId: groupId, sender: sender), store: store)
             return []
@@ -241,42 +223,60 @@ extension ParleyDevice {
         }
     }
 
-    private func handleData(_ data: DataMessage, envelope: Envelope, sender: ProtocolAddress) throws -> [ClientEvent] {
+    private func handleData(
+        _ data: DataMessage, envelope: Envelope, sender: ProtocolAddress, placeholder: StoredMessage?
+    ) throws -> [ClientEvent] {
         let fromSelf = sender.name == account.name
         let conversation: Conversation
         var events: [ClientEvent] = []
+        var groupId: String? = nil
         if envelope.kind == .group {
-            guard let groupId = envelope.groupId?.uuidString.lowercased(), data.group.groupID.lowercased() == groupId else {
+            guard let id = envelope.groupId?.uuidString.lowercased(), data.group.groupID.lowercased() == id else {
                 throw ProtocolError.malformed("group message without matching group context")
             }
-            conversation = try store.groupConversation(groupId: groupId)
-            if data.hasGroupUpdate {
-                let update = data.groupUpdate
-                // CREATE and RENAME set the title; ADD carries the current one for the new members.
-                if update.kind == .create || update.kind == .rename || update.kind == .add, !update.title.isEmpty {
-                    try store.setTitle(update.title, for: conversation.id)
-                }
-                events.append(.groupChanged(groupId: groupId))
-            }
+            groupId = id
+            conversation = try store.groupConversation(groupId: id)
+        } else if data.hasGroup {
+            // A group message resent over a pairwise session to the device that reported it (§6):
+            // taken only in place of this device's placeholder for that very envelope, which shows
+            // that the relay gave this device the original, as a member when it was sent.
+            let id = data.group.groupID.lowercased()
+            guard UUID(uuidString: id) != nil else { throw ProtocolError.malformed("group id") }
+            guard let placeholder, let existing = try store.existingGroupConversation(groupId: id),
+                placeholder.conversation == existing.id
+            else { return [] }
+            groupId = id
+            conversation = existing
         } else {
-            guard !data.hasGroup else { throw ProtocolError.malformed("group context in a 1:1 message") }
             if try store.contact(account: sender.name) == nil { try store.saveContact(account: sender.name, displayName: nil) }
             conversation = try store.directConversation(with: sender.name)
         }
-        guard !data.body.isEmpty || !data.hasGroupUpdate else { return events }  // a pure group update
-        var statuses: [String: DeliveryStatus] = [:]
-        if fromSelf, envelope.kind == .group {
-            for member in try store.groupMembers(groupId: data.group.groupID.lowercased()) where member != account.name {
-                statuses[member] = .sent
+        var noticeText: String? = nil
+        if let groupId, data.hasGroupUpdate {
+            let update = data.groupUpdate
+            // CREATE and RENAME set the title; ADD carries the current one for the new members.
+            if update.kind == .create || update.kind == .rename || update.kind == .add, !update.title.isEmpty,
+                conversation.title != update.title
+            {
+                try store.setTitle(update.title, for: conversation.id)
+                events.append(.groupChanged(groupId: groupId))
             }
+            if update.kind == .rename, !update.title.isEmpty { noticeText = GroupNotice.renamed(by: sender.name, to: update.title) }
         }
-        let result = try store.insertMessage(
-            NewMessage(
-                conversation: conversation.id, serverId: envelope.id, sender: sender, outgoing: fromSelf,
-                sentAt: Int64(clamping: data.timestamp), receivedAt: Self.nowMillis(), body: data.body,
-                statuses: statuses, messageUid: data.messageID.isEmpty ? nil : data.messageID))
+        guard !data.body.isEmpty || noticeText != nil else {
+            return events + (try resolveWithoutMessage(placeholder))  // a title only: nothing to show
+        }
+        var statuses: [String: DeliveryStatus] = [:]
+        if fromSelf, let groupId, noticeText == nil {
+            for member in try store.groupMembers(groupId: groupId) where member != account.name { statuses[member] = .sent }
+        }
+        let message = NewMessage(
+            conversation: conversation.id, serverId: envelope.id, sender: sender, outgoing: fromSelf,
+            sentAt: Int64(clamping: data.timestamp), receivedAt: Self.nowMillis(), body: noticeText ?? data.body,
+            statuses: statuses, messageUid: data.messageID.isEmpty ? nil : data.messageID, notice: noticeText != nil)
+        let result = try storeRepairing(placeholder, with: message, events: &events)
         guard case .inserted(let id) = result else { return events }
-        if !fromSelf, !data.messageID.isEmpty {
+        if !fromSelf, noticeText == nil, !data.messageID.isEmpty {
             var receipt = ReceiptMessage()
             receipt.kind = .delivered
             receipt.messageIds = [data.messageID]
@@ -290,7 +290,9 @@ extension ParleyDevice {
     }
 
     /// A transcript of what another of this account's devices sent.
-    private func recordSyncedSent(_ sent: SyncMessage.Sent, envelope: Envelope, sender: ProtocolAddress) throws -> [ClientEvent] {
+    private func recordSyncedSent(
+        _ sent: SyncMessage.Sent, envelope: Envelope, sender: ProtocolAddress, placeholder: StoredMessage?
+    ) throws -> [ClientEvent] {
         let data = sent.message
         let conversation: Conversation
         var statuses: [String: DeliveryStatus] = [:]
@@ -304,39 +306,16 @@ extension ParleyDevice {
             conversation = try store.directConversation(with: sent.destination)
             statuses[sent.destination] = .sent
         }
-        let result = try store.insertMessage(
-            NewMessage(
+        var events: [ClientEvent] = []
+        let result = try storeRepairing(
+            placeholder,
+            with: NewMessage(
                 conversation: conversation.id, serverId: envelope.id, sender: sender, outgoing: true,
                 sentAt: Int64(clamping: data.timestamp), body: data.body, statuses: statuses,
-                messageUid: data.messageID.isEmpty ? nil : data.messageID))
-        guard case .inserted(let id) = result, let stored = try store.message(id: id) else { return [] }
-        return [.message(stored)]
-    }
-
-    /// A peer could not decrypt something this device sent: resend it (its report arrived over a
-    /// fresh session already; for a group message, the sender key goes to that device again).
-    private func handleDecryptionError(_ report: DecryptionErrorMessage, from sender: ProtocolAddress) throws {
-        guard sender.name != account.name else { return }
-        let sentAt = Int64(clamping: report.timestamp)
-        let groupId = report.groupID.isEmpty ? nil : report.groupID.lowercased()
-        if let groupId {
-            try store.removeSenderKeyHolder(ProtocolAddress(name: sender.name, deviceId: report.deviceID), groupId: groupId)
-            try learnDevice(sender)
-        }
-        let conversation = try groupId.map { try store.groupConversation(groupId: $0) } ?? store.directConversation(with: sender.name)
-        guard let message = try store.outgoingMessage(in: conversation.id, sentAt: sentAt), let body = message.body,
-              let uid = message.messageUid
-        else { return }
-        var data = DataMessage()
-        data.messageID = uid  // the same id: whoever already has it drops the copy
-        data.timestamp = UInt64(sentAt)
-        data.body = body
-        if let groupId {
-            data.group.groupID = groupId
-            try enqueueGroupData(data, groupId: groupId, recordInHistory: false)
-        } else {
-            try enqueueDirect(data, to: sender.name, recordInHistory: false)
-        }
+                messageUid: data.messageID.isEmpty ? nil : data.messageID),
+            events: &events)
+        guard case .inserted(let id) = result, let stored = try store.message(id: id) else { return events }
+        return events + [.message(stored)]
     }
 
     // MARK: read receipts

@@ -20,10 +20,9 @@ extension ParleyDevice {
     public func send(_ text: String, to peer: String) async throws -> String {
         guard !peer.isEmpty else { throw ClientError.invalidArgument("empty recipient") }
         let uid = UUID().uuidString.lowercased()
-        let now = Self.nowMillis()
         var data = DataMessage()
         data.messageID = uid
-        data.timestamp = UInt64(now)
+        data.timestamp = UInt64(try store.nextSendTimestamps(now: Self.nowMillis()))
         data.body = text
         try enqueueDirect(data, to: peer)
         await flushOutbox()
@@ -59,9 +58,11 @@ extension ParleyDevice {
         }
     }
 
-    /// Queues non-history content (receipts, decryption errors) for every device of `peer`.
+    /// Queues non-history content (receipts, decryption-error reports and their answers) for every
+    /// device of `peer`, under a client timestamp of its own (a report about it names it).
     func enqueueControl(_ content: MessageContent, to peer: String) throws {
-        try store.enqueueOutgoing(.direct(account: peer), content: try ContentCodec.encode(content))
+        let timestamp = try store.nextSendTimestamps(now: Self.nowMillis())
+        try store.enqueueOutgoing(.direct(account: peer), content: try ContentCodec.encode(content), clientTimestamp: timestamp)
     }
 
     // MARK: outbox
@@ -100,8 +101,10 @@ extension ParleyDevice {
             recipients = try recipientsOf(entry)  // (a group's members as of this send)
             switch entry.destination {
             case .direct(let peer):
+                let timestamp = try entry.clientTimestamp ?? store.nextSendTimestamps(now: Self.nowMillis())
+                try logDirectSend(entry, to: peer, timestamp: timestamp)
                 _ = try await deliverDirect(
-                    to: peer, content: entry.content, ownContent: entry.ownContent, clientTimestamp: entry.clientTimestamp)
+                    to: peer, content: entry.content, ownContent: entry.ownContent, clientTimestamp: timestamp)
             case .group(let groupId):
                 try await deliverGroup(groupId: groupId, content: entry.content, clientTimestamp: entry.clientTimestamp)
             }
@@ -146,6 +149,20 @@ extension ParleyDevice {
         return true
     }
 
+    /// Records a 1:1 send in the resend log with its content (and transcript). A sender key is
+    /// logged by `distribute` without its content: a device that lost one gets the current key
+    /// with the next group message instead.
+    private func logDirectSend(_ entry: OutboxEntry, to peer: String, timestamp: Int64) throws {
+        let resendable: Bool
+        switch (try? ContentCodec.decode(entry.content))?.body {
+        case .senderKeyDistribution, .typing, .none: resendable = false
+        case .data, .receipt, .sync, .decryptionError, .resendUnavailable: resendable = true
+        }
+        try store.logSend(
+            timestamp: timestamp, destination: .direct(account: peer), content: resendable ? entry.content : nil,
+            ownContent: resendable ? entry.ownContent : nil)
+    }
+
     private func recipientsOf(_ entry: OutboxEntry) throws -> [String] {
         switch entry.destination {
         case .direct(let peer): return [peer]
@@ -163,6 +180,7 @@ extension ParleyDevice {
     /// Network failures, timeouts, rate limits, full queues and relay errors are worth retrying.
     static func isTransient(_ error: any Error) -> Bool {
         if let error = error as? RelayClientError { return error.isTransient }
+        if case ClientError.groupUnsettled = error { return true }
         if error is ClientError || error is ProtocolError || error is DeviceStoreError || error is ContentError || error is FanOutError {
             return false
         }

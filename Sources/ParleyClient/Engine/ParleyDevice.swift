@@ -196,6 +196,7 @@ public actor ParleyDevice {
     private func maintainKeysOnce() async throws {
         // The relay keeps undelivered envelopes 30 days at most: older processed ids cannot come again.
         try store.pruneProcessedEnvelopes(before: Self.nowMillis() - 31 * 24 * 3600 * 1000)
+        try pruneRepairState(now: Self.nowMillis())
         let status = try await relay.preKeyStatus()
         let rotated = try keyManager.rotateSignedPreKeyIfDue(store: store, now: UInt64(Self.nowMillis()), random: random)
         let refill = keyManager.needsRefill(remaining: status.oneTimePreKeyCount) ? try keyManager.refill(store: store, random: random) : []

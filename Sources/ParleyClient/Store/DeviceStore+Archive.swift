@@ -60,7 +60,8 @@ extension DeviceStore {
                 db,
                 sql: """
                     SELECT id, conversation_id, server_id, sender_account, sender_device_id, outgoing, sent_at, received_at,
-                        sort_at, body_sealed, undecryptable, message_uid FROM message ORDER BY sort_at DESC, id DESC LIMIT ?
+                        sort_at, body_sealed, undecryptable, message_uid FROM message WHERE notice = 0
+                        ORDER BY sort_at DESC, id DESC LIMIT ?
                     """,
                 arguments: [limit])
             var statuses: [Int64: [String: DeliveryStatus]] = [:]

@@ -34,6 +34,14 @@ extension DeviceStore {
         }
     }
 
+    /// The group conversation for `groupId`, if this device has one (never creates it).
+    public func existingGroupConversation(groupId: String) throws(DeviceStoreError) -> Conversation? {
+        try read { db throws -> Conversation? in
+            try Row.fetchOne(db, sql: Self.conversationSelect + " WHERE group_id = ?", arguments: [groupId])
+                .map { row throws -> Conversation in try Self.conversation(row) }
+        }
+    }
+
     public func conversation(id: ConversationID) throws(DeviceStoreError) -> Conversation? {
         try read { db throws -> Conversation? in
             try Row.fetchOne(db, sql: Self.conversationSelect + " WHERE id = ?", arguments: [id.rawValue])

@@ -174,6 +174,11 @@ extension DeviceStore {
         }
     }
 
+    /// How many envelope ids are recorded as processed (tests use it to see whether a sync did anything).
+    public func processedEnvelopeCount() throws(DeviceStoreError) -> Int {
+        try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM processed_envelope") ?? 0 }
+    }
+
     /// Forgets processed-envelope ids older than `before` (the relay's retention bounds redelivery).
     public func pruneProcessedEnvelopes(before: Int64) throws(DeviceStoreError) {
         try write { db in try db.execute(sql: "DELETE FROM processed_envelope WHERE processed_at < ?", arguments: [before]) }
@@ -216,7 +221,7 @@ extension DeviceStore {
             try Int64.fetchAll(
                 db,
                 sql: """
-                    SELECT id FROM message m WHERE conversation_id = ? AND outgoing = 0 AND undecryptable = 0
+                    SELECT id FROM message m WHERE conversation_id = ? AND outgoing = 0 AND undecryptable = 0 AND notice = 0
                       AND NOT EXISTS (SELECT 1 FROM message_status s WHERE s.message_id = m.id AND s.recipient_account = ?)
                     ORDER BY sort_at, id
                     """,

@@ -32,12 +32,13 @@ extension DeviceStore {
             try db.execute(
                 sql: """
                     INSERT INTO message (conversation_id, server_id, sender_account, sender_device_id, outgoing,
-                        sent_at, received_at, sort_at, body_sealed, undecryptable, message_uid)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+                        sent_at, received_at, sort_at, body_sealed, undecryptable, message_uid, notice)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
                     """,
                 arguments: [
                     message.conversation.rawValue, message.serverId, message.sender.name, Int64(message.sender.deviceId),
                     message.outgoing, message.sentAt, message.receivedAt, sortAt, message.couldNotDecrypt, message.messageUid,
+                    message.notice,
                 ])
             let id = db.lastInsertedRowID
             if let body = message.body {
@@ -171,11 +172,107 @@ extension DeviceStore {
         }
     }
 
+    // MARK: placeholders (undecryptable rows waiting for a resend)
+
+    /// `message.repair_state` of a placeholder given up (the sender could not resend it).
+    static let repairUnavailable = "unavailable"
+
+    /// The undecryptable row for the envelope `sender` sent with client timestamp `sentAt`, if any.
+    public func placeholder(from sender: ProtocolAddress, sentAt: Int64) throws(DeviceStoreError) -> StoredMessage? {
+        let id = try read { db in
+            try Int64.fetchOne(
+                db,
+                sql: """
+                    SELECT id FROM message
+                    WHERE undecryptable = 1 AND sender_account = ? AND sender_device_id = ? AND sent_at = ? ORDER BY id LIMIT 1
+                    """,
+                arguments: [sender.name, Int64(sender.deviceId), sentAt])
+        }
+        return try id.flatMap { id throws(DeviceStoreError) in try message(id: MessageID(rawValue: id)) }
+    }
+
+    /// Replaces placeholder `id` by the message it stood for, in its place: the row keeps its id,
+    /// server id and (incoming) position in the conversation; an outgoing message takes its send
+    /// time as position, as every outgoing message does. If a message with the same sender-chosen
+    /// id is stored already, the placeholder is deleted instead and `.duplicate` names that message.
+    public func fillPlaceholder(_ id: MessageID, with message: NewMessage) throws(DeviceStoreError) -> MessageInsertResult {
+        let now = clock()
+        let protection = self.protection
+        return try write { db throws -> MessageInsertResult in
+            if let uid = message.messageUid,
+               let existing = try Int64.fetchOne(
+                   db, sql: "SELECT id FROM message WHERE message_uid = ? AND sender_account = ? AND id <> ?",
+                   arguments: [uid, message.sender.name, id.rawValue])
+            {
+                try db.execute(sql: "DELETE FROM message WHERE id = ?", arguments: [id.rawValue])
+                return .duplicate(MessageID(rawValue: existing))
+            }
+            try db.execute(
+                sql: """
+                    UPDATE message SET conversation_id = ?, sender_account = ?, sender_device_id = ?, outgoing = ?, sent_at = ?,
+                        sort_at = CASE WHEN ? THEN COALESCE(?, sort_at) ELSE sort_at END,
+                        undecryptable = 0, repair_state = NULL, message_uid = ?, notice = ?
+                    WHERE id = ? AND undecryptable = 1
+                    """,
+                arguments: [
+                    message.conversation.rawValue, message.sender.name, Int64(message.sender.deviceId), message.outgoing,
+                    message.sentAt, message.outgoing, message.sentAt, message.messageUid, message.notice, id.rawValue,
+                ])
+            guard db.changesCount > 0 else { throw DeviceStoreError.invalidArgument("\(id) is not a placeholder") }
+            if let body = message.body {
+                let sealed = try protection.protect(Array(body.utf8), context: .messageBody(id.rawValue))
+                try db.execute(sql: "UPDATE message SET body_sealed = ? WHERE id = ?", arguments: [sealed, id.rawValue])
+                try MessageSearchIndex.add(db, id: id.rawValue, body: body, protection: protection)
+            }
+            for (recipient, status) in message.statuses {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO message_status (message_id, recipient_account, status, updated_at) VALUES (?, ?, ?, ?)",
+                    arguments: [id.rawValue, recipient, status.rawValue, now])
+            }
+            return .inserted(id)
+        }
+    }
+
+    /// Marks a placeholder as given up: shown as lost, no longer repaired.
+    public func markPlaceholderUnavailable(_ id: MessageID) throws(DeviceStoreError) {
+        try write { db in
+            try db.execute(
+                sql: "UPDATE message SET repair_state = ? WHERE id = ? AND undecryptable = 1", arguments: [Self.repairUnavailable, id.rawValue])
+        }
+    }
+
+    /// Counts one more decryption-error report for a placeholder; returns how many were sent.
+    public func countRepairRequest(_ id: MessageID) throws(DeviceStoreError) -> Int {
+        try write { db in
+            try db.execute(sql: "UPDATE message SET repair_requests = repair_requests + 1 WHERE id = ?", arguments: [id.rawValue])
+            return try Int.fetchOne(db, sql: "SELECT repair_requests FROM message WHERE id = ?", arguments: [id.rawValue]) ?? 0
+        }
+    }
+
+    /// Gives up placeholders that have waited since before `before`.
+    public func abandonPlaceholders(receivedBefore before: Int64) throws(DeviceStoreError) {
+        try write { db in
+            try db.execute(
+                sql: """
+                    UPDATE message SET repair_state = ?
+                    WHERE undecryptable = 1 AND repair_state IS NULL AND COALESCE(received_at, sort_at) < ?
+                    """,
+                arguments: [Self.repairUnavailable, before])
+        }
+    }
+
+    /// How many placeholders still wait for a repair.
+    public func waitingPlaceholderCount() throws(DeviceStoreError) -> Int {
+        try read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM message WHERE undecryptable = 1 AND repair_state IS NULL") ?? 0
+        }
+    }
+
     // MARK: decoding
 
     private static let messageSelect = """
         SELECT id, conversation_id, server_id, sender_account, sender_device_id, outgoing, sent_at, received_at,
-            sort_at, body_sealed, undecryptable, message_uid FROM message
+            sort_at, body_sealed, undecryptable, message_uid, notice, repair_state FROM message
         """
 
     private func decodeMessages(_ db: Database, _ rows: [Row]) throws -> [StoredMessage] {
@@ -222,6 +319,8 @@ extension DeviceStore {
             sortAt: try row.value("sort_at", table: table, key: key),
             body: body,
             couldNotDecrypt: try row.bool("undecryptable", table: table, key: key),
+            repairUnavailable: (try row.optionalValue("repair_state", table: table, key: key) as String?) == Self.repairUnavailable,
+            notice: try row.bool("notice", table: table, key: key),
             statuses: statuses[id] ?? [:],
             unreadable: unreadable)
     }

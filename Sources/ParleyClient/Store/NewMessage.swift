@@ -19,12 +19,16 @@ public struct NewMessage: Sendable {
     public var couldNotDecrypt: Bool
     /// Initial per-recipient statuses (outgoing messages).
     public var statuses: [String: DeliveryStatus]
+    /// A group notice ("alice added dave"): `body` is its sentence, `sender` the account that
+    /// made the change.
+    public var notice: Bool
 
     public init(
         conversation: ConversationID, serverId: UUID? = nil, sender: ProtocolAddress, outgoing: Bool,
         sentAt: Int64? = nil, receivedAt: Int64? = nil, body: String?, couldNotDecrypt: Bool = false,
-        statuses: [String: DeliveryStatus] = [:], messageUid: String? = nil
+        statuses: [String: DeliveryStatus] = [:], messageUid: String? = nil, notice: Bool = false
     ) {
+        self.notice = notice
         self.messageUid = messageUid
         self.conversation = conversation
         self.serverId = serverId

@@ -15,6 +15,11 @@ import GRDB
 ///   (sessions, sender keys, one-time and signed prekeys) and the ledger of the versions they
 ///   must have. Existing rows get their versions when the store is first opened (it takes the
 ///   store key to seal them again).
+/// * `client-v4-groups`: group versions and roles (`group_state`, `group_member.role`), the
+///   member lists of past versions (`group_epoch`, to judge who was a member when a message was
+///   sent), the resend log (`resend_log`: what this device sent, for repairs), group notices in
+///   the history (`message.notice`), and the repair state of undecryptable rows
+///   (`message.repair_state`, `message.repair_requests`).
 ///
 /// Conventions: timestamps are INTEGER milliseconds since 1970 UTC; uint32 ids are INTEGER;
 /// columns named `*_sealed` hold `ValueProtection` output (sealed or clear, see `meta.sealing`).
@@ -29,6 +34,9 @@ enum StoreSchema {
         }
         migrator.registerMigration("client-v3") { db in
             try createVersion3(db)
+        }
+        migrator.registerMigration("client-v4-groups") { db in
+            try createVersion4(db)
         }
         return migrator
     }
@@ -202,6 +210,44 @@ enum StoreSchema {
                     version INTEGER NOT NULL,
                     PRIMARY KEY (tbl, row_key)
                 ) WITHOUT ROWID;
+                """)
+    }
+
+    private static func createVersion4(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE group_state (
+                    group_id TEXT PRIMARY KEY NOT NULL,
+                    epoch INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+
+                ALTER TABLE group_member ADD COLUMN role TEXT NOT NULL DEFAULT 'member' CHECK (role IN ('admin', 'member'));
+
+                CREATE TABLE group_epoch (
+                    group_id TEXT NOT NULL,
+                    epoch INTEGER NOT NULL,
+                    members TEXT NOT NULL,
+                    recorded_at INTEGER NOT NULL,
+                    PRIMARY KEY (group_id, epoch)
+                ) WITHOUT ROWID;
+
+                CREATE TABLE resend_log (
+                    sent_timestamp INTEGER PRIMARY KEY,
+                    destination_kind TEXT NOT NULL CHECK (destination_kind IN ('direct', 'group')),
+                    destination TEXT NOT NULL,
+                    group_id TEXT,
+                    group_epoch INTEGER,
+                    content_sealed BLOB,
+                    own_content_sealed BLOB,
+                    logged_at INTEGER NOT NULL
+                );
+                CREATE INDEX resend_log_by_age ON resend_log (logged_at);
+
+                ALTER TABLE message ADD COLUMN notice INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE message ADD COLUMN repair_state TEXT;
+                ALTER TABLE message ADD COLUMN repair_requests INTEGER NOT NULL DEFAULT 0;
+                CREATE INDEX message_placeholder ON message (sender_account, sender_device_id, sent_at) WHERE undecryptable = 1;
                 """)
     }
 }

@@ -32,8 +32,14 @@ public struct StoredMessage: Sendable, Equatable {
     public let sortAt: Int64
     /// The text, or nil when there is none (could not decrypt) or it is unreadable.
     public let body: String?
-    /// The envelope arrived but did not decrypt; `body` is nil.
+    /// The envelope arrived but did not decrypt; `body` is nil. Such a placeholder waits for
+    /// its sender's resend, which takes its place (client.md §6).
     public let couldNotDecrypt: Bool
+    /// A placeholder whose repair failed: the sender could not resend it, or never answered.
+    public var repairUnavailable: Bool = false
+    /// A group notice: `body` is its sentence ("alice removed carol"), `sender` the account that
+    /// made the change.
+    public var notice: Bool = false
     /// Per-recipient status of an outgoing message (empty for incoming ones).
     public let statuses: [String: DeliveryStatus]
     /// Set in listings when this row's body failed to unseal or decode (`corruptRow`); the

@@ -29,6 +29,11 @@ extension RelayClient {
             .POST, "/v1/groups/\(id.uuidString.lowercased())/members/remove", body: GroupMembersRequest(members: members), as: GroupInfo.self)
     }
 
+    /// Makes members admins (admins only: `403 notAdmin` otherwise).
+    public func addAdmins(_ members: [String], in id: UUID) async throws -> GroupInfo {
+        try await request(.POST, "/v1/groups/\(id.uuidString.lowercased())/admins", body: GroupMembersRequest(members: members), as: GroupInfo.self)
+    }
+
     /// Sends one sender-key ciphertext to every member device of the group.
     public func sendGroup(_ id: UUID, _ message: SendGroupMessageRequest) async throws -> SendMessageResponse {
         try await request(.PUT, "/v1/groups/\(id.uuidString.lowercased())/messages", body: message, as: SendMessageResponse.self)

@@ -23,6 +23,11 @@ public struct RelayClient: Sendable {
 
     // MARK: endpoints
 
+    /// `GET /healthz`: whether the relay answers (unauthenticated).
+    public func health() async throws -> HealthResponse {
+        try await request(.GET, "/healthz", as: HealthResponse.self)
+    }
+
     public func register(name: String, device: NewDeviceKeys) async throws -> DeviceCredentials {
         try await request(.POST, "/v1/accounts", body: RegisterAccountRequest(name: name, device: device), as: DeviceCredentials.self)
     }

@@ -10,11 +10,16 @@ import ParleyWire
 public final class RelayConnection: Sendable {
     /// Frames from the relay, in order; finishes when the connection closes.
     public let frames: AsyncStream<ServerFrame>
+    private let frameSink: AsyncStream<ServerFrame>.Continuation
     private let outbox: AsyncStream<String>.Continuation
     private let task: Task<Void, any Error>
 
-    private init(frames: AsyncStream<ServerFrame>, outbox: AsyncStream<String>.Continuation, task: Task<Void, any Error>) {
+    private init(
+        frames: AsyncStream<ServerFrame>, frameSink: AsyncStream<ServerFrame>.Continuation,
+        outbox: AsyncStream<String>.Continuation, task: Task<Void, any Error>
+    ) {
         self.frames = frames
+        self.frameSink = frameSink
         self.outbox = outbox
         self.task = task
     }
@@ -47,7 +52,7 @@ public final class RelayConnection: Sendable {
                 }
             }
         }
-        return RelayConnection(frames: frames, outbox: outbox, task: task)
+        return RelayConnection(frames: frames, frameSink: frameSink, outbox: outbox, task: task)
     }
 
     public func send(_ frame: ClientFrame) throws {
@@ -58,18 +63,53 @@ public final class RelayConnection: Sendable {
     public func ack(_ ids: [UUID]) throws { try send(.ack(ids)) }
 
     /// Closes the connection and waits for it to end: for the relay's answer to the close frame
-    /// at most `timeout`, then the connection is torn down (a relay that does not answer must not
-    /// hold the device).
+    /// at most `timeout`; then the connection task is cancelled, `frames` finishes, and this returns
+    /// without waiting any longer (a relay that does not answer must not hold the device).
+    ///
+    /// The wait is not a task group: a group waits for all its children, and the WebSocket client
+    /// does not react to cancellation while it waits for the relay's answer to the upgrade request
+    /// (a relay that accepted the TCP connection and then stalled held `parley sync` forever).
     public func close(timeout: Duration = .seconds(5)) async {
         outbox.finish()
         let task = self.task
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { _ = await task.result }
-            group.addTask {
-                if (try? await Task.sleep(for: timeout)) != nil { task.cancel() }
+        let frameSink = self.frameSink
+        let done = ResumeOnce()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            done.set(continuation)
+            let deadline = Task {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                task.cancel()
+                frameSink.finish()
+                done.resume()
             }
-            await group.next()
-            group.cancelAll()
+            Task {
+                _ = await task.result
+                deadline.cancel()
+                done.resume()
+            }
         }
+    }
+}
+
+/// A continuation resumed by the first of several racing tasks (the others do nothing).
+private final class ResumeOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Void, Never>?
+    private var resumed = false
+
+    func set(_ continuation: CheckedContinuation<Void, Never>) {
+        lock.withLock {
+            if resumed { continuation.resume() } else { self.continuation = continuation }
+        }
+    }
+
+    func resume() {
+        let pending: CheckedContinuation<Void, Never>? = lock.withLock {
+            guard !resumed else { return nil }
+            resumed = true
+            defer { continuation = nil }
+            return continuation
+        }
+        pending?.resume()
     }
 }

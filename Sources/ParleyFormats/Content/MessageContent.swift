@@ -10,6 +10,7 @@ public typealias SyncMessage = Parley_Content_SyncMessage
 public typealias GroupUpdate = Parley_Content_GroupUpdate
 public typealias DecryptionErrorMessage = Parley_Content_DecryptionErrorMessage
 public typealias SenderKeyDistribution = Parley_Content_SenderKeyDistribution
+public typealias ResendUnavailable = Parley_Content_ResendUnavailable
 
 /// Why decrypted bytes are not a valid `MessageContent`.
 public enum ContentError: Error, Equatable, Sendable {

@@ -16,7 +16,7 @@ enum RelayBackend {
         do {
             try await cluster.join(description: "\(configuration.host):\(configuration.port) pid \(ProcessInfo.processInfo.processIdentifier)")
         } catch {
-            try? store.close()
+            try? await store.close()
             throw error
         }
         logger.info("database: PostgreSQL", metadata: ["server": "\(location.redacted)"])

@@ -24,7 +24,10 @@ struct EngineGroupManagementTests {
         #expect(try carol.store.groupMembers(groupId: groupId).sorted() == [alice, bob, carol].map(\.account.name).sorted())
         let carolConversation = try carol.store.groupConversation(groupId: groupId)
         #expect(carolConversation.title == "book club")
-        #expect(try carol.store.messages(in: carolConversation.id, limit: 10).messages.map(\.body) == ["welcome carol"])
+        let carolHistory = try carol.store.messages(in: carolConversation.id, limit: 10).messages.reversed()
+        #expect(carolHistory.filter { !$0.notice }.map(\.body) == ["welcome carol"])
+        // The change reads as one sentence, once (the relay's event; the encrypted ADD only carries the title).
+        #expect(carolHistory.filter(\.notice).map(\.body) == ["\(alice.account.name) added \(carol.account.name)"])
 
         // Bob renames it; the new title reaches the others end to end.
         #expect(await bob.syncOnce())
@@ -43,6 +46,12 @@ struct EngineGroupManagementTests {
         #expect(await bob.syncOnce())
         let bobMessages = try bob.store.messages(in: try bob.store.groupConversation(groupId: groupId).id, limit: 10).messages
         #expect(bobMessages.first?.body == "after carol left")
+        let (a, b, c) = (alice.account.name, bob.account.name, carol.account.name)
+        #expect(
+            bobMessages.reversed().filter(\.notice).map(\.body) == [
+                "\(a) created the group with \(b)", "\(a) added \(c)", "\(b) renamed the group to \u{201C}reading circle\u{201D}",
+                "\(c) left",
+            ])
         await alice.close(); await bob.close(); await carol.close()
         await harness.finish()
     }

@@ -30,13 +30,17 @@ final class EngineHarness: @unchecked Sendable {
         ProcessInfo.processInfo.environment["PARLEY_RELAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .error
     }
 
-    init() async throws {
+    /// The relay's limits (default: `limits()`; tests of behaviour under load pass `RelayLimits()`).
+    let limits: RelayLimits
+
+    init(limits: RelayLimits = EngineHarness.limits()) async throws {
+        self.limits = limits
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-engine-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         relay = try await RelayServer.start(
             RelayConfiguration(
                 host: "127.0.0.1", port: 0, databasePath: dir.appendingPathComponent("relay.sqlite").path,
-                limits: Self.limits(), logLevel: Self.logLevel))
+                limits: limits, logLevel: Self.logLevel))
         port = relay.port
     }
 
@@ -44,14 +48,14 @@ final class EngineHarness: @unchecked Sendable {
     func restartRelay() async throws {
         try await relay.stop()
         relay = try await RelayServer.start(
-            RelayConfiguration(host: "127.0.0.1", port: port, databasePath: databasePath, limits: Self.limits(), logLevel: Self.logLevel))
+            RelayConfiguration(host: "127.0.0.1", port: port, databasePath: databasePath, limits: limits, logLevel: Self.logLevel))
     }
 
     func stopRelay() async throws { try await relay.stop() }
 
     func startRelay() async throws {
         relay = try await RelayServer.start(
-            RelayConfiguration(host: "127.0.0.1", port: port, databasePath: databasePath, limits: Self.limits(), logLevel: Self.logLevel))
+            RelayConfiguration(host: "127.0.0.1", port: port, databasePath: databasePath, limits: limits, logLevel: Self.logLevel))
     }
 
     func register(_ prefix: String) async throws -> ParleyDevice {

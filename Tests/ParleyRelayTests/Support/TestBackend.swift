@@ -49,6 +49,11 @@ enum TestBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
         return try await RelayBackend.open(configuration, logger: logger).0
     }
 
+    /// Closes `store` once the test's body is done (`defer` cannot await `RelayStore.close()`, which is async).
+    static func closeLater(_ store: any RelayStore) {
+        Task { try? await store.close() }
+    }
+
     func makeStore() async throws -> any RelayStore {
         try await Self.openStore(try freshDatabase())
     }

@@ -85,6 +85,14 @@ public nonisolated struct Parley_Content_Content: Sendable {
     set {body = .senderKeyDistribution(newValue)}
   }
 
+  public var resendUnavailable: Parley_Content_ResendUnavailable {
+    get {
+      if case .resendUnavailable(let v)? = body {return v}
+      return Parley_Content_ResendUnavailable()
+    }
+    set {body = .resendUnavailable(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -94,6 +102,7 @@ public nonisolated struct Parley_Content_Content: Sendable {
     case sync(Parley_Content_SyncMessage)
     case decryptionError(Parley_Content_DecryptionErrorMessage)
     case senderKeyDistribution(Parley_Content_SenderKeyDistribution)
+    case resendUnavailable(Parley_Content_ResendUnavailable)
 
   }
 
@@ -402,7 +411,7 @@ public nonisolated struct Parley_Content_DecryptionErrorMessage: Sendable {
   /// the failed message's ratchet key, if it could be parsed
   public var ratchetKey: Data = Data()
 
-  /// the failed envelope's server timestamp
+  /// the failed envelope's client timestamp (else its server timestamp)
   public var timestamp: UInt64 = 0
 
   /// the device that failed to decrypt
@@ -411,7 +420,71 @@ public nonisolated struct Parley_Content_DecryptionErrorMessage: Sendable {
   /// set when the failed message was a group (sender-key) message
   public var groupID: String = String()
 
+  /// the device that sent the failed envelope: only it answers (0: unknown)
+  public var senderDeviceID: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The answer to a DecryptionErrorMessage when the sender resends nothing: the reporter's
+/// placeholder for (this sender device, timestamp) is removed (NOT_CONTENT) or marked lost.
+public nonisolated struct Parley_Content_ResendUnavailable: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the timestamp the report named
+  public var timestamp: UInt64 = 0
+
+  public var reason: Parley_Content_ResendUnavailable.Reason = .expired
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Reason: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// not (or no longer) in the sender's resend log
+    case expired // = 0
+
+    /// it carried nothing to show (a sender key, a report): nothing was lost
+    case notContent // = 1
+
+    /// the reporter's account was not a recipient when it was sent
+    case notARecipient // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .expired
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .expired
+      case 1: self = .notContent
+      case 2: self = .notARecipient
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .expired: return 0
+      case .notContent: return 1
+      case .notARecipient: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Parley_Content_ResendUnavailable.Reason] = [
+      .expired,
+      .notContent,
+      .notARecipient,
+    ]
+
+  }
 
   public init() {}
 }
@@ -422,7 +495,7 @@ fileprivate nonisolated let _protobuf_package = "parley.content"
 
 nonisolated extension Parley_Content_Content: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Content"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}receipt\0\u{1}typing\0\u{1}sync\0\u{3}decryption_error\0\u{3}sender_key_distribution\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}receipt\0\u{1}typing\0\u{1}sync\0\u{3}decryption_error\0\u{3}sender_key_distribution\0\u{3}resend_unavailable\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -508,6 +581,19 @@ nonisolated extension Parley_Content_Content: SwiftProtobuf.Message, SwiftProtob
           self.body = .senderKeyDistribution(v)
         }
       }()
+      case 7: try {
+        var v: Parley_Content_ResendUnavailable?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .resendUnavailable(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .resendUnavailable(v)
+        }
+      }()
       default: break
       }
     }
@@ -542,6 +628,10 @@ nonisolated extension Parley_Content_Content: SwiftProtobuf.Message, SwiftProtob
     case .senderKeyDistribution?: try {
       guard case .senderKeyDistribution(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .resendUnavailable?: try {
+      guard case .resendUnavailable(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     }()
     case nil: break
     }
@@ -921,7 +1011,7 @@ nonisolated extension Parley_Content_SyncMessage.Read: SwiftProtobuf.Message, Sw
 
 nonisolated extension Parley_Content_DecryptionErrorMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DecryptionErrorMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ratchet_key\0\u{1}timestamp\0\u{3}device_id\0\u{3}group_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ratchet_key\0\u{1}timestamp\0\u{3}device_id\0\u{3}group_id\0\u{3}sender_device_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -933,6 +1023,7 @@ nonisolated extension Parley_Content_DecryptionErrorMessage: SwiftProtobuf.Messa
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.timestamp) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.deviceID) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.senderDeviceID) }()
       default: break
       }
     }
@@ -951,6 +1042,9 @@ nonisolated extension Parley_Content_DecryptionErrorMessage: SwiftProtobuf.Messa
     if !self.groupID.isEmpty {
       try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 4)
     }
+    if self.senderDeviceID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.senderDeviceID, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -959,7 +1053,47 @@ nonisolated extension Parley_Content_DecryptionErrorMessage: SwiftProtobuf.Messa
     if lhs.timestamp != rhs.timestamp {return false}
     if lhs.deviceID != rhs.deviceID {return false}
     if lhs.groupID != rhs.groupID {return false}
+    if lhs.senderDeviceID != rhs.senderDeviceID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Parley_Content_ResendUnavailable: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResendUnavailable"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}timestamp\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.timestamp) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.timestamp != 0 {
+      try visitor.visitSingularUInt64Field(value: self.timestamp, fieldNumber: 1)
+    }
+    if self.reason != .expired {
+      try visitor.visitSingularEnumField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_Content_ResendUnavailable, rhs: Parley_Content_ResendUnavailable) -> Bool {
+    if lhs.timestamp != rhs.timestamp {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_Content_ResendUnavailable.Reason: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EXPIRED\0\u{1}NOT_CONTENT\0\u{1}NOT_A_RECIPIENT\0")
 }

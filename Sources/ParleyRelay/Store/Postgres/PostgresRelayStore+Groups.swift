@@ -2,7 +2,36 @@ import Foundation
 import ParleyWire
 import PostgresNIO
 
+/// Groups: members with roles (`admin`, `member`) and a version (`chat_group.epoch`) that every change of members or
+/// admins increments; each change queues one `groupEvent` naming the version it produced and the members and admins
+/// after it. Changes of one group take turns on its row lock (`groupInfo(lock: true)`); sends read the group under a
+/// share lock of the same row (`commit`).
 extension PostgresRelayStore {
+    enum GroupRole: String {
+        case admin, member
+    }
+
+    func role(_ connection: PostgresConnection, groupId: UUID, accountId: Int64) async throws -> GroupRole? {
+        try await rows(connection, "SELECT role FROM group_member WHERE group_id = \(groupId) AND account_id = \(accountId)")
+            .first.flatMap { GroupRole(rawValue: try $0.decode(String.self)) }
+    }
+
+    /// The group as `actor` may change it, its row locked: it exists and `actor` is a member (`.forbidden`
+    /// otherwise), and with `admin`, `actor` is an admin (`.notAdmin` otherwise, saying what was refused).
+    func requireMember(_ connection: PostgresConnection, groupId: UUID, actor: AuthenticatedDevice, admin refused: String?) async throws {
+        _ = try await groupInfo(connection, groupId, lock: true)
+        guard let role = try await role(connection, groupId: groupId, accountId: actor.accountId) else {
+            throw RelayError.forbidden("not a member of this group")
+        }
+        if let refused, role != .admin { throw RelayError.notAdmin("only a group admin may \(refused)") }
+    }
+
+    /// Increments the group's version and returns the group as it is now.
+    func bumpEpoch(_ connection: PostgresConnection, _ groupId: UUID) async throws -> GroupInfo {
+        try await rows(connection, "UPDATE chat_group SET epoch = epoch + 1 WHERE id = \(groupId)")
+        return try await groupInfo(connection, groupId)
+    }
+
     func isMember(_ connection: PostgresConnection, groupId: UUID, accountId: Int64) async throws -> Bool {
         try await !rows(connection, "SELECT 1 FROM group_member WHERE group_id = \(groupId) AND account_id = \(accountId)").isEmpty
     }
@@ -28,19 +57,25 @@ extension PostgresRelayStore {
             let row = try await rows(
                 connection,
                 PostgresQuery(
-                    unsafeSQL: "SELECT creator, created_at FROM chat_group WHERE id = $1" + (lock ? " FOR UPDATE" : ""),
+                    unsafeSQL: "SELECT creator, created_at, epoch FROM chat_group WHERE id = $1" + (lock ? " FOR UPDATE" : ""),
                     binds: try Self.bindings(groupId))
             ).first
         else { throw RelayError.notFound("unknown group") }
-        let (creator, createdAt) = try row.decode((String, Int64).self)
-        let members = try await rows(
+        let (creator, createdAt, epoch) = try row.decode((String, Int64, Int64).self)
+        var members: [String] = []
+        var admins: [String] = []
+        for row in try await rows(
             connection,
             """
-            SELECT a.name FROM group_member g JOIN account a ON a.id = g.account_id WHERE g.group_id = \(groupId)
+            SELECT a.name, g.role FROM group_member g JOIN account a ON a.id = g.account_id WHERE g.group_id = \(groupId)
             ORDER BY a.name COLLATE "C"
-            """
-        ).map { try $0.decode(String.self) }
-        return GroupInfo(groupId: groupId, creator: creator, members: members, createdAt: createdAt)
+            """)
+        {
+            let (name, role) = try row.decode((String, String).self)
+            members.append(name)
+            if role == GroupRole.admin.rawValue { admins.append(name) }
+        }
+        return GroupInfo(groupId: groupId, creator: creator, members: members, createdAt: createdAt, admins: admins, epoch: epoch)
     }
 
     /// Resolves account names to ids (sorted by name, each once); throws `.notFound` naming the first unknown.
@@ -57,14 +92,18 @@ extension PostgresRelayStore {
         }
     }
 
-    /// Queues a relay-generated membership event to `targets` (their device rows are locked here, in order). Events
-    /// take queue room like messages, from the actor's share: a target without room refuses the whole change
-    /// (`queueFull`, thrown before anything of the event is stored; the caller's transaction then rolls back).
+    /// Queues a relay-generated membership event to `targets` (their device rows are locked here, in order), stamped
+    /// with the group's state after the change (`info`). Events take queue room like messages, from the actor's share:
+    /// a target without room refuses the whole change (`queueFull`, thrown before anything of the event is stored; the
+    /// caller's transaction then rolls back).
     func insertGroupEvent(
-        _ connection: PostgresConnection, event: GroupEvent, actor: AuthenticatedDevice, targets: [DeviceAddress], now: Int64,
-        expiresAt: Int64, limits: RelayLimits
+        _ connection: PostgresConnection, action: GroupEvent.Action, members: [String], promoted: [String]? = nil,
+        info: GroupInfo, actor: AuthenticatedDevice, targets: [DeviceAddress], now: Int64, expiresAt: Int64, limits: RelayLimits
     ) async throws {
         guard !targets.isEmpty else { return }
+        let event = GroupEvent(
+            groupId: info.groupId, action: action, actor: actor.account, members: members, epoch: info.epoch,
+            currentMembers: info.members, admins: info.admins, promoted: promoted)
         let content = try WireCoding.encoder().encode(event)
         let unique = Array(Set(targets))
         var devices: [DeviceAddress: LockedDevice] = [:]
@@ -111,15 +150,20 @@ extension PostgresRelayStore {
             guard ids.count <= maxMembers else { throw RelayError.groupFull }
             let groupId = UUID()
             try await rows(
-                connection, "INSERT INTO chat_group (id, creator, created_at) VALUES (\(groupId), \(creator.account), \(now))")
+                connection,
+                "INSERT INTO chat_group (id, creator, created_at, epoch) VALUES (\(groupId), \(creator.account), \(now), 1)")
+            let creatorId = creator.accountId
             try await rows(
                 connection,
-                "INSERT INTO group_member (group_id, account_id, added_at) SELECT \(groupId), a, \(now) FROM unnest(\(ids)) AS t(a)")
+                """
+                INSERT INTO group_member (group_id, account_id, added_at, role)
+                SELECT \(groupId), a, \(now), CASE WHEN a = \(creatorId) THEN 'admin' ELSE 'member' END FROM unnest(\(ids)) AS t(a)
+                """)
             let info = try await groupInfo(connection, groupId)
             let targets = try await memberDevices(connection, groupId: groupId)
             try await insertGroupEvent(
-                connection, event: GroupEvent(groupId: groupId, action: .created, actor: creator.account, members: info.members),
-                actor: creator, targets: targets, now: now, expiresAt: expiresAt, limits: limits)
+                connection, action: .created, members: info.members, info: info, actor: creator, targets: targets, now: now,
+                expiresAt: expiresAt, limits: limits)
             return (info, AffectedQueues(devices: targets))
         }
     }
@@ -129,30 +173,26 @@ extension PostgresRelayStore {
     ) async throws -> (GroupInfo, AffectedQueues) {
         let maxMembers = limits.maxGroupMembers
         return try await transaction { [self] connection in
-            _ = try await groupInfo(connection, groupId, lock: true)
-            guard try await isMember(connection, groupId: groupId, accountId: actor.accountId) else {
-                throw RelayError.forbidden("not a member of this group")
-            }
+            try await requireMember(connection, groupId: groupId, actor: actor, admin: "add members")
             let resolved = try await resolve(connection, members)
             var added: [String] = []
             for (name, id) in resolved {
                 let inserted = try await rows(
                     connection,
                     """
-                    INSERT INTO group_member (group_id, account_id, added_at) VALUES (\(groupId), \(id), \(now))
+                    INSERT INTO group_member (group_id, account_id, added_at, role) VALUES (\(groupId), \(id), \(now), 'member')
                     ON CONFLICT (group_id, account_id) DO NOTHING RETURNING 1
                     """)
                 if !inserted.isEmpty { added.append(name) }
             }
-            let info = try await groupInfo(connection, groupId)
+            guard !added.isEmpty else { return (try await groupInfo(connection, groupId), .none) }
+            let info = try await bumpEpoch(connection, groupId)
             guard info.members.count <= maxMembers else { throw RelayError.groupFull }
             let targets = try await memberDevices(connection, groupId: groupId)
-            if !added.isEmpty {
-                try await insertGroupEvent(
-                    connection, event: GroupEvent(groupId: groupId, action: .membersAdded, actor: actor.account, members: added),
-                    actor: actor, targets: targets, now: now, expiresAt: expiresAt, limits: limits)
-            }
-            return (info, AffectedQueues(devices: added.isEmpty ? [] : targets))
+            try await insertGroupEvent(
+                connection, action: .membersAdded, members: added, info: info, actor: actor, targets: targets, now: now,
+                expiresAt: expiresAt, limits: limits)
+            return (info, AffectedQueues(devices: targets))
         }
     }
 
@@ -160,10 +200,8 @@ extension PostgresRelayStore {
         actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
     ) async throws -> (GroupInfo, AffectedQueues) {
         try await transaction { [self] connection in
-            _ = try await groupInfo(connection, groupId, lock: true)
-            guard try await isMember(connection, groupId: groupId, accountId: actor.accountId) else {
-                throw RelayError.forbidden("not a member of this group")
-            }
+            let leaving = Set(members) == [actor.account]
+            try await requireMember(connection, groupId: groupId, actor: actor, admin: leaving ? nil : "remove other members")
             let before = try await memberDevices(connection, groupId: groupId)
             let resolved = try await resolve(connection, members)
             var removed: [String] = []
@@ -172,15 +210,58 @@ extension PostgresRelayStore {
                     connection, "DELETE FROM group_member WHERE group_id = \(groupId) AND account_id = \(id) RETURNING 1")
                 if !deleted.isEmpty { removed.append(name) }
             }
-            let info = try await groupInfo(connection, groupId)
-            if !removed.isEmpty {
-                // Removed members learn about it too.
-                try await insertGroupEvent(
+            guard !removed.isEmpty else { return (try await groupInfo(connection, groupId), .none) }
+            // Members but no admin left: the longest-standing member (earliest added, then name) becomes one.
+            var promoted: [String]? = nil
+            let hasAdmin = try await !rows(
+                connection, "SELECT 1 FROM group_member WHERE group_id = \(groupId) AND role = 'admin' LIMIT 1"
+            ).isEmpty
+            if !hasAdmin,
+                let heir = try await rows(
                     connection,
-                    event: GroupEvent(groupId: groupId, action: .membersRemoved, actor: actor.account, members: removed),
-                    actor: actor, targets: before, now: now, expiresAt: expiresAt, limits: limits)
+                    """
+                    SELECT g.account_id, a.name FROM group_member g JOIN account a ON a.id = g.account_id
+                    WHERE g.group_id = \(groupId) ORDER BY g.added_at, a.name COLLATE "C" LIMIT 1
+                    """
+                ).first
+            {
+                let (heirId, heirName) = try heir.decode((Int64, String).self)
+                try await rows(
+                    connection, "UPDATE group_member SET role = 'admin' WHERE group_id = \(groupId) AND account_id = \(heirId)")
+                promoted = [heirName]
             }
-            return (info, AffectedQueues(devices: removed.isEmpty ? [] : before))
+            let info = try await bumpEpoch(connection, groupId)
+            // Removed members learn about it too.
+            try await insertGroupEvent(
+                connection, action: .membersRemoved, members: removed, promoted: promoted, info: info, actor: actor,
+                targets: before, now: now, expiresAt: expiresAt, limits: limits)
+            return (info, AffectedQueues(devices: before))
+        }
+    }
+
+    func addGroupAdmins(
+        actor: AuthenticatedDevice, groupId: UUID, members: [String], now: Int64, expiresAt: Int64, limits: RelayLimits
+    ) async throws -> (GroupInfo, AffectedQueues) {
+        try await transaction { [self] connection in
+            try await requireMember(connection, groupId: groupId, actor: actor, admin: "make admins")
+            var promoted: [String] = []
+            for (name, id) in try await resolve(connection, members) {
+                switch try await role(connection, groupId: groupId, accountId: id) {
+                case nil: throw RelayError.invalidField("\(name) is not a member of this group")
+                case .admin: continue
+                case .member:
+                    try await rows(
+                        connection, "UPDATE group_member SET role = 'admin' WHERE group_id = \(groupId) AND account_id = \(id)")
+                    promoted.append(name)
+                }
+            }
+            guard !promoted.isEmpty else { return (try await groupInfo(connection, groupId), .none) }
+            let info = try await bumpEpoch(connection, groupId)
+            let targets = try await memberDevices(connection, groupId: groupId)
+            try await insertGroupEvent(
+                connection, action: .adminsAdded, members: promoted, info: info, actor: actor, targets: targets, now: now,
+                expiresAt: expiresAt, limits: limits)
+            return (info, AffectedQueues(devices: targets))
         }
     }
 

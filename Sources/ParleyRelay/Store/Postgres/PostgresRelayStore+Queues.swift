@@ -148,7 +148,7 @@ extension PostgresRelayStore {
                         batchRoom.count += 1
                         batchRoom.bytes += message.content.count
                     }
-                case .group(let groupId, _, let content):
+                case .group(let groupId, _, let content, _):
                     groupIds.insert(groupId)
                     batchRoom.count += 1
                     batchRoom.bytes += content.count
@@ -163,20 +163,27 @@ extension PostgresRelayStore {
                 }
             }
             var members: [UUID: [Int64]] = [:]
+            var epochs: [UUID: Int64] = [:]
             if !groupIds.isEmpty {
+                // The groups' rows are share-locked first (a membership change holds its group's row exclusively until
+                // it commits), then the members are read by a statement of their own, which in READ COMMITTED sees
+                // every change committed before the lock was granted: the version checked and the members the message
+                // fans out to are those of one version, and no change of them commits before this transaction does.
                 for row in try await rows(
-                    connection,
-                    """
-                    SELECT g.id, m.account_id FROM chat_group g LEFT JOIN group_member m ON m.group_id = g.id
-                    WHERE g.id = ANY(\(Array(groupIds)))
-                    """)
+                    connection, "SELECT id, epoch FROM chat_group WHERE id = ANY(\(Array(groupIds))) ORDER BY id FOR SHARE")
                 {
-                    let (groupId, member) = try row.decode((UUID, Int64?).self)
-                    if let member {
+                    let (groupId, epoch) = try row.decode((UUID, Int64).self)
+                    epochs[groupId] = epoch
+                    members[groupId] = []
+                }
+                if !epochs.isEmpty {
+                    for row in try await rows(
+                        connection,
+                        "SELECT group_id, account_id FROM group_member WHERE group_id = ANY(\(Array(epochs.keys)))")
+                    {
+                        let (groupId, member) = try row.decode((UUID, Int64).self)
                         members[groupId, default: []].append(member)
                         accountIds.insert(member)
-                    } else {
-                        members[groupId] = members[groupId] ?? []
                     }
                 }
             }
@@ -217,7 +224,7 @@ extension PostgresRelayStore {
             for (index, submission) in submissions.enumerated() {
                 do {
                     let (plan, contact) = try Self.plan(
-                        submission, idsByName: idsByName, members: members, active: active, devices: &devices,
+                        submission, idsByName: idsByName, members: members, epochs: epochs, active: active, devices: &devices,
                         shares: &shares, names: accountNames, limits: limits)
                     if let contact { contacts.insert(contact) }
                     let first = copies.count
@@ -268,7 +275,7 @@ extension PostgresRelayStore {
         switch submission.payload {
         case .direct(let recipient, _, _):
             (.direct, Envelope.directConversation(submission.sender.account, recipient), nil)
-        case .group(let groupId, _, _):
+        case .group(let groupId, _, _, _):
             (.group, Envelope.groupConversation(groupId), groupId)
         }
     }
@@ -278,7 +285,7 @@ extension PostgresRelayStore {
     /// ids (410), membership (403), queue room and the sender's share of it (507) including what earlier
     /// submissions of the batch added (recorded in `devices` and `shares` once the submission is accepted).
     private static func plan(
-        _ submission: MessageSubmission, idsByName: [String: Int64], members: [UUID: [Int64]],
+        _ submission: MessageSubmission, idsByName: [String: Int64], members: [UUID: [Int64]], epochs: [UUID: Int64],
         active: [Int64: [UInt32: UInt32]], devices: inout [DeviceAddress: LockedDevice], shares: inout [ShareKey: Room],
         names: [Int64: String], limits: RelayLimits
     ) throws(RelayError) -> ([(Int, Data, [DeviceAddress])], ContactPair?) {
@@ -309,9 +316,10 @@ extension PostgresRelayStore {
                 copies.append((message.type, message.content, [DeviceAddress(accountId: sender.accountId, deviceId: message.deviceId)]))
             }
             guard !copies.isEmpty else { throw .invalidField("message addresses no device") }
-        case .group(let groupId, let type, let content):
-            guard let memberIds = members[groupId] else { throw .notFound("unknown group") }
+        case .group(let groupId, let type, let content, let epoch):
+            guard let memberIds = members[groupId], let current = epochs[groupId] else { throw .notFound("unknown group") }
             guard memberIds.contains(sender.accountId) else { throw .forbidden("not a member of this group") }
+            if let epoch, epoch != current { throw .groupChanged(current: current) }
             var targets: [DeviceAddress] = []
             for accountId in memberIds.sorted() {
                 for deviceId in (active[accountId] ?? [:]).keys.sorted() {

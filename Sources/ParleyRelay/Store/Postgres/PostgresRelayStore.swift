@@ -87,13 +87,15 @@ final class PostgresRelayStore: RelayStore {
         old.run.cancel()
     }
 
-    /// Closes the pool.
-    func close() throws {
+    /// Closes the pool and waits, suspended (no thread is blocked), until it has closed its connections: the pool's
+    /// run ends once the connections leased to calls still in flight are returned.
+    func close() async throws {
         let run = pool.withLockedValue { pool -> Task<Void, Never> in
             pool.closed = true
             return pool.run
         }
         run.cancel()
+        await run.value
     }
 
     // MARK: running statements

@@ -21,7 +21,32 @@ enum PostgresSchema {
     static let migrations: [Migration] = [
         Migration(name: "relay-pg-v1", statements: v1()),
         Migration(name: "relay-pg-v2-hardening", statements: v2Hardening()),
+        Migration(name: "relay-pg-v3-group-roles", statements: v3GroupRoles()),
     ]
+
+    /// `relay-pg-v3-group-roles`, the counterpart of SQLite's `relay-v5-group-roles`. Roles: every member is an
+    /// `admin` or a plain `member`; existing groups get their creator as admin, or (creator gone) their
+    /// longest-standing member (earliest `added_at`, then account id). Versions: `chat_group.epoch` counts the changes
+    /// of a group's members and admins (1 at creation); membership events carry it.
+    private static func v3GroupRoles() -> [String] {
+        [
+            "ALTER TABLE chat_group ADD COLUMN epoch BIGINT NOT NULL DEFAULT 1",
+            """
+            ALTER TABLE group_member ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
+                CONSTRAINT group_member_role CHECK (role IN ('admin', 'member'))
+            """,
+            """
+            UPDATE group_member m SET role = 'admin' FROM chat_group g JOIN account a ON a.name = g.creator
+            WHERE g.id = m.group_id AND a.id = m.account_id
+            """,
+            """
+            UPDATE group_member m SET role = 'admin'
+            WHERE NOT EXISTS (SELECT 1 FROM group_member x WHERE x.group_id = m.group_id AND x.role = 'admin')
+              AND m.account_id = (SELECT y.account_id FROM group_member y WHERE y.group_id = m.group_id
+                                  ORDER BY y.added_at, y.account_id LIMIT 1)
+            """,
+        ]
+    }
 
     /// `relay-pg-v2-hardening`, the counterpart of SQLite's `relay-v4-hardening`: link codes stored as SHA-256
     /// hashes (open codes keep working: their hash is computed here, and the clear codes are dropped); the sender of
