@@ -139,7 +139,7 @@ final class WSTestClient: Sendable {
     }
 
     /// Whether the relay closed the connection (inbox closed) within the timeout.
-    func waitClosed(timeout: Duration = .seconds(5)) async -> Bool {
+    func waitClosed(timeout: Duration = .seconds(20)) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if await frames.isClosed { return true }
