@@ -23,8 +23,9 @@ struct NonReadingSocketTests {
         let stored = try await relay.running.core.store.deviceAuth(account: device.account, deviceId: device.deviceId)
         guard let stored else { throw TestFailure("no such device") }
         let address = DeviceAddress(accountId: stored.accountId, deviceId: device.deviceId)
-        guard let bytes = await relay.running.core.hub.heldBytes(of: address) else { throw TestFailure("not connected") }
-        return bytes
+        // No session any more: the relay reset it after 30 s unwritable in all (a slow run on a loaded machine
+        // gets there); it holds nothing for it then.
+        return await relay.running.core.hub.heldBytes(of: address) ?? 0
     }
 
     @Test func largeMessagesToDevicesThatDoNotReadAreHeldInTheStoreNotInMemory() async throws {
