@@ -28,42 +28,10 @@ struct GroupRoutes {
             let groupId = try HTTPSupport.uuidParameter(context, "id")
             return try HTTPSupport.json(try await core.store.group(groupId, viewer: device.accountId))
         }
-        router.post("/v1/groups/:id/members") { request, context in
-            let device = try await auth.authenticate(request.headers)
-            let groupId = try HTTPSupport.uuidParameter(context, "id")
-            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request, limit: core.limits.groupMembersBody)
-            try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
-            let now = RelayClock.nowMillis()
-            let (info, affected) = try await core.store.addGroupMembers(
-                actor: device, groupId: groupId, members: body.members, now: now, expiresAt: core.expiry(from: now),
-                limits: core.limits)
-            await core.announce(affected.devices)
-            return try HTTPSupport.json(info)
-        }
-        router.post("/v1/groups/:id/members/remove") { request, context in
-            let device = try await auth.authenticate(request.headers)
-            let groupId = try HTTPSupport.uuidParameter(context, "id")
-            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request, limit: core.limits.groupMembersBody)
-            try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
-            let now = RelayClock.nowMillis()
-            let (info, affected) = try await core.store.removeGroupMembers(
-                actor: device, groupId: groupId, members: body.members, now: now, expiresAt: core.expiry(from: now),
-                limits: core.limits)
-            await core.announce(affected.devices)
-            return try HTTPSupport.json(info)
-        }
-        router.post("/v1/groups/:id/admins") { request, context in
-            let device = try await auth.authenticate(request.headers)
-            let groupId = try HTTPSupport.uuidParameter(context, "id")
-            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request, limit: core.limits.groupMembersBody)
-            try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
-            let now = RelayClock.nowMillis()
-            let (info, affected) = try await core.store.addGroupAdmins(
-                actor: device, groupId: groupId, members: body.members, now: now, expiresAt: core.expiry(from: now),
-                limits: core.limits)
-            await core.announce(affected.devices)
-            return try HTTPSupport.json(info)
-        }
+        let store = core.store
+        registerMemberChange("/v1/groups/:id/members", on: router, change: store.addGroupMembers)
+        registerMemberChange("/v1/groups/:id/members/remove", on: router, change: store.removeGroupMembers)
+        registerMemberChange("/v1/groups/:id/admins", on: router, change: store.addGroupAdmins)
         router.put("/v1/groups/:id/messages") { request, context in
             let device = try await auth.authenticate(request.headers)
             let groupId = try HTTPSupport.uuidParameter(context, "id")
@@ -76,6 +44,30 @@ struct GroupRoutes {
             let receipt = try await MessageRoutes.submit(submission, core: core)
             return try HTTPSupport.json(
                 SendMessageResponse(serverTimestamp: receipt.serverTimestamp, queued: receipt.recipients.count, ids: receipt.ids))
+        }
+    }
+
+    /// One of the store's membership changes (add members, remove members, add admins): all three take the same
+    /// body and answer the group as it is after the change.
+    typealias MemberChange = @Sendable (
+        _ actor: AuthenticatedDevice, _ groupId: UUID, _ members: [String], _ now: Int64, _ expiresAt: Int64,
+        _ limits: RelayLimits
+    ) async throws -> (GroupInfo, AffectedQueues)
+
+    private func registerMemberChange(
+        _ path: RouterPath, on router: Router<some RequestContext>, change: @escaping MemberChange
+    ) {
+        let core = self.core
+        let auth = self.auth
+        router.post(path) { request, context in
+            let device = try await auth.authenticate(request.headers)
+            let groupId = try HTTPSupport.uuidParameter(context, "id")
+            let body = try await HTTPSupport.decode(GroupMembersRequest.self, from: request, limit: core.limits.groupMembersBody)
+            try Self.checkNames(body.members, limit: core.limits.maxGroupMembers)
+            let now = RelayClock.nowMillis()
+            let (info, affected) = try await change(device, groupId, body.members, now, core.expiry(from: now), core.limits)
+            await core.announce(affected.devices)
+            return try HTTPSupport.json(info)
         }
     }
 
