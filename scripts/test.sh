@@ -16,8 +16,17 @@ PARLEY_TEST_POSTGRES=$(scripts/pg-throwaway.sh start "$PG_DIR")
 export PARLEY_TEST_POSTGRES
 echo "== PostgreSQL for the tests: $PARLEY_TEST_POSTGRES"
 # Every suite has its own time limit; this bounds the whole run too, so that a hang fails the
-# run (exit 124) instead of holding CI until its deadline. A full run takes 2-3 minutes.
-timeout --kill-after=30s 30m swift test --skip-build
+# run (exit 124) instead of holding CI until its deadline. A full run takes 4-8 minutes.
+# The test binary is run directly (what `swift test --skip-build` runs) to bound how many tests run at
+# once: unbounded, the ~300 tests start together, each with its relay, sockets and clients, and on a small
+# machine the waits of the slowest exceed any reasonable bound (a whole CI run failed that way). Four per
+# core, between 6 and 16; PARLEY_TEST_WIDTH overrides it.
+CORES=$(nproc)
+WIDTH=${PARLEY_TEST_WIDTH:-$(( CORES * 4 < 6 ? 6 : (CORES * 4 > 16 ? 16 : CORES * 4) ))}
+BIN_PATH=$(swift build --show-bin-path)
+echo "== tests: $BIN_PATH/ParleyPackageTests.xctest, at most $WIDTH at once"
+timeout --kill-after=30s 40m "$BIN_PATH/ParleyPackageTests.xctest" --testing-library swift-testing \
+    --experimental-maximum-parallelization-width "$WIDTH"
 echo "== conformance: parley-conformance TestVectors"
 .build/debug/parley-conformance TestVectors
 echo "== live interop with python-axolotl (tools/interop/run.sh)"

@@ -98,7 +98,7 @@ final class EventLog: @unchecked Sendable {
     /// Waits until an event matches; fails the test after `timeout`.
     @discardableResult
     func wait(
-        for description: String, timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation,
+        for description: String, timeout: Duration = .seconds(60), sourceLocation: SourceLocation = #_sourceLocation,
         _ match: @escaping @Sendable (ClientEvent) -> Bool
     ) async -> ClientEvent? {
         let deadline = ContinuousClock.now + timeout

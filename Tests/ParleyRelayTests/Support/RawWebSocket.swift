@@ -65,7 +65,7 @@ final class RawWebSocket: @unchecked Sendable {
     }
 
     /// The next text frame's JSON, or nil on timeout or close.
-    func nextFrame(timeout: Duration = .seconds(10)) async throws -> ServerFrame? {
+    func nextFrame(timeout: Duration = .seconds(30)) async throws -> ServerFrame? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let payload = takeFrame() {
