@@ -11,16 +11,23 @@ public struct NewDeviceKeys: Codable, Sendable, Equatable {
     public var oneTimePreKeys: [OneTimePreKey]
     /// Optional human-readable device name (max 64 bytes UTF-8). Not secret from the relay: clients may encrypt it.
     public var name: String?
+    /// The device's last-resort Kyber prekey (PQXDH); optional, so that a client without Kyber can
+    /// still register (its sessions are X3DH, which post-quantum initiators refuse).
+    public var kyberLastResortPreKey: KyberPreKey?
+    /// Initial one-time Kyber prekeys (at most 100).
+    public var kyberOneTimePreKeys: [KyberPreKey]?
 
     public init(
         registrationId: UInt32, identityKey: Data, signedPreKey: SignedPreKey, oneTimePreKeys: [OneTimePreKey],
-        name: String? = nil
+        name: String? = nil, kyberLastResortPreKey: KyberPreKey? = nil, kyberOneTimePreKeys: [KyberPreKey]? = nil
     ) {
         self.registrationId = registrationId
         self.identityKey = identityKey
         self.signedPreKey = signedPreKey
         self.oneTimePreKeys = oneTimePreKeys
         self.name = name
+        self.kyberLastResortPreKey = kyberLastResortPreKey
+        self.kyberOneTimePreKeys = kyberOneTimePreKeys
     }
 }
 
