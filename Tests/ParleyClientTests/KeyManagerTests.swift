@@ -93,17 +93,4 @@ import Testing
         // One-time Kyber prekeys are not touched by rotation.
         #expect(try store.kyberPreKeys().filter { !$0.isLastResort }.count == manager.policy.kyberBatchSize)
     }
-
-    @Test func aKeyStampedInTheFutureIsRotated() throws {
-        // Stores made before prekey timestamps were seconds stamped them in milliseconds: such a key must still
-        // be rotated (it would otherwise look fresh for decades).
-        let (store, dir) = try makeStore()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let manager = KeyManager()
-        let nowSeconds: UInt64 = 1_780_000_000
-        _ = try manager.registrationKeys(store: store, now: nowSeconds * 1_000)
-        #expect(try manager.rotateSignedPreKeyIfDue(store: store, now: nowSeconds) != nil)
-        #expect(try manager.rotateKyberLastResortIfDue(store: store, now: nowSeconds) != nil)
-        #expect(try manager.rotateSignedPreKeyIfDue(store: store, now: nowSeconds + 60) == nil)
-    }
 }

@@ -156,7 +156,14 @@ import Testing
         let upgraded = try p.send("post-quantum", from: aliceAddress)
         #expect(upgraded.serialized.first == 0x44)
         #expect(try Pair.decrypt(upgraded.serialized, type: 3, from: aliceAddress, store: p.bob) == Array("post-quantum".utf8))
+        #expect(p.bob.sessions[aliceAddress]?.currentVersion == 4)
+        // The archived version-3 state that decrypts the late message is promoted (§4.8, as libsignal does)...
         #expect(try Pair.decrypt(late.serialized, type: 2, from: aliceAddress, store: p.bob) == Array("late".utf8))
+        #expect(p.bob.sessions[aliceAddress]?.currentVersion == 3)
+        // ...and Alice's next version-4 message makes the version-4 state current again.
+        let next = try p.send("post-quantum again", from: aliceAddress)
+        #expect(next.serialized.first == 0x44)
+        #expect(try Pair.decrypt(next.serialized, type: next.type, from: aliceAddress, store: p.bob) == Array("post-quantum again".utf8))
         #expect(p.bob.sessions[aliceAddress]?.currentVersion == 4)
     }
 

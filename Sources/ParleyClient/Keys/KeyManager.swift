@@ -56,9 +56,7 @@ public struct KeyManager: Sendable {
         try store.transaction { store in
             let existing = try store.signedPreKeys()  // oldest first
             var created: SignedPreKeyRecord? = nil
-            // A key stamped in the future (a clock set back, or a store whose keys were stamped in milliseconds
-            // before timestamps were seconds) counts as due: otherwise it would never be rotated.
-            if let newest = existing.last, newest.timestamp <= now, now < newest.timestamp + policy.signedPreKeyRotation {
+            if let newest = existing.last, now < newest.timestamp + policy.signedPreKeyRotation {
                 created = nil
             } else {
                 created = try newSignedPreKey(store: store, now: now, random: random)
@@ -83,7 +81,7 @@ public struct KeyManager: Sendable {
         try store.transaction { store in
             let existing = try store.kyberPreKeys().filter(\.isLastResort)  // oldest first
             var created: KyberPreKeyRecord? = nil
-            if existing.last.map({ $0.timestamp > now || now >= $0.timestamp + policy.signedPreKeyRotation }) ?? true {
+            if existing.last.map({ now >= $0.timestamp + policy.signedPreKeyRotation }) ?? true {
                 created = try newKyberPreKeys(count: 1, lastResort: true, store: store, now: now, random: random).first
             }
             let all = existing + (created.map { [$0] } ?? [])

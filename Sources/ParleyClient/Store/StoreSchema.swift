@@ -25,6 +25,7 @@ import GRDB
 ///   used with (`kyber_prekey_use`), and the session policy in `meta` (`session_policy`):
 ///   `allowClassical` for a store created before this migration (its peers may still publish no
 ///   Kyber prekey), which `DeviceStore.create` replaces with `requirePostQuantum` for a new one.
+///   Signed prekey timestamps written in milliseconds by earlier engines are converted to seconds.
 ///
 /// Conventions: timestamps are INTEGER milliseconds since 1970 UTC; uint32 ids are INTEGER;
 /// columns named `*_sealed` hold `ValueProtection` output (sealed or clear, see `meta.sealing`).
@@ -279,6 +280,11 @@ enum StoreSchema {
                 ) WITHOUT ROWID;
 
                 INSERT OR IGNORE INTO meta (name, value) VALUES ('session_policy', 'allowClassical');
+
+                -- Signed prekeys registered by ParleyDevice before this migration were stamped in milliseconds
+                -- (PreKeyPolicy periods are seconds): 10^11 seconds is the year 5138, so any larger stamp is
+                -- milliseconds.
+                UPDATE signed_prekey SET timestamp = timestamp / 1000 WHERE timestamp >= 100000000000;
                 """)
     }
 }

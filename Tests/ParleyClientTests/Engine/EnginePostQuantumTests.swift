@@ -98,7 +98,18 @@ struct EnginePostQuantumTests {
         #expect(try Self.sessionVersion(alice, with: carol) == nil)
         #expect(try Self.storedVersionBytes(harness).isEmpty)
 
-        // Carol (allowClassical) can only make a version-3 session; Alice refuses its PreKeySignalMessage.
+        // Carol, a client from before PQXDH, can only make a version-3 session (from Alice's bundle without its
+        // Kyber prekey, as an old client reads it); Alice refuses its PreKeySignalMessage.
+        let fetched = try await RelayClient(baseURL: harness.baseURL, credentials: carol.account.credentials)
+            .bundles(account: alice.account.name, deviceId: alice.account.deviceId)
+        let full = try ParleyDevice.bundle(try #require(fetched.devices.first))
+        let classical = PreKeyBundle(
+            registrationId: full.registrationId, deviceId: full.deviceId, identityKey: full.identityKey,
+            signedPreKeyId: full.signedPreKeyId, signedPreKey: full.signedPreKey, signedPreKeySignature: full.signedPreKeySignature,
+            preKeyId: full.preKeyId, preKey: full.preKey)
+        try SessionBuilder.process(
+            bundle: classical, for: ProtocolAddress(name: alice.account.name, deviceId: alice.account.deviceId), store: carol.store,
+            policy: .allowClassical)
         try await carol.send("hello alice", to: alice.account.name)
         #expect(try Self.storedVersionBytes(harness) == [0x33])
         let loop = Task { await alice.run() }
@@ -112,6 +123,26 @@ struct EnginePostQuantumTests {
 
         loop.cancel()
         await alice.close(); await carol.close()
+        await harness.finish()
+    }
+
+    /// Prekey timestamps are seconds, the unit of `PreKeyPolicy`'s periods: the engine used to stamp them in
+    /// milliseconds, so that a signed prekey (and now the last-resort Kyber prekey) rotated every ~3 minutes of key
+    /// maintenance and a replaced one was dropped ~43 minutes later.
+    @Test func prekeysAreStampedInSeconds() async throws {
+        let harness = try await EngineHarness()
+        let alice = try await harness.register("alice")
+        let now = UInt64(Date().timeIntervalSince1970)
+        let signed = try #require(try alice.store.signedPreKeys().last)
+        let kyber = try #require(try alice.store.kyberPreKeys().last(where: \.isLastResort))
+        for stamp in [signed.timestamp, kyber.timestamp] {
+            #expect(stamp + 60 >= now && stamp <= now + 60)
+        }
+        // Maintenance right after registration rotates nothing and uploads nothing new.
+        try await alice.maintainKeys()
+        #expect(try alice.store.signedPreKeys().count == 1)
+        #expect(try alice.store.kyberPreKeys().filter(\.isLastResort).count == 1)
+        await alice.close()
         await harness.finish()
     }
 
