@@ -13,8 +13,8 @@ enum InputValidation {
         let identity = try publicKey(keys.identityKey, "identityKey")
         try check(keys.signedPreKey, signedBy: identity)
         try check(keys.oneTimePreKeys)
-        try checkKyber(lastResort: keys.kyberLastResortPreKey, oneTime: keys.kyberOneTimePreKeys ?? [])
-        try verifyKyber(lastResort: keys.kyberLastResortPreKey, oneTime: keys.kyberOneTimePreKeys ?? [], identityKey: keys.identityKey)
+        try checkKyber(lastResort: keys.kyberLastResortPreKey, oneTime: [])
+        try verifyKyber(lastResort: keys.kyberLastResortPreKey, oneTime: [], identityKey: keys.identityKey)
         if let name = keys.name, name.utf8.count > RelayLimits.maxDeviceNameBytes {
             throw .invalidField("device name longer than \(RelayLimits.maxDeviceNameBytes) bytes")
         }

@@ -17,10 +17,16 @@ extension RelayLimits {
     /// Room for a message's fields around its ciphertext (ids, type, timestamps, field names).
     static let ciphertextEnvelopeBytes = 1_024
 
-    /// Registration, link claim and `PUT /v1/keys`: keys and a signature (~300 bytes of JSON), a device name
+    /// Registration and link claim (unauthenticated): keys and a signature (~300 bytes of JSON), a device name
     /// (64 bytes, up to 6 bytes each when `\u`-escaped) and at most 100 one-time prekeys of ~66 bytes each:
-    /// under 8 KiB as compact JSON; twice that leaves room for whitespace. Plus a last-resort Kyber prekey and at
-    /// most 100 one-time ones, each at most `kyberPreKeyJSONBytes`: 443 KiB in all.
+    /// under 8 KiB as compact JSON; twice that leaves room for whitespace. Plus one last-resort Kyber prekey
+    /// (`kyberPreKeyJSONBytes`): 20,968 bytes. One-time Kyber prekeys go through the authenticated
+    /// `PUT /v1/keys`, so an anonymous client still cannot make the relay read more than ~20 KiB.
+    static let registrationBody = BodyLimit(
+        bytes: 16 * 1024 + kyberPreKeyJSONBytes, maxArrayElements: maxOneTimePreKeysPerUpload)
+
+    /// `PUT /v1/keys` (authenticated): what a registration may carry, plus at most 100 one-time Kyber prekeys of
+    /// at most `kyberPreKeyJSONBytes` each: 479,368 bytes.
     static let keyUploadBody = BodyLimit(
         bytes: 16 * 1024 + (1 + maxKyberOneTimePreKeysPerUpload) * kyberPreKeyJSONBytes,
         maxArrayElements: max(maxOneTimePreKeysPerUpload, maxKyberOneTimePreKeysPerUpload))

@@ -112,7 +112,7 @@ final class SQLiteRelayStore: RelayStore {
             ])
         let address = DeviceAddress(accountId: accountId, deviceId: deviceId)
         try insertOneTimePreKeys(db, address, keys.oneTimePreKeys)
-        try insertKyberPreKeys(db, address, lastResort: keys.kyberLastResortPreKey, oneTime: keys.kyberOneTimePreKeys ?? [])
+        try insertKyberPreKeys(db, address, lastResort: keys.kyberLastResortPreKey, oneTime: [])
     }
 
     // MARK: accounts and devices

@@ -17,10 +17,9 @@ struct KyberPreKeyTests {
         return KyberPreKey(keyId: id, publicKey: Data(pair.publicKey.serialized), signature: Data(signature))
     }
 
-    static func keys(identity: IdentityKeyPair, lastResort: KyberPreKey?, oneTime: [KyberPreKey], ecOneTime: Int = 5) -> NewDeviceKeys {
+    static func keys(identity: IdentityKeyPair, lastResort: KyberPreKey?, ecOneTime: Int = 5) -> NewDeviceKeys {
         var keys = Fixtures.keys(oneTimeCount: ecOneTime, identity: identity)
         keys.kyberLastResortPreKey = lastResort
-        keys.kyberOneTimePreKeys = oneTime
         return keys
     }
 
@@ -30,8 +29,9 @@ struct KyberPreKeyTests {
         let identity = Fixtures.identity()
         let lastResort = try Self.kyberPreKey(id: 100, signer: identity)
         let oneTime = [try Self.kyberPreKey(id: 1, signer: identity), try Self.kyberPreKey(id: 2, signer: identity)]
-        let alice = try await http.register(
-            Fixtures.uniqueName("alice"), keys: Self.keys(identity: identity, lastResort: lastResort, oneTime: oneTime))
+        let alice = try await http.register(Fixtures.uniqueName("alice"), keys: Self.keys(identity: identity, lastResort: lastResort))
+        // One-time Kyber prekeys come with the first authenticated upload (they do not fit a registration body).
+        #expect(try await http.call(.PUT, "/v1/keys", alice, body: UploadPreKeysRequest(kyberOneTimePreKeys: oneTime)).status == 200)
         let bob = try await http.register(Fixtures.uniqueName("bob"))
 
         var status = try await http.call(.GET, "/v1/keys/status", alice).decode(PreKeyStatusResponse.self)
@@ -76,6 +76,30 @@ struct KyberPreKeyTests {
         try await relay.stop()
     }
 
+    /// A registration (unauthenticated) carries at most the last-resort Kyber prekey: its body bound stays ~20 KiB,
+    /// and one-time Kyber prekeys in it are an unknown field.
+    @Test func registrationsCarryOnlyTheLastResortKyberPreKey() async throws {
+        let relay = try await TestRelay.start()
+        let identity = Fixtures.identity()
+        var json = try JSONSerialization.jsonObject(
+            with: try WireCoding.encoder().encode(
+                RegisterAccountRequest(
+                    name: Fixtures.uniqueName("alice"),
+                    device: Self.keys(identity: identity, lastResort: try Self.kyberPreKey(id: 100, signer: identity), ecOneTime: 100))))
+            as? [String: Any] ?? [:]
+        let ok = try await relay.http.raw(.POST, "/v1/accounts", body: try JSONSerialization.data(withJSONObject: json))
+        #expect(ok.status == 201)  // 100 EC one-time prekeys and a last-resort Kyber prekey fit
+        var device = json["device"] as? [String: Any] ?? [:]
+        let oneTime = try WireCoding.encoder().encode([try Self.kyberPreKey(id: 1, signer: identity)])
+        device["kyberOneTimePreKeys"] = try JSONSerialization.jsonObject(with: oneTime)
+        json["device"] = device
+        json["name"] = Fixtures.uniqueName("bob")
+        let refused = try await relay.http.raw(.POST, "/v1/accounts", body: try JSONSerialization.data(withJSONObject: json))
+        #expect(refused.status == 400 || refused.status == 413)
+        #expect(RelayLimits.registrationBody.bytes < 21 * 1024)
+        try await relay.stop()
+    }
+
     @Test func aDeviceWithoutKyberPreKeysIsToldToPublishOne() async throws {
         let relay = try await TestRelay.start()
         let http = relay.http
@@ -96,7 +120,7 @@ struct KyberPreKeyTests {
         let mallory = Fixtures.identity()
         let lastResort = try Self.kyberPreKey(id: 100, signer: identity)
         let alice = try await http.register(
-            Fixtures.uniqueName("alice"), keys: Self.keys(identity: identity, lastResort: lastResort, oneTime: []))
+            Fixtures.uniqueName("alice"), keys: Self.keys(identity: identity, lastResort: lastResort))
 
         // Signed by another identity key.
         let foreign = try Self.kyberPreKey(id: 7, signer: mallory)
@@ -130,7 +154,7 @@ struct KyberPreKeyTests {
         let refused = try await http.call(
             .POST, "/v1/accounts",
             body: RegisterAccountRequest(
-                name: Fixtures.uniqueName("eve"), device: Self.keys(identity: identity, lastResort: foreign, oneTime: [])))
+                name: Fixtures.uniqueName("eve"), device: Self.keys(identity: identity, lastResort: foreign)))
         #expect(refused.status == 400)
 
         // Nothing of the refused uploads was stored: the 5 EC one-time prekeys of registration, no Kyber
@@ -150,7 +174,7 @@ struct KyberPreKeyTests {
         let identity = Fixtures.identity()
         let alice = try await http.register(
             Fixtures.uniqueName("alice"),
-            keys: Self.keys(identity: identity, lastResort: try Self.kyberPreKey(id: 1_000, signer: identity), oneTime: []))
+            keys: Self.keys(identity: identity, lastResort: try Self.kyberPreKey(id: 1_000, signer: identity)))
         var nextId: UInt32 = 1
         func batch(_ count: Int) throws -> [KyberPreKey] {
             defer { nextId += UInt32(count) }
@@ -177,9 +201,7 @@ struct KyberPreKeyTests {
         // A linked device claims with its provisioning key and Kyber prekeys signed by it, and is approved to
         // upload the account identity.
         let code = try await http.call(.POST, "/v1/devices/links", existing).decode(LinkCodeResponse.self)
-        let claimKeys = Self.keys(
-            identity: provisioning, lastResort: try Self.kyberPreKey(id: 5, signer: provisioning),
-            oneTime: [try Self.kyberPreKey(id: 6, signer: provisioning)])
+        let claimKeys = Self.keys(identity: provisioning, lastResort: try Self.kyberPreKey(id: 5, signer: provisioning))
         let claim = try await http.call(.POST, "/v1/devices/links/claim", body: ClaimLinkRequest(code: code.code, device: claimKeys))
         #expect(claim.status == 201)
         let linked = try claim.decode(DeviceCredentials.self)
@@ -191,18 +213,22 @@ struct KyberPreKeyTests {
         let early = try await http.call(
             .PUT, "/v1/keys", linked, body: UploadPreKeysRequest(kyberLastResortPreKey: try Self.kyberPreKey(id: 7, signer: account)))
         #expect([400, 401].contains(early.status))
-        // ...and accepted with the identity upload, which drops the old ones.
-        let fresh = try Self.kyberPreKey(id: 8, signer: account)
+        // The identity upload drops the Kyber prekeys signed by the provisioning key...
         let upload = try await http.call(
             .PUT, "/v1/keys", linked,
             body: UploadPreKeysRequest(
-                identityKey: Data(account.identityKey.serialized), signedPreKey: Fixtures.signedPreKey(id: 2, identity: account),
-                kyberLastResortPreKey: fresh))
+                identityKey: Data(account.identityKey.serialized), signedPreKey: Fixtures.signedPreKey(id: 2, identity: account)))
         #expect(upload.status == 200)
         let status = try upload.decode(PreKeyStatusResponse.self)
+        #expect(!status.hasKyberLastResortPreKey)
         #expect(status.kyberOneTimePreKeyCount == 0)
-        #expect(status.hasKyberLastResortPreKey)
-        let bundle = try await http.call(.GET, "/v1/keys/\(existing.account)/\(linked.deviceId)", existing)
+        var bundle = try await http.call(.GET, "/v1/keys/\(existing.account)/\(linked.deviceId)", existing)
+            .decode(PreKeyBundleResponse.self)
+        #expect(bundle.devices.first?.kyberPreKey == nil)
+        // ...and the account identity's are accepted from then on.
+        let fresh = try Self.kyberPreKey(id: 8, signer: account)
+        #expect(try await http.call(.PUT, "/v1/keys", linked, body: UploadPreKeysRequest(kyberLastResortPreKey: fresh)).status == 200)
+        bundle = try await http.call(.GET, "/v1/keys/\(existing.account)/\(linked.deviceId)", existing)
             .decode(PreKeyBundleResponse.self)
         #expect(bundle.devices.first?.kyberPreKey == fresh)
         try await relay.stop()

@@ -67,12 +67,21 @@ public actor ParleyDevice {
             let device = NewDeviceKeys(
                 registrationId: registrationId, identityKey: Data(identity.identityKey.serialized),
                 signedPreKey: Self.wire(signed), oneTimePreKeys: keys.oneTimePreKeys.map(Self.wire), name: deviceName,
-                kyberLastResortPreKey: keys.kyberLastResortPreKey.map(Self.wire),
-                kyberOneTimePreKeys: keys.kyberOneTimePreKeys.map(Self.wire))
-            let credentials = try await RelayClient(baseURL: serverURL, http: http).register(name: name, device: device)
+                kyberLastResortPreKey: keys.kyberLastResortPreKey.map(Self.wire))
+            let anonymous = RelayClient(baseURL: serverURL, http: http)
+            let credentials = try await anonymous.register(name: name, device: device)
             let account = LocalAccount(
                 name: credentials.account, deviceId: credentials.deviceId, credential: credentials.credential, serverURL: serverURL)
             try store.saveAccount(account)
+            // One-time Kyber prekeys do not fit an unauthenticated request: they go with the first authenticated
+            // upload. If it fails the account stands anyway; the keys are dropped from the store and key maintenance
+            // publishes a new batch when the relay's notice asks for it.
+            do {
+                _ = try await anonymous.authenticated(as: credentials).uploadPreKeys(
+                    UploadPreKeysRequest(kyberOneTimePreKeys: keys.kyberOneTimePreKeys.map(Self.wire)))
+            } catch {
+                for key in keys.kyberOneTimePreKeys { try? store.removeKyberPreKey(id: key.id) }
+            }
             return ParleyDevice(store: store, account: account, http: http)
         } catch {
             try? store.close()

@@ -126,6 +126,22 @@ struct EnginePostQuantumTests {
         await harness.finish()
     }
 
+    /// The CLI says why: `parley send` to a classical-only peer exits 1 with the refusal on stderr.
+    @Test func theCLISaysWhyAClassicalPeerIsRefused() async throws {
+        let harness = try await EngineHarness()
+        let aliceHome = harness.dir.appendingPathComponent("alice-home").path
+        let alice = "alice\(UUID().uuidString.prefix(6).lowercased())"
+        #expect(try await CLI.run(CLI.binary, home: aliceHome, ["register", alice, "--server", harness.baseURL]).0 == 0)
+        let carol = try await Self.registerClassical("carol", harness: harness)
+        let (status, output) = try await CLI.run(CLI.binary, home: aliceHome, ["send", carol.account.name, "hello"])
+        #expect(status == 1)
+        #expect(output.contains("could not send to \(carol.account.name)"))
+        #expect(output.contains("refused a classical (X3DH, non-post-quantum) session"))
+        #expect(output.contains("publishes no Kyber prekey (post-quantum sessions are required)"))
+        await carol.close()
+        await harness.finish()
+    }
+
     /// Prekey timestamps are seconds, the unit of `PreKeyPolicy`'s periods: the engine used to stamp them in
     /// milliseconds, so that a signed prekey (and now the last-resort Kyber prekey) rotated every ~3 minutes of key
     /// maintenance and a replaced one was dropped ~43 minutes later.
