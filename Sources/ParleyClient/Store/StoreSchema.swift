@@ -22,7 +22,8 @@ import GRDB
 ///   (`message.repair_state`, `message.repair_requests`).
 /// * `client-v5-kyber`: PQXDH: the device's signed Kyber prekeys (`kyber_prekey`, secret key
 ///   sealed), the (Kyber prekey, signed prekey, base key) triples a last-resort Kyber prekey was
-///   used with (`kyber_prekey_use`), and the session policy in `meta` (`session_policy`):
+///   used with (`kyber_prekey_use`; rows versioned for rollback detection like the other key
+///   rows, `RollbackLedger`), and the session policy in `meta` (`session_policy`):
 ///   `allowClassical` for a store created before this migration (its peers may still publish no
 ///   Kyber prekey), which `DeviceStore.create` replaces with `requirePostQuantum` for a new one.
 ///   Signed prekey timestamps written in milliseconds by earlier engines are converted to seconds.
@@ -269,7 +270,8 @@ enum StoreSchema {
                     secret_key_sealed BLOB NOT NULL,
                     signature BLOB NOT NULL,
                     timestamp INTEGER NOT NULL,
-                    last_resort INTEGER NOT NULL CHECK (last_resort IN (0, 1))
+                    last_resort INTEGER NOT NULL CHECK (last_resort IN (0, 1)),
+                    seal_version INTEGER NOT NULL DEFAULT 0
                 );
 
                 CREATE TABLE kyber_prekey_use (
