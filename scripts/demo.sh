@@ -103,8 +103,26 @@ step "safety numbers: alice and bob compare them out of band"
 run "$PHONE" safety-number "$BOBNAME"
 run "$BOB" safety-number "$ALICE"
 
+step "alice writes while bob and her laptop are offline: the relay holds the ciphertexts; every direct one is version 4 (PQXDH: first byte 0x44)"
+run "$PHONE" send "$BOBNAME" "See you soon"
+python3 - "$WORK/relay.sqlite" <<'PY'
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+rows = con.execute("select kind, type, substr(content, 1, 1) from message where kind in ('direct', 'group')").fetchall()
+direct = [bytes(r[2])[0] for r in rows if r[0] == "direct"]
+for kind, type_, first in rows:
+    print(f"    a queued {kind} message of type {type_}: first byte 0x{bytes(first)[0]:02x}")
+if not direct:
+    sys.exit("no direct ciphertext is queued at the relay")
+if any(b != 0x44 for b in direct):
+    sys.exit("a direct ciphertext is not version 4 (0x44)")
+print(f"    {len(direct)} direct ciphertexts, all version 4 (0x44)")
+PY
+run "$BOB" sync
+run "$LAPTOP" sync
+
 step "what the relay stored: only ciphertext"
-python3 - "$WORK/relay.sqlite" "Hi Bob, dinner at 8?" "Sounds good, see you there" "I'll be there at 8" "Perfect" "I booked a table for three" "Great, I'll bring dessert" "dinner" <<'PY'
+python3 - "$WORK/relay.sqlite" "See you soon" "Hi Bob, dinner at 8?" "Sounds good, see you there" "I'll be there at 8" "Perfect" "I booked a table for three" "Great, I'll bring dessert" "dinner" <<'PY'
 import sqlite3, sys, glob
 db, secrets = sys.argv[1], sys.argv[2:]
 raw = b"".join(open(f, "rb").read() for f in glob.glob(db + "*"))

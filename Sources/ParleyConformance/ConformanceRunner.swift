@@ -75,6 +75,8 @@ public struct ConformanceRunner {
             return [outcome(name) { try SessionVectorRunner(vector: vector).run() }]
         case "group":
             return [outcome(name) { try GroupVectorRunner(vector: vector).run() }]
+        case "sender_key":
+            return [outcome(name) { try SenderKeyVectorRunner(vector: vector).run() }]
         case "kem":
             return [outcome(name) { try KEMVectorRunner(vector: vector).run() }]
         case _ where PrimitiveVectorRunner.kinds.contains(kind):

@@ -4,7 +4,9 @@ import ParleyProtocol
 
 /// One party of the live interop round trip (Specs/interop.md): reads one JSON request per line
 /// on standard input and answers one JSON line on standard output. Real randomness, in-memory
-/// stores, device id 1 for every address.
+/// stores, device id 1 for every address. python-axolotl speaks version 3 only, so this peer
+/// runs under `SessionPolicy.allowClassical` (new sessions are X3DH) and uses the old Sender Key
+/// layout.
 public final class InteropPeer {
     private var store: InMemoryProtocolStore?
     private var name = ""
@@ -91,7 +93,8 @@ public final class InteropPeer {
                 signedPreKeyId: try b["signed_prekey_id"].uint32(),
                 signedPreKey: try PublicKey(serialized: try b["signed_prekey"].hex()),
                 signedPreKeySignature: try b["signed_prekey_signature"].hex(), preKeyId: preKeyId, preKey: preKey)
-            try SessionBuilder.process(bundle: bundle, for: address(try r["peer"].string()), store: store)
+            // python-axolotl publishes no Kyber prekey: these sessions are X3DH (version 3).
+            try SessionBuilder.process(bundle: bundle, for: address(try r["peer"].string()), store: store, policy: .allowClassical)
             return [:]
         case "encrypt":
             let store = try requireStore()
@@ -103,7 +106,8 @@ public final class InteropPeer {
             let bytes = try r["ciphertext"].hex()
             let plaintext: [UInt8]
             if try r["type"].int() == 3 {
-                plaintext = try SessionCipher.decrypt(try PreKeySignalMessage(serialized: bytes), from: peer, store: store)
+                plaintext = try SessionCipher.decrypt(
+                    try PreKeySignalMessage(serialized: bytes), from: peer, store: store, policy: .allowClassical)
             } else {
                 plaintext = try SessionCipher.decrypt(try SignalMessage(serialized: bytes), from: peer, store: store)
             }

@@ -8,8 +8,10 @@ import ParleyProtocol
 
 public struct Crypto: ParsableCommand {
     public static let configuration = CommandConfiguration(
-        abstract: "Protocol-layer throughput on one core: one chain, ping-pong, sender keys, session setup.",
+        abstract: "Protocol-layer throughput on one core: one chain, ping-pong, sender keys, session setup (X3DH and PQXDH), Kyber1024.",
         discussion: """
+            Session setup is measured for X3DH (version 3) and PQXDH (version 4, Kyber1024) in alternating runs of \
+            the same invocation, and the ratio of their CPU-time rates is printed (target: PQXDH >= 0.8x X3DH).
             With --anchors, vodozemac (Matrix's Olm and Megolm, through its PyPI binding, installed by \
             tools/bench/setup.sh) does the same work in the same invocation, right after each case, and \
             the ratio of the two CPU-time rates is printed: Megolm for sender keys, Olm for the 1:1 cases.
@@ -52,15 +54,47 @@ public struct Crypto: ParsableCommand {
         try report("sender key (encrypt+decrypt)", target: nil, anchor: ("megolm", senderKeyMessages)) {
             try BenchSession.senderKey(messages: senderKeyMessages, plaintext: plaintext)
         }
-        try report("session setup (bundle -> first message)", target: nil, anchor: nil) {
-            try BenchSession.setup(count: setups, plaintext: plaintext)
+        try compareSetups(plaintext: plaintext)
+        let kemOperations = max(setups, 1_000)
+        let kemInputs = try BenchSession.KEMInputs(count: kemOperations)
+        try report("Kyber1024 keygen (ops)", target: nil, anchor: nil) { try BenchSession.kemKeygen(kemInputs) }
+        try report("Kyber1024 encaps (ops)", target: nil, anchor: nil) { try BenchSession.kemEncaps(kemInputs) }
+        try report("Kyber1024 decaps (ops)", target: nil, anchor: nil) { try BenchSession.kemDecaps(kemInputs) }
+    }
+
+    /// X3DH and PQXDH session setup (bundle -> first message -> reply), their runs alternating so
+    /// that both see the same machine, and the ratio of their median CPU-time rates.
+    private func compareSetups(plaintext: [UInt8]) throws {
+        let x3dhName = "X3DH setup (bundle->msg->reply)", pqxdhName = "PQXDH setup (bundle->msg->reply)"
+        if let only, !x3dhName.contains(only), !pqxdhName.contains(only), !"session setup".contains(only) { return }
+        var x3dh: [Measurement] = [], pqxdh: [Measurement] = []
+        for _ in 0..<runs {
+            x3dh.append(try BenchSession.setup(count: setups, plaintext: plaintext, postQuantum: false))
+            pqxdh.append(try BenchSession.setup(count: setups, plaintext: plaintext, postQuantum: true))
         }
+        let x3dhRate = printRow(x3dhName, results: x3dh, target: nil)
+        let pqxdhRate = printRow(pqxdhName, results: pqxdh, target: nil)
+        print(String(format: "    PQXDH / X3DH setup = %.2fx (msg/CPU-s medians, alternating runs; target >= 0.80x)", pqxdhRate / x3dhRate))
     }
 
     private func report(_ name: String, target: Double?, anchor: (String, Int)?, _ body: () throws -> Measurement) throws {
         if let only, !name.contains(only) { return }
         var results: [Measurement] = []
         for _ in 0..<runs { results.append(try body()) }
+        let cpuMedian = printRow(name, results: results, target: target)
+        if anchors, let (anchorCase, anchorMessages) = anchor {
+            let anchorRuns = try runAnchor(anchorCase, messages: anchorMessages)
+            let anchorCPU = anchorRuns.map(\.cpu).sorted()
+            let anchorMedian = anchorCPU[anchorCPU.count / 2]
+            if verbose { print("    anchor runs (msg/CPU-s): " + anchorCPU.map { String(format: "%.0f", $0) }.joined(separator: " ")) }
+            print("    vodozemac \(anchorCase): \(String(format: "%.0f", anchorMedian)) msg/CPU-s (median of \(anchorRuns.count), "
+                + "wall \(String(format: "%.0f", anchorRuns.map(\.wall).sorted()[anchorRuns.count / 2])) msg/s)"
+                + " -> Parley / vodozemac = \(String(format: "%.2f", cpuMedian / anchorMedian))x")
+        }
+    }
+
+    /// Prints one case's row; returns its median CPU-time rate.
+    private func printRow(_ name: String, results: [Measurement], target: Double?) -> Double {
         if verbose { print("    runs (msg/s): " + results.map { String(format: "%.0f", $0.rate) }.joined(separator: " ")) }
         let rates = results.map(\.rate).sorted()
         let best = rates.last ?? 0
@@ -77,15 +111,7 @@ public struct Crypto: ParsableCommand {
         print(Table.row([name, String(format: "%.0f", best), String(format: "%.0f", median), String(format: "%.0f", cpuMedian),
                          String(format: "%.2f", pct(0.50)),
                          String(format: "%.2f", pct(0.99)), String(format: "%.2f", pct(0.999)), targetText, ratioText]))
-        if anchors, let (anchorCase, anchorMessages) = anchor {
-            let anchorRuns = try runAnchor(anchorCase, messages: anchorMessages)
-            let anchorCPU = anchorRuns.map(\.cpu).sorted()
-            let anchorMedian = anchorCPU[anchorCPU.count / 2]
-            if verbose { print("    anchor runs (msg/CPU-s): " + anchorCPU.map { String(format: "%.0f", $0) }.joined(separator: " ")) }
-            print("    vodozemac \(anchorCase): \(String(format: "%.0f", anchorMedian)) msg/CPU-s (median of \(anchorRuns.count), "
-                + "wall \(String(format: "%.0f", anchorRuns.map(\.wall).sorted()[anchorRuns.count / 2])) msg/s)"
-                + " -> Parley / vodozemac = \(String(format: "%.2f", cpuMedian / anchorMedian))x")
-        }
+        return cpuMedian
     }
 
     /// Runs the anchor script for one case; its runs' CPU-time and wall-clock rates.
@@ -157,8 +183,9 @@ enum BenchSession {
     static let alice = ProtocolAddress(name: "alice", deviceId: 1)
     static let bob = ProtocolAddress(name: "bob", deviceId: 1)
 
-    /// Bob's published keys and an empty Alice, ready for X3DH.
-    static func unconnected() throws -> (InMemoryProtocolStore, InMemoryProtocolStore, PreKeyBundle) {
+    /// Bob's published keys (with a Kyber prekey when `postQuantum`) and an empty Alice, ready
+    /// for PQXDH (or X3DH).
+    static func unconnected(postQuantum: Bool = true) throws -> (InMemoryProtocolStore, InMemoryProtocolStore, PreKeyBundle) {
         let aliceStore = InMemoryProtocolStore(identity: try IdentityKeyPair.generate(), registrationId: 1)
         let bobIdentity = try IdentityKeyPair.generate()
         let bobStore = InMemoryProtocolStore(identity: bobIdentity, registrationId: 2)
@@ -166,10 +193,16 @@ enum BenchSession {
         let oneTime = PreKeyRecord(id: 1, keyPair: try PrivateKey.generate(using: SystemRandom.shared))
         bobStore.storeSignedPreKey(signed)
         bobStore.storePreKey(oneTime)
+        var kyber: PreKeyBundle.KyberPreKey? = nil
+        if postQuantum {
+            let record = try KyberPreKeyRecord.generate(id: 1, identity: bobIdentity, timestamp: 0, lastResort: true)
+            bobStore.storeKyberPreKey(record)
+            kyber = PreKeyBundle.KyberPreKey(id: 1, publicKey: record.keyPair.publicKey, signature: record.signature)
+        }
         let bundle = PreKeyBundle(
             registrationId: 2, deviceId: 1, identityKey: bobIdentity.identityKey, signedPreKeyId: 1,
             signedPreKey: signed.keyPair.publicKey, signedPreKeySignature: signed.signature, preKeyId: 1,
-            preKey: oneTime.keyPair.publicKey)
+            preKey: oneTime.keyPair.publicKey, kyberPreKey: kyber)
         return (aliceStore, bobStore, bundle)
     }
 
@@ -190,7 +223,8 @@ enum BenchSession {
     @discardableResult
     static func deliver(_ message: CiphertextMessage, to store: InMemoryProtocolStore, from: ProtocolAddress) throws -> [UInt8] {
         switch message {
-        case .preKey(let m): return try SessionCipher.decrypt(try PreKeySignalMessage(serialized: m.serialized), from: from, store: store)
+        case .preKey(let m):
+            return try SessionCipher.decrypt(try PreKeySignalMessage(serialized: m.serialized), from: from, store: store, policy: .allowClassical)
         case .signal(let m): return try SessionCipher.decrypt(try SignalMessage(serialized: m.serialized), from: from, store: store)
         }
     }
@@ -243,14 +277,47 @@ enum BenchSession {
         }
     }
 
-    /// Alice processes a bundle (signature check, X3DH), encrypts; Bob runs X3DH and decrypts.
-    /// Identities and prekeys are generated beforehand, outside the measurement.
-    static func setup(count: Int, plaintext: [UInt8]) throws -> Measurement {
-        let prepared = try (0..<count).map { _ in try unconnected() }
+    /// A session set up end to end: Alice processes a bundle (signature checks, PQXDH or X3DH:
+    /// encapsulation), encrypts; Bob runs the responder's side (decapsulation) and decrypts,
+    /// then replies; Alice decrypts the reply. Identities and prekeys (the Kyber prekey too) are
+    /// generated beforehand, outside the measurement.
+    static func setup(count: Int, plaintext: [UInt8], postQuantum: Bool) throws -> Measurement {
+        let prepared = try (0..<count).map { _ in try unconnected(postQuantum: postQuantum) }
+        let policy: SessionPolicy = postQuantum ? .requirePostQuantum : .allowClassical
         return try timed(count) { i in
             let (a, b, bundle) = prepared[i]
-            try SessionBuilder.process(bundle: bundle, for: bob, store: a)
+            try SessionBuilder.process(bundle: bundle, for: bob, store: a, policy: policy)
             try deliver(try SessionCipher.encrypt(plaintext, for: bob, store: a), to: b, from: alice)
+            try deliver(try SessionCipher.encrypt(plaintext, for: alice, store: b), to: a, from: bob)
         }
+    }
+
+    /// Fresh randomness for Kyber1024 operations, drawn before the timed loops.
+    struct KEMInputs {
+        let pair: KEMKeyPair
+        let seeds: [[UInt8]]
+        let messages: [[UInt8]]
+        let ciphertexts: [KEMCiphertext]
+
+        init(count: Int) throws {
+            let random = SystemRandom.shared
+            pair = try KEMKeyPair.generate(using: random)
+            seeds = (0..<count).map { _ in random.draw(64, purpose: .kemKeySeed) }
+            messages = (0..<count).map { _ in random.draw(32, purpose: .kemEncapsulation) }
+            let pair = pair
+            ciphertexts = try messages.map { try pair.publicKey.encapsulate(randomness: $0).ciphertext }
+        }
+    }
+
+    static func kemKeygen(_ inputs: KEMInputs) throws -> Measurement {
+        try timed(inputs.seeds.count) { i in _ = try KEMKeyPair(seed: inputs.seeds[i]) }
+    }
+
+    static func kemEncaps(_ inputs: KEMInputs) throws -> Measurement {
+        try timed(inputs.messages.count) { i in _ = try inputs.pair.publicKey.encapsulate(randomness: inputs.messages[i]) }
+    }
+
+    static func kemDecaps(_ inputs: KEMInputs) throws -> Measurement {
+        try timed(inputs.ciphertexts.count) { i in _ = try inputs.pair.secretKey.decapsulate(inputs.ciphertexts[i]) }
     }
 }

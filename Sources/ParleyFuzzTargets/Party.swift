@@ -8,6 +8,10 @@ final class Party {
     let store: InMemoryProtocolStore
     let random: DeterministicRandom
     static let signedPreKeyId: UInt32 = 1
+    /// The parties publish no Kyber prekey and accept version-3 sessions: the committed seed corpus and
+    /// regression outcomes are version-3 sessions under the harness's deterministic keys (PQXDH's own
+    /// checks are covered by the v4 conformance vectors and ParleyProtocolTests).
+    static let policy = SessionPolicy.allowClassical
 
     private init(address: ProtocolAddress, store: InMemoryProtocolStore, random: DeterministicRandom) {
         self.address = address
@@ -73,7 +77,9 @@ final class Party {
         let result: Result<[UInt8], ProtocolError>
         do {
             if preKey {
-                result = .success(try SessionCipher.decrypt(try PreKeySignalMessage(serialized: bytes), from: sender, store: store, random: random))
+                result = .success(
+                    try SessionCipher.decrypt(
+                        try PreKeySignalMessage(serialized: bytes), from: sender, store: store, policy: Self.policy, random: random))
             } else {
                 result = .success(try SessionCipher.decrypt(try SignalMessage(serialized: bytes), from: sender, store: store, random: random))
             }

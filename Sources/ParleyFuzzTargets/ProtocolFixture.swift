@@ -57,7 +57,7 @@ struct ProtocolFixture {
             switch message {
             case .preKey(let m):
                 baseKeys.insert(m.baseKey.serialized)
-                plaintext = try SessionCipher.decrypt(m, from: alice.address, store: bob.store, random: bob.random)
+                plaintext = try SessionCipher.decrypt(m, from: alice.address, store: bob.store, policy: Party.policy, random: bob.random)
             case .signal(let m):
                 plaintext = try SessionCipher.decrypt(m, from: alice.address, store: bob.store, random: bob.random)
             }
@@ -77,7 +77,7 @@ struct ProtocolFixture {
         }
         func startSession(preKeyId: UInt32?) throws {
             guard let bundle = bob.bundle(preKeyId: preKeyId) else { throw ProtocolError.missingPreKey(preKeyId ?? 0) }
-            try SessionBuilder.process(bundle: bundle, for: bob.address, store: alice.store, random: alice.random)
+            try SessionBuilder.process(bundle: bundle, for: bob.address, store: alice.store, policy: Party.policy, random: alice.random)
         }
 
         // Session 1 (one-time prekey 1): answered, then replaced by session 2, so it ends up archived

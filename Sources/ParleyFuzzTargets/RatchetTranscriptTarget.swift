@@ -41,7 +41,7 @@ enum RatchetTranscriptTarget {
             guard let alice = try? Party.make(name: "alice", registrationId: 11, seed: 11, preKeyIds: 100...115),
                 let bob = try? Party.make(name: "bob", registrationId: 12, seed: 12, preKeyIds: 1...16),
                 let bundle = bob.bundle(preKeyId: 1),
-                (try? SessionBuilder.process(bundle: bundle, for: bob.address, store: alice.store, random: alice.random)) != nil
+                (try? SessionBuilder.process(bundle: bundle, for: bob.address, store: alice.store, policy: Party.policy, random: alice.random)) != nil
             else { return nil }
             return Genesis(parties: [alice, bob])
         }()
@@ -194,7 +194,7 @@ enum RatchetTranscriptTarget {
             let choice = input.choose(live.count + 1)
             guard let bundle = peer.bundle(preKeyId: choice < live.count ? live[choice] : nil) else { return nil }
             let party = c.parties[initiator]
-            _ = try? SessionBuilder.process(bundle: bundle, for: peer.address, store: party.store, random: party.random)
+            _ = try? SessionBuilder.process(bundle: bundle, for: peer.address, store: party.store, policy: Party.policy, random: party.random)
             return nil
         case .deliverAllInOrder:
             let sender = input.choose(2)

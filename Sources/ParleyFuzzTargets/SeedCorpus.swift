@@ -44,7 +44,8 @@ public enum SeedCorpus {
             tampered[tampered.count - 1] ^= 0x01
             add("session-decrypt", "bad-mac-s2-2", tampered, "rejected bad_mac")
             add("signal-message", "legacy-version", [0x22] + target.bytes.dropFirst(), "rejected bad_version")
-            add("signal-message", "future-version", [0x44] + target.bytes.dropFirst(), "rejected bad_version")
+            // 0x44 is version 4 (PQXDH), current since issue 14: 0x55 is a version from the future.
+            add("signal-message", "future-version", [0x55] + target.bytes.dropFirst(), "rejected bad_version")
             add("signal-message", "truncated", Array(target.bytes.prefix(12)), "rejected truncated")
         }
         if let archived = fixture.pending.first(where: { $0.label == "s1-3" }),
@@ -96,9 +97,52 @@ public enum SeedCorpus {
             add("ratchet-transcript", name, program, expected, knownIssue: issue)
         }
 
+        try addVersionFourSeeds(add)
         try addClientFormatSeeds(add)
         try addWireSeeds(add)
         return seeds
+    }
+
+    // MARK: version 4
+
+    /// Version 4 (PQXDH) messages and libsignal's current Sender Key layout, for the parsers: a
+    /// PreKeySignalMessage and a SignalMessage at 0x44 (Kyber ciphertext in field 8) from a session
+    /// made with a Kyber prekey, and a distribution message and SenderKeyMessage carrying a
+    /// distribution id. Made under a deterministic random source of their own.
+    static func addVersionFourSeeds(_ add: (String, String, [UInt8], String, String?) -> Void) throws {
+        let random = DeterministicRandom(seed: 44)
+        let aliceIdentity = try IdentityKeyPair.generate(using: random)
+        let bobIdentity = try IdentityKeyPair.generate(using: random)
+        let alice = InMemoryProtocolStore(identity: aliceIdentity, registrationId: 41)
+        let bob = InMemoryProtocolStore(identity: bobIdentity, registrationId: 42)
+        let aliceAddress = ProtocolAddress(name: "alice-v4", deviceId: 1)
+        let bobAddress = ProtocolAddress(name: "bob-v4", deviceId: 1)
+        let signed = try SignedPreKeyRecord.generate(id: 1, identity: bobIdentity, timestamp: 0, using: random)
+        let kyber = try KyberPreKeyRecord.generate(id: 2, identity: bobIdentity, timestamp: 0, lastResort: true, using: random)
+        bob.storeSignedPreKey(signed)
+        bob.storeKyberPreKey(kyber)
+        let bundle = PreKeyBundle(
+            registrationId: 42, deviceId: 1, identityKey: bobIdentity.identityKey, signedPreKeyId: signed.id,
+            signedPreKey: signed.keyPair.publicKey, signedPreKeySignature: signed.signature, preKeyId: nil, preKey: nil,
+            kyberPreKey: PreKeyBundle.KyberPreKey(id: kyber.id, publicKey: kyber.keyPair.publicKey, signature: kyber.signature))
+        try SessionBuilder.process(bundle: bundle, for: bobAddress, store: alice, random: random)
+        guard case .preKey(let first) = try SessionCipher.encrypt(Array("v4 first".utf8), for: bobAddress, store: alice) else {
+            throw ProtocolError.corruptState("version-4 seed: no PreKeySignalMessage")
+        }
+        _ = try SessionCipher.decrypt(first, from: aliceAddress, store: bob, random: random)
+        guard case .signal(let reply) = try SessionCipher.encrypt(Array("v4 reply".utf8), for: aliceAddress, store: bob) else {
+            throw ProtocolError.corruptState("version-4 seed: no SignalMessage")
+        }
+        add("prekey-message", "v4-first", first.serialized, "accepted", nil)
+        add("signal-message", "v4-reply", reply.serialized, "accepted", nil)
+
+        let name = SenderKeyName(groupId: "fuzz-group-v4", sender: aliceAddress)
+        let distributionId = UUID(uuid: (0x44, 0, 0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0x04))
+        let distribution = try GroupCipher.createDistributionMessage(
+            for: name, distributionId: distributionId, store: alice, random: random)
+        let message = try GroupCipher.encrypt(Array("v4 group".utf8), for: name, store: alice, random: random)
+        add("distribution-message", "current-layout", distribution.serialized, "accepted", nil)
+        add("sender-key-message", "current-layout", message.serialized, "accepted", nil)
     }
 
     // MARK: ratchet transcripts

@@ -25,8 +25,21 @@ public enum Limits {
     /// Forward jumps accepted in a sender-key chain: the same bound as pairwise sessions.
     public static let maxSenderKeyForwardJumps: UInt32 = maxForwardJumps
 
-    /// The protocol version Parley speaks (libsignal v3, X3DH without Kyber).
-    public static let currentVersion: UInt8 = 3
+    /// The message version of X3DH sessions (libsignal's CIPHERTEXT_MESSAGE_PRE_KYBER_VERSION):
+    /// still read and written for sessions made before PQXDH and for peers that publish no
+    /// Kyber prekey (python-axolotl), when the policy allows it (`SessionPolicy`).
+    public static let preKyberVersion: UInt8 = 3
+
+    /// The message version of PQXDH sessions (X25519 and Kyber1024, libsignal's
+    /// CIPHERTEXT_MESSAGE_CURRENT_VERSION): every new session whose peer publishes a Kyber prekey.
+    public static let kyberVersion: UInt8 = 4
+
+    /// The highest pairwise message version Parley reads and writes.
+    public static let currentVersion: UInt8 = kyberVersion
+
+    /// The version of Sender Key messages (libsignal's SENDERKEY_MESSAGE_CURRENT_VERSION):
+    /// unchanged by PQXDH; readers require exactly this high nibble.
+    public static let senderKeyVersion: UInt8 = 3
 
     /// Length of the truncated MAC on a SignalMessage.
     public static let macLength = 8

@@ -19,7 +19,7 @@ public enum SessionCipher {
         let remoteIdentity = state.remoteIdentity
         let (keys, nextChainKey) = try state.senderChainKey.step()
         let message = try SignalMessage.encrypt(
-            plaintext, keys: keys, senderRatchetKey: state.senderRatchetKey.publicKey,
+            plaintext, version: state.version, keys: keys, senderRatchetKey: state.senderRatchetKey.publicKey,
             previousCounter: state.previousCounter, senderIdentity: state.localIdentity, receiverIdentity: remoteIdentity)
         let result: CiphertextMessage
         if let pending = state.pendingPreKey {
@@ -27,7 +27,7 @@ public enum SessionCipher {
                 try PreKeySignalMessage(
                     registrationId: state.localRegistrationId, preKeyId: pending.preKeyId,
                     signedPreKeyId: pending.signedPreKeyId, baseKey: pending.baseKey,
-                    identityKey: state.localIdentity, message: message))
+                    identityKey: state.localIdentity, message: message, kyber: pending.kyber.map { ($0.id, $0.ciphertext) }))
         } else {
             result = .signal(message)
         }
@@ -65,31 +65,48 @@ public enum SessionCipher {
     /// Decrypts a PreKeySignalMessage from `address`.
     ///
     /// The wrapper is not authenticated by itself, so everything it names is used only through
-    /// the one session it selects: the session created from the same base key (current or
-    /// archived, made current in the working copy), or else a new X3DH session. The inner message
-    /// is decrypted under that session alone, never under other archived states (libsignal,
-    /// 2025-03: "don't try older sessions for PreKey messages"): otherwise a genuine
-    /// SignalMessage re-wrapped with a fresh base key and a live one-time prekey id would decrypt
-    /// under an archived session and consume the prekey and archive a junk state. A failure of
-    /// any kind leaves the record, the prekeys and the identity store as they were. The one-time
-    /// prekey is removed only when the message decrypted.
-    public static func decrypt<S: IdentityKeyStore & SessionStore & PreKeyStore & SignedPreKeyStore>(
-        _ message: PreKeySignalMessage, from address: ProtocolAddress, store: S,
+    /// the one session it selects: the session of the same version created from the same base
+    /// key (current or archived, made current in the working copy), or else a new PQXDH (or, if
+    /// `policy` allows it, X3DH) session. The inner message is decrypted under that session
+    /// alone, never under other archived states (libsignal, 2025-03: "don't try older sessions
+    /// for PreKey messages"): otherwise a genuine SignalMessage re-wrapped with a fresh base key
+    /// and a live one-time prekey id would decrypt under an archived session and consume the
+    /// prekey and archive a junk state.
+    ///
+    /// Order of checks (libsignal's; Specs/protocol.md §4.9), the first failure wins: identity
+    /// trust; a session with this version and base key exists (then straight to the inner
+    /// message); a version-3 message under `requirePostQuantum` (`x3dhRejected`); the signed
+    /// prekey, Kyber prekey and one-time prekey ids (`missing*PreKey`, "unknown_prekey"); the base
+    /// key is canonical (`invalidBaseKey`); the Kyber ciphertext's type and length
+    /// (`invalidKyber`); the inner message (version, chain, counter, MAC); a last-resort Kyber
+    /// prekey already used with this signed prekey and base key (`reusedBaseKey`).
+    ///
+    /// A failure of any kind leaves the record, the prekeys and the identity store as they were.
+    /// Only after the message decrypted: the identity is saved, the session stored, a one-time
+    /// prekey (EC or Kyber) removed, a last-resort Kyber prekey's use recorded.
+    public static func decrypt<S: IdentityKeyStore & SessionStore & PreKeyStore & SignedPreKeyStore & KyberPreKeyStore>(
+        _ message: PreKeySignalMessage, from address: ProtocolAddress, store: S, policy: SessionPolicy = .default,
         random: any RandomSource = SystemRandom.shared
     ) throws -> [UInt8] {
         guard try store.isTrustedIdentity(message.identityKey, for: address, direction: .receiving) else {
             throw ProtocolError.untrustedIdentity(address: address)
         }
-        // X25519 ignores bit 255 and reduces mod p: a re-encoded base key would run X3DH again
-        // with the same secrets (a replay). Only the canonical encoding is accepted.
-        guard message.baseKey.isCanonicalEncoding else {
-            throw ProtocolError.invalidKey("base key is not a canonical encoding")
-        }
         var record = try store.loadSession(for: address) ?? SessionRecord()
         var consumedPreKey: UInt32? = nil
-        if !record.promoteSession(withBaseKey: message.baseKey) {
+        var usedKyber: KyberPreKeyRecord? = nil
+        if !record.promoteSession(version: message.messageVersion, baseKey: message.baseKey) {
+            if message.messageVersion == Limits.preKyberVersion && policy.requirePostQuantum {
+                throw ProtocolError.x3dhRejected("version 3 PreKeySignalMessage for a new session (post-quantum sessions are required)")
+            }
             guard let signed = try store.loadSignedPreKey(id: message.signedPreKeyId) else {
                 throw ProtocolError.missingSignedPreKey(message.signedPreKeyId)
+            }
+            // A version-3 message's Kyber fields, if any, are not used: X3DH does not bind them.
+            let isPQXDH = message.messageVersion == Limits.kyberVersion
+            var kyber: (record: KyberPreKeyRecord, ciphertext: [UInt8])? = nil
+            if isPQXDH, let id = message.kyberPreKeyId, let ciphertext = message.kyberCiphertext {
+                guard let record = try store.loadKyberPreKey(id: id) else { throw ProtocolError.missingKyberPreKey(id) }
+                kyber = (record, ciphertext)
             }
             var oneTime: PrivateKey? = nil
             if let id = message.preKeyId {
@@ -97,8 +114,22 @@ public enum SessionCipher {
                 oneTime = record.keyPair
                 consumedPreKey = id
             }
-            var state = try X3DH.bobSession(
+            // X25519 ignores bit 255 and reduces mod p: a re-encoded base key would run the key
+            // agreement again with the same secrets (a replay). Only canonical keys are accepted.
+            guard message.baseKey.isCanonical else { throw ProtocolError.invalidBaseKey }
+            var ciphertext: KEMCiphertext? = nil
+            if let kyber {
+                do { ciphertext = try KEMCiphertext(serialized: kyber.ciphertext) } catch {
+                    throw ProtocolError.invalidKyber("Kyber ciphertext: \(error.reason ?? "\(error)")")
+                }
+                usedKyber = kyber.record
+            } else if isPQXDH {
+                // The parser guarantees both fields on a version-4 message.
+                throw ProtocolError.invalidKyber("version 4 PreKeySignalMessage without a Kyber prekey")
+            }
+            var state = try PQXDH.bobSession(
                 ourIdentity: try store.identityKeyPair(), ourSignedPreKey: signed.keyPair, ourOneTimePreKey: oneTime,
+                ourKyberPreKey: usedKyber?.keyPair.secretKey, kyberCiphertext: ciphertext,
                 theirIdentity: message.identityKey, theirBaseKey: message.baseKey)
             state.localRegistrationId = try store.localRegistrationId()
             state.remoteRegistrationId = message.registrationId
@@ -106,9 +137,21 @@ public enum SessionCipher {
         }
         guard var state = record.current else { throw ProtocolError.noSession(address) }
         let plaintext = try decrypt(state: &state, message: message.message, random: random)
+        if let kyber = usedKyber, kyber.isLastResort,
+           try store.isKyberPreKeyUsed(id: kyber.id, signedPreKeyId: message.signedPreKeyId, baseKey: message.baseKey)
+        {
+            throw ProtocolError.reusedBaseKey
+        }
         record.current = state
         try store.saveIdentity(message.identityKey, for: address)
         try store.storeSession(record, for: address)
+        if let kyber = usedKyber {
+            if kyber.isLastResort {
+                try store.markKyberPreKeyUsed(id: kyber.id, signedPreKeyId: message.signedPreKeyId, baseKey: message.baseKey)
+            } else {
+                try store.removeKyberPreKey(id: kyber.id)
+            }
+        }
         if let id = consumedPreKey { try store.removePreKey(id: id) }
         return plaintext
     }
@@ -144,7 +187,9 @@ public enum SessionCipher {
 
     /// Decrypts under one state, mutating `state` (the caller's copy) as it goes.
     static func decrypt(state: inout SessionState, message: SignalMessage, random: any RandomSource) throws(ProtocolError) -> [UInt8] {
-        guard message.messageVersion == state.version else { throw .unknownVersion(message.messageVersion) }
+        guard message.messageVersion == state.version else {
+            throw .versionMismatch(message: message.messageVersion, session: state.version)
+        }
         let chainIndex: Int
         if let existing = state.receiverChainIndex(for: message.senderRatchetKey) {
             chainIndex = existing

@@ -9,7 +9,7 @@ struct AccountRoutes {
 
     func register(on router: Router<some RequestContext>) {
         router.post("/v1/accounts") { request, _ in
-            let body = try await HTTPSupport.decode(RegisterAccountRequest.self, from: request, limit: RelayLimits.keyUploadBody)
+            let body = try await HTTPSupport.decode(RegisterAccountRequest.self, from: request, limit: RelayLimits.registrationBody)
             try AccountName.validate(body.name)
             try InputValidation.check(body.device)
             let token = Credentials.newToken()

@@ -13,6 +13,8 @@ enum InputValidation {
         let identity = try publicKey(keys.identityKey, "identityKey")
         try check(keys.signedPreKey, signedBy: identity)
         try check(keys.oneTimePreKeys)
+        try checkKyber(lastResort: keys.kyberLastResortPreKey, oneTime: [])
+        try verifyKyber(lastResort: keys.kyberLastResortPreKey, oneTime: [], identityKey: keys.identityKey)
         if let name = keys.name, name.utf8.count > RelayLimits.maxDeviceNameBytes {
             throw .invalidField("device name longer than \(RelayLimits.maxDeviceNameBytes) bytes")
         }
@@ -57,6 +59,42 @@ enum InputValidation {
         for key in keys {
             try publicKey(key.publicKey, "oneTimePreKeys.publicKey")
             guard seen.insert(key.keyId).inserted else { throw .invalidField("duplicate one-time prekey id \(key.keyId)") }
+        }
+    }
+
+    /// Kyber prekeys: a Kyber1024 public key (`0x08 ||` 1568 bytes, libsignal's encoding), a
+    /// 64-byte signature, at most `maxKyberOneTimePreKeysPerUpload` one-time keys with distinct ids,
+    /// none with the id of the last-resort key.
+    static func checkKyber(lastResort: KyberPreKey?, oneTime: [KyberPreKey]) throws(RelayError) {
+        guard oneTime.count <= RelayLimits.maxKyberOneTimePreKeysPerUpload else {
+            throw .tooManyItems("at most \(RelayLimits.maxKyberOneTimePreKeysPerUpload) one-time Kyber prekeys per request")
+        }
+        var seen = Set<UInt32>()
+        if let lastResort {
+            try check(lastResort, "kyberLastResortPreKey")
+            seen.insert(lastResort.keyId)
+        }
+        for key in oneTime {
+            try check(key, "kyberOneTimePreKeys")
+            guard seen.insert(key.keyId).inserted else { throw .invalidField("duplicate Kyber prekey id \(key.keyId)") }
+        }
+    }
+
+    static func check(_ key: KyberPreKey, _ field: String) throws(RelayError) {
+        do { _ = try KEMPublicKey(serialized: key.publicKey) } catch {
+            throw .invalidField("\(field).publicKey is not a Kyber1024 public key (\(error.reason ?? "\(error)"))")
+        }
+        guard key.signature.count == XEdDSA.signatureSize else { throw .invalidField("\(field).signature must be 64 bytes") }
+    }
+
+    /// Every Kyber prekey must be signed by `identityKey` (XEdDSA over its 1569 serialized bytes),
+    /// as initiators check it: a key that does not verify would only make their sessions fail.
+    static func verifyKyber(lastResort: KyberPreKey?, oneTime: [KyberPreKey], identityKey: Data) throws(RelayError) {
+        let keys = (lastResort.map { [$0] } ?? []) + oneTime
+        guard !keys.isEmpty else { return }
+        let identity = try publicKey(identityKey, "identityKey")
+        for key in keys where !XEdDSA.verify(Array(key.signature), of: Array(key.publicKey), by: identity) {
+            throw .invalidField("the signature of Kyber prekey \(key.keyId) does not verify under the identity key")
         }
     }
 

@@ -17,7 +17,7 @@ struct LinkRoutes {
             return try HTTPSupport.json(LinkCodeResponse(code: code, expiresAt: expiresAt), status: .created)
         }
         router.post("/v1/devices/links/claim") { request, _ in
-            let body = try await HTTPSupport.decode(ClaimLinkRequest.self, from: request, limit: RelayLimits.keyUploadBody)
+            let body = try await HTTPSupport.decode(ClaimLinkRequest.self, from: request, limit: RelayLimits.registrationBody)
             try InputValidation.check(body.device)
             let token = Credentials.newToken()
             let (account, deviceId) = try await core.store.claimLinkCode(

@@ -21,14 +21,27 @@ struct PreKeyRoutes {
             let body = try await HTTPSupport.decode(UploadPreKeysRequest.self, from: request, limit: RelayLimits.keyUploadBody)
             if let signed = body.signedPreKey { try InputValidation.checkFormat(signed) }
             try InputValidation.check(body.oneTimePreKeys)
+            let kyberOneTime = body.kyberOneTimePreKeys ?? []
+            try InputValidation.checkKyber(lastResort: body.kyberLastResortPreKey, oneTime: kyberOneTime)
             if let identityKey = body.identityKey { try Self.checkIdentityUpload(identityKey, signed: body.signedPreKey) }
-            let count = try await core.store.storePreKeys(
-                device.address, identityKey: body.identityKey, signed: body.signedPreKey, oneTime: body.oneTimePreKeys)
-            return try HTTPSupport.json(Self.status(count))
+            // Kyber prekeys are verified under the identity they are published with: the uploaded
+            // one, or the device's; the store checks that the device's is still that one.
+            var kyberSignedBy: Data? = nil
+            if body.kyberLastResortPreKey != nil || !kyberOneTime.isEmpty {
+                var signer = body.identityKey
+                if signer == nil { signer = try await core.store.identityKey(device.address) }
+                guard let identity = signer else { throw RelayError.unauthorized }
+                try InputValidation.verifyKyber(lastResort: body.kyberLastResortPreKey, oneTime: kyberOneTime, identityKey: identity)
+                kyberSignedBy = identity
+            }
+            let counts = try await core.store.storePreKeys(
+                device.address, identityKey: body.identityKey, signed: body.signedPreKey, oneTime: body.oneTimePreKeys,
+                kyberLastResort: body.kyberLastResortPreKey, kyberOneTime: kyberOneTime, kyberSignedBy: kyberSignedBy)
+            return try HTTPSupport.json(Self.status(counts))
         }
         router.get("/v1/keys/status") { request, _ in
             let device = try await auth.authenticate(request.headers)
-            return try HTTPSupport.json(Self.status(try await core.store.oneTimePreKeyCount(device.address)))
+            return try HTTPSupport.json(Self.status(try await core.store.preKeyCounts(device.address)))
         }
         router.get("/v1/keys/:account/:device") { request, context in
             let requester = try await auth.authenticate(request.headers)
@@ -108,7 +121,13 @@ struct PreKeyRoutes {
         try InputValidation.check(signed, signedBy: key)
     }
 
-    static func status(_ count: Int) -> PreKeyStatusResponse {
-        PreKeyStatusResponse(oneTimePreKeyCount: count, refillNeeded: count < RelayLimits.preKeyRefillThreshold)
+    /// The low-prekey notice: refill when either one-time count is under the threshold or there
+    /// is no last-resort Kyber prekey.
+    static func status(_ counts: PreKeyCounts) -> PreKeyStatusResponse {
+        PreKeyStatusResponse(
+            oneTimePreKeyCount: counts.oneTime, kyberOneTimePreKeyCount: counts.kyberOneTime,
+            hasKyberLastResortPreKey: counts.hasKyberLastResort,
+            refillNeeded: counts.oneTime < RelayLimits.preKeyRefillThreshold
+                || counts.kyberOneTime < RelayLimits.preKeyRefillThreshold || !counts.hasKyberLastResort)
     }
 }

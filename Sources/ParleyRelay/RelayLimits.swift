@@ -7,7 +7,10 @@ public struct RelayLimits: Sendable {
     public static let maxCiphertextBytes = 256 * 1024
     /// Max one-time prekeys in one upload (registration, link claim or `PUT /v1/keys`).
     public static let maxOneTimePreKeysPerUpload = 100
-    /// A device whose remaining one-time prekeys are under this is told to refill.
+    /// Max one-time Kyber prekeys in one upload: as for EC prekeys, and as Signal's clients upload them (each is
+    /// 1569 bytes, ~2.2 KB of JSON; `keyUploadBody` makes room for them).
+    public static let maxKyberOneTimePreKeysPerUpload = 100
+    /// A device whose remaining one-time prekeys (EC or Kyber) are under this is told to refill.
     public static let preKeyRefillThreshold = 10
     /// Max bytes of an HTTP request body.
     public static let maxRequestBodyBytes = 8 * 1024 * 1024
@@ -19,7 +22,8 @@ public struct RelayLimits: Sendable {
     public static let accountNameLength = 3...32
     /// Max UTF-8 bytes of a device name.
     public static let maxDeviceNameBytes = 64
-    /// Max public key / signature size accepted in prekey material.
+    /// Max public key / signature size accepted in (EC) prekey material. Kyber prekeys are checked
+    /// exactly instead: a 1569-byte Kyber1024 public key and a 64-byte signature.
     public static let maxKeyBytes = 256
     /// Max envelopes read from the database per delivery page.
     public static let deliveryPageSize = 200

@@ -28,18 +28,35 @@ protocol RelayStore: Sendable {
     // MARK: prekeys
     /// Replaces the signed prekey if given (its signature must verify under the identity key in effect after the
     /// upload, else `.invalidField`), adds one-time prekeys (same key id replaces; more than
-    /// `RelayLimits.maxStoredOneTimePreKeys` stored afterwards: `.tooManyItems`, nothing stored). Returns the count.
+    /// `RelayLimits.maxStoredOneTimePreKeys` stored afterwards: `.tooManyItems`, nothing stored), replaces the
+    /// device's last-resort Kyber prekey if given and adds one-time Kyber prekeys (same key id replaces; a
+    /// one-time key with the id of the device's last-resort key: `.invalidField`; more than
+    /// `RelayLimits.maxStoredKyberOneTimePreKeys` one-time Kyber prekeys stored afterwards: `.tooManyItems`).
+    /// Returns what remains (`PreKeyCounts`). Any throw leaves nothing of the upload stored (one transaction).
     /// With `identityKey` (already checked against the signed prekey's signature), replaces the device's identity
-    /// key, drops its old one-time prekeys and activates a pending device approved with `awaitIdentityUpload`;
-    /// any other upload by a pending device throws `.unauthorized`.
+    /// key, drops its old one-time prekeys and all its Kyber prekeys (signed by the old identity), and activates
+    /// a pending device approved with `awaitIdentityUpload`; any other upload by a pending device throws
+    /// `.unauthorized`.
+    /// `kyberSignedBy` is the identity key under which the caller verified the Kyber prekeys' signatures
+    /// (required when Kyber prekeys are given): if the device's identity key after this upload is another one
+    /// (it changed concurrently), `.invalidField` is thrown and nothing is stored. Stores do not verify Kyber
+    /// signatures themselves (XEdDSA verification of up to 101 keys stays outside the write transaction).
     func storePreKeys(
-        _ address: DeviceAddress, identityKey: Data?, signed: SignedPreKey?, oneTime: [OneTimePreKey]
-    ) async throws -> Int
-    func oneTimePreKeyCount(_ address: DeviceAddress) async throws -> Int
+        _ address: DeviceAddress, identityKey: Data?, signed: SignedPreKey?, oneTime: [OneTimePreKey],
+        kyberLastResort: KyberPreKey?, kyberOneTime: [KyberPreKey], kyberSignedBy: Data?
+    ) async throws -> PreKeyCounts
+    /// What the relay holds of the device's prekeys: one-time EC and Kyber counts, whether it has a last-resort
+    /// Kyber prekey (the low-prekey notice).
+    func preKeyCounts(_ address: DeviceAddress) async throws -> PreKeyCounts
+    /// The device's stored identity key (nil for an unknown device).
+    func identityKey(_ address: DeviceAddress) async throws -> Data?
     /// Bundles of the requested devices of each account (all active devices when `deviceIds` is nil), in ONE write
-    /// transaction; each one-time prekey is removed as it is handed out. `charge(n)` runs first with the number
-    /// of device bundles found and may throw to refuse the fetch (nothing taken); `mayHandOut` is asked per device
-    /// that has a one-time prekey left (false: its bundle comes without one). Unknown accounts are listed.
+    /// transaction; each one-time prekey (EC and Kyber) is removed as it is handed out. `charge(n)` runs first with
+    /// the number of device bundles found and may throw to refuse the fetch (nothing taken); `mayHandOut` is asked
+    /// once per device that has a one-time prekey (EC or Kyber) left (false: its bundle comes without a one-time
+    /// EC prekey and with its last-resort Kyber prekey instead of a one-time one). Each bundle carries the
+    /// device's lowest-id one-time Kyber prekey if it may hand one out, else its last-resort Kyber prekey (kept),
+    /// else none (a device that never uploaded one). Unknown accounts are listed.
     func takePreKeyBundles(
         _ requests: [BundleRequest], charge: @escaping @Sendable (Int) throws -> Void,
         mayHandOut: @escaping @Sendable (DeviceAddress) -> Bool

@@ -17,10 +17,27 @@ extension RelayLimits {
     /// Room for a message's fields around its ciphertext (ids, type, timestamps, field names).
     static let ciphertextEnvelopeBytes = 1_024
 
-    /// Registration, link claim and `PUT /v1/keys`: keys and a signature (~300 bytes of JSON), a device name
+    /// Registration and link claim (unauthenticated): keys and a signature (~300 bytes of JSON), a device name
     /// (64 bytes, up to 6 bytes each when `\u`-escaped) and at most 100 one-time prekeys of ~66 bytes each:
-    /// under 8 KiB as compact JSON; twice that leaves room for whitespace.
-    static let keyUploadBody = BodyLimit(bytes: 16 * 1024, maxArrayElements: maxOneTimePreKeysPerUpload)
+    /// under 8 KiB as compact JSON; twice that leaves room for whitespace. Plus one last-resort Kyber prekey
+    /// (`kyberPreKeyJSONBytes`): 20,968 bytes. One-time Kyber prekeys go through the authenticated
+    /// `PUT /v1/keys`, so an anonymous client still cannot make the relay read more than ~20 KiB.
+    static let registrationBody = BodyLimit(
+        bytes: 16 * 1024 + kyberPreKeyJSONBytes, maxArrayElements: maxOneTimePreKeysPerUpload)
+
+    /// `PUT /v1/keys` (authenticated): what a registration may carry, plus at most 100 one-time Kyber prekeys of
+    /// at most `kyberPreKeyJSONBytes` each: 479,368 bytes.
+    static let keyUploadBody = BodyLimit(
+        bytes: 16 * 1024 + (1 + maxKyberOneTimePreKeysPerUpload) * kyberPreKeyJSONBytes,
+        maxArrayElements: max(maxOneTimePreKeysPerUpload, maxKyberOneTimePreKeysPerUpload))
+
+    /// One signed Kyber prekey as JSON: a 1569-byte key and a 64-byte signature in base64, each `/` of which an
+    /// encoder may escape (twice the base64 length), and its field names and id.
+    static let kyberPreKeyJSONBytes = 2 * (base64Length(1_569) + base64Length(64)) + 128
+
+    /// One-time Kyber prekeys stored per device: refused beyond (`tooManyItems`), as for EC prekeys (200 x 1.6 KB
+    /// = 320 KB per device at most). The last-resort Kyber prekey is one more.
+    static let maxStoredKyberOneTimePreKeys = 200
 
     /// One ciphertext or provisioning blob of at most 256 KiB in base64 (349,528 characters), each of which an
     /// encoder may escape (Foundation's JSONEncoder writes `/` as `\/`): twice that, and its fields.

@@ -110,7 +110,9 @@ final class SQLiteRelayStore: RelayStore {
                 credentialHash, Int64(keys.signedPreKey.keyId), keys.signedPreKey.publicKey,
                 keys.signedPreKey.signature, now,
             ])
-        try insertOneTimePreKeys(db, DeviceAddress(accountId: accountId, deviceId: deviceId), keys.oneTimePreKeys)
+        let address = DeviceAddress(accountId: accountId, deviceId: deviceId)
+        try insertOneTimePreKeys(db, address, keys.oneTimePreKeys)
+        try insertKyberPreKeys(db, address, lastResort: keys.kyberLastResortPreKey, oneTime: [])
     }
 
     // MARK: accounts and devices

@@ -155,6 +155,23 @@ enum SQLiteSchema {
                                     ORDER BY y.added_at, y.account_id LIMIT 1);
                 """)
         }
+        migrator.registerMigration("relay-v6-kyber-prekeys") { db in
+            // Signed Kyber prekeys (PQXDH): per device at most one last-resort key (kept when handed out)
+            // and any number of one-time keys (deleted when handed out).
+            try db.execute(sql: """
+                CREATE TABLE kyber_prekey (
+                    account_id INTEGER NOT NULL,
+                    device_id INTEGER NOT NULL,
+                    key_id INTEGER NOT NULL,
+                    public_key BLOB NOT NULL,
+                    signature BLOB NOT NULL,
+                    last_resort INTEGER NOT NULL CHECK (last_resort IN (0, 1)),
+                    PRIMARY KEY (account_id, device_id, key_id),
+                    FOREIGN KEY (account_id, device_id) REFERENCES device(account_id, device_id) ON DELETE CASCADE
+                ) WITHOUT ROWID;
+                CREATE UNIQUE INDEX kyber_prekey_last_resort ON kyber_prekey(account_id, device_id) WHERE last_resort = 1;
+                """)
+        }
         return migrator
     }
 

@@ -89,3 +89,10 @@ struct ContactPair: Sendable, Hashable {
     let from: Int64
     let to: Int64
 }
+
+/// What the relay still holds of a device's prekeys (the low-prekey notice).
+struct PreKeyCounts: Sendable, Equatable {
+    var oneTime: Int
+    var kyberOneTime: Int
+    var hasKyberLastResort: Bool
+}

@@ -11,16 +11,22 @@ public struct NewDeviceKeys: Codable, Sendable, Equatable {
     public var oneTimePreKeys: [OneTimePreKey]
     /// Optional human-readable device name (max 64 bytes UTF-8). Not secret from the relay: clients may encrypt it.
     public var name: String?
+    /// The device's last-resort Kyber prekey (PQXDH); optional, so that a client without Kyber can
+    /// still register (its sessions are X3DH, which post-quantum initiators refuse). One-time Kyber
+    /// prekeys are uploaded after registration with `PUT /v1/keys` (they do not fit the bound of an
+    /// unauthenticated request body).
+    public var kyberLastResortPreKey: KyberPreKey?
 
     public init(
         registrationId: UInt32, identityKey: Data, signedPreKey: SignedPreKey, oneTimePreKeys: [OneTimePreKey],
-        name: String? = nil
+        name: String? = nil, kyberLastResortPreKey: KyberPreKey? = nil
     ) {
         self.registrationId = registrationId
         self.identityKey = identityKey
         self.signedPreKey = signedPreKey
         self.oneTimePreKeys = oneTimePreKeys
         self.name = name
+        self.kyberLastResortPreKey = kyberLastResortPreKey
     }
 }
 

@@ -21,10 +21,12 @@ private struct FanOutDevice {
         let keys = try KeyManager().registrationKeys(store: store, now: 0)
         let signed = try #require(keys.signedPreKey)
         let oneTime = try #require(keys.oneTimePreKeys.first)
+        let kyber = try #require(keys.kyberOneTimePreKeys.first)
         bundle = PreKeyBundle(
             registrationId: registrationId, deviceId: deviceId, identityKey: identity.identityKey, signedPreKeyId: signed.id,
             signedPreKey: signed.keyPair.publicKey, signedPreKeySignature: signed.signature, preKeyId: oneTime.id,
-            preKey: oneTime.keyPair.publicKey)
+            preKey: oneTime.keyPair.publicKey,
+            kyberPreKey: PreKeyBundle.KyberPreKey(id: kyber.id, publicKey: kyber.keyPair.publicKey, signature: kyber.signature))
     }
 
     func decrypt(_ c: DeviceCiphertext, from sender: ProtocolAddress) throws -> [UInt8] {

@@ -54,4 +54,43 @@ import Testing
         #expect(try store.loadSignedPreKey(id: original.id) == nil)
         #expect(try store.loadSignedPreKey(id: third.id) != nil)
     }
+
+    @Test func registrationPublishesSignedKyberPreKeys() throws {
+        let (store, dir) = try makeStore()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let keys = try KeyManager().registrationKeys(store: store, now: 1_000)
+        let identity = try store.identityKeyPair().identityKey.publicKey
+        let lastResort = try #require(keys.kyberLastResortPreKey)
+        #expect(lastResort.isLastResort)
+        #expect(keys.kyberOneTimePreKeys.count == KeyManager().policy.kyberBatchSize)
+        #expect(keys.kyberOneTimePreKeys.allSatisfy { !$0.isLastResort })
+        // One id counter for both kinds: an id names one key.
+        let ids = [lastResort.id] + keys.kyberOneTimePreKeys.map(\.id)
+        #expect(Set(ids).count == ids.count)
+        for record in [lastResort] + keys.kyberOneTimePreKeys {
+            #expect(record.keyPair.publicKey.serialized.count == 1569)
+            #expect(XEdDSA.verify(record.signature, of: record.keyPair.publicKey.serialized, by: identity))
+            #expect(try store.loadKyberPreKey(id: record.id)?.keyPair.publicKey == record.keyPair.publicKey)
+        }
+        #expect(try store.sessionPolicy() == .requirePostQuantum)
+    }
+
+    @Test func lastResortKyberRotationKeepsThePreviousForTheGracePeriod() throws {
+        let (store, dir) = try makeStore()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let manager = KeyManager()
+        let day: UInt64 = 24 * 3600
+        let original = try #require(try manager.registrationKeys(store: store, now: 0).kyberLastResortPreKey)
+        #expect(try manager.rotateKyberLastResortIfDue(store: store, now: day) == nil)
+        let second = try #require(try manager.rotateKyberLastResortIfDue(store: store, now: 2 * day))
+        #expect(second.id != original.id && second.isLastResort)
+        #expect(try manager.currentKyberLastResort(store: store)?.id == second.id)
+        _ = try #require(try manager.rotateKyberLastResortIfDue(store: store, now: 4 * day))
+        _ = try manager.rotateKyberLastResortIfDue(store: store, now: 31 * day)
+        #expect(try store.loadKyberPreKey(id: original.id) != nil)
+        _ = try manager.rotateKyberLastResortIfDue(store: store, now: 33 * day)
+        #expect(try store.loadKyberPreKey(id: original.id) == nil)
+        // One-time Kyber prekeys are not touched by rotation.
+        #expect(try store.kyberPreKeys().filter { !$0.isLastResort }.count == manager.policy.kyberBatchSize)
+    }
 }

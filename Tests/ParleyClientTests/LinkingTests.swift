@@ -48,7 +48,10 @@ struct LinkingTests {
         let device = NewDeviceKeys(
             registrationId: registrationId, identityKey: Data(identity.identityKey.serialized),
             signedPreKey: SignedPreKey(keyId: signed.id, publicKey: Data(signed.keyPair.publicKey.serialized), signature: Data(signed.signature)),
-            oneTimePreKeys: keys.oneTimePreKeys.map { OneTimePreKey(keyId: $0.id, publicKey: Data($0.keyPair.publicKey.serialized)) })
+            oneTimePreKeys: keys.oneTimePreKeys.map { OneTimePreKey(keyId: $0.id, publicKey: Data($0.keyPair.publicKey.serialized)) },
+            kyberLastResortPreKey: keys.kyberLastResortPreKey.map {
+                KyberPreKey(keyId: $0.id, publicKey: Data($0.keyPair.publicKey.serialized), signature: Data($0.signature))
+            })
         let anonymous = RelayClient(baseURL: fixture.baseURL)
         let credentials = try await anonymous.register(name: "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())", device: device)
         return Client(store: store, identity: identity, relay: anonymous.authenticated(as: credentials))
@@ -59,7 +62,10 @@ struct LinkingTests {
             registrationId: wire.registrationId, deviceId: wire.deviceId, identityKey: try IdentityKey(serialized: Array(wire.identityKey)),
             signedPreKeyId: wire.signedPreKey.keyId, signedPreKey: try PublicKey(serialized: Array(wire.signedPreKey.publicKey)),
             signedPreKeySignature: Array(wire.signedPreKey.signature), preKeyId: wire.oneTimePreKey?.keyId,
-            preKey: try wire.oneTimePreKey.map { try PublicKey(serialized: Array($0.publicKey)) })
+            preKey: try wire.oneTimePreKey.map { try PublicKey(serialized: Array($0.publicKey)) },
+            kyberPreKey: try wire.kyberPreKey.map { key throws(ProtocolError) in
+                try PreKeyBundle.KyberPreKey(id: key.keyId, serializedPublicKey: Array(key.publicKey), signature: Array(key.signature))
+            })
     }
 
     static func contains(_ haystack: Data, _ needle: [UInt8]) -> Bool {

@@ -27,7 +27,10 @@ struct RelayEndToEndTests {
         let device = NewDeviceKeys(
             registrationId: registrationId, identityKey: Data(identity.identityKey.serialized),
             signedPreKey: SignedPreKey(keyId: signed.id, publicKey: Data(signed.keyPair.publicKey.serialized), signature: Data(signed.signature)),
-            oneTimePreKeys: keys.oneTimePreKeys.map { OneTimePreKey(keyId: $0.id, publicKey: Data($0.keyPair.publicKey.serialized)) })
+            oneTimePreKeys: keys.oneTimePreKeys.map { OneTimePreKey(keyId: $0.id, publicKey: Data($0.keyPair.publicKey.serialized)) },
+            kyberLastResortPreKey: keys.kyberLastResortPreKey.map {
+                KyberPreKey(keyId: $0.id, publicKey: Data($0.keyPair.publicKey.serialized), signature: Data($0.signature))
+            })
         let anonymous = RelayClient(baseURL: baseURL)
         let credentials = try await anonymous.register(name: "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())", device: device)
         return Client(store: store, relay: anonymous.authenticated(as: credentials))
@@ -38,7 +41,10 @@ struct RelayEndToEndTests {
             registrationId: wire.registrationId, deviceId: wire.deviceId, identityKey: try IdentityKey(serialized: Array(wire.identityKey)),
             signedPreKeyId: wire.signedPreKey.keyId, signedPreKey: try PublicKey(serialized: Array(wire.signedPreKey.publicKey)),
             signedPreKeySignature: Array(wire.signedPreKey.signature), preKeyId: wire.oneTimePreKey?.keyId,
-            preKey: try wire.oneTimePreKey.map { try PublicKey(serialized: Array($0.publicKey)) })
+            preKey: try wire.oneTimePreKey.map { try PublicKey(serialized: Array($0.publicKey)) },
+            kyberPreKey: try wire.kyberPreKey.map { key throws(ProtocolError) in
+                try PreKeyBundle.KyberPreKey(id: key.keyId, serializedPublicKey: Array(key.publicKey), signature: Array(key.signature))
+            })
     }
 
     /// The batched bundle fetch (`POST /v1/keys/bundles`, `RelayClient.bundles(for:)`): the bundles of several

@@ -103,6 +103,39 @@ import Testing
         #expect(try bob.store.preKeyIds() == [7])  // listed (public), but never usable
     }
 
+    /// A one-time Kyber prekey used by a PQXDH session is deleted; a copy of its row put back is refused, so a
+    /// replayed first message cannot make a second session with it.
+    @Test(arguments: [true, false])
+    func aUsedOneTimeKyberPreKeyDoesNotComeBack(sealed: Bool) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let alice = try TestDevice.create(name: "alice", in: dir, sealed: false)
+        var bob = try TestDevice.create(name: "bob", in: dir, sealed: sealed)
+        let published = try bob.publishBundle(preKeyId: 7)
+        let oneTime = try KyberPreKeyRecord.generate(id: 40, identity: bob.identity, timestamp: 1_700_000_000, lastResort: false)
+        try bob.store.storeKyberPreKey(oneTime)
+        let bundle = PreKeyBundle(
+            registrationId: published.registrationId, deviceId: published.deviceId, identityKey: published.identityKey,
+            signedPreKeyId: published.signedPreKeyId, signedPreKey: published.signedPreKey,
+            signedPreKeySignature: published.signedPreKeySignature, preKeyId: published.preKeyId, preKey: published.preKey,
+            kyberPreKey: PreKeyBundle.KyberPreKey(id: oneTime.id, publicKey: oneTime.keyPair.publicKey, signature: oneTime.signature))
+        try SessionBuilder.process(bundle: bundle, for: bob.address, store: alice.store)
+        try bob.store.close()
+        let unused = try Self.rows(bob.path, "kyber_prekey", where: "id = 40")
+        #expect(unused.count == 1)
+        try bob.reopen()
+        #expect(try decrypt(try encrypt("hi", to: bob.address, store: alice.store), from: alice.address, store: bob.store) == "hi")
+        #expect(try bob.store.loadKyberPreKey(id: 40) == nil)  // one-time: deleted once used
+        try bob.store.close()
+        try Self.restore(bob.path, "kyber_prekey", unused)
+        bob.store = try DeviceStore.open(at: bob.path, passphrase: bob.passphrase)
+        #expect(throws: DeviceStoreError.rolledBack(table: "kyber_prekey", key: "40")) { try bob.store.loadKyberPreKey(id: 40) }
+        // The way out: the row is discarded, and stays gone.
+        try bob.store.discardRolledBackRow(table: "kyber_prekey", key: "40")
+        #expect(try bob.store.loadKyberPreKey(id: 40) == nil)
+        #expect(try bob.store.kyberPreKeys().map(\.id) == [5])
+    }
+
     /// Rolling the rows back together with the store's ledger of them is caught when the store
     /// opens (the ledger's digest, sealed in the metadata, no longer matches); the reset discards
     /// the key state that may be stale (sessions, sender keys) and the store opens again.

@@ -75,17 +75,20 @@ struct TestDevice {
         store = try DeviceStore.open(at: path, passphrase: passphrase)
     }
 
-    /// Generates and stores a signed prekey and one one-time prekey; returns the bundle a peer
-    /// would fetch from the relay.
-    func publishBundle(preKeyId: UInt32 = 7, signedPreKeyId: UInt32 = 3) throws -> PreKeyBundle {
+    /// Generates and stores a signed prekey, one one-time prekey and a last-resort Kyber prekey; returns the
+    /// bundle a peer would fetch from the relay (a version-4 session is made from it).
+    func publishBundle(preKeyId: UInt32 = 7, signedPreKeyId: UInt32 = 3, kyberPreKeyId: UInt32 = 5) throws -> PreKeyBundle {
         let signed = try SignedPreKeyRecord.generate(id: signedPreKeyId, identity: identity, timestamp: 1_700_000_000)
         let oneTime = PreKeyRecord(id: preKeyId, keyPair: try PrivateKey.generate(using: SystemRandom.shared))
+        let kyber = try KyberPreKeyRecord.generate(id: kyberPreKeyId, identity: identity, timestamp: 1_700_000_000, lastResort: true)
         try store.storeSignedPreKey(signed)
         try store.storePreKey(oneTime)
+        try store.storeKyberPreKey(kyber)
         return PreKeyBundle(
             registrationId: registrationId, deviceId: address.deviceId, identityKey: identity.identityKey,
             signedPreKeyId: signed.id, signedPreKey: signed.keyPair.publicKey, signedPreKeySignature: signed.signature,
-            preKeyId: oneTime.id, preKey: oneTime.keyPair.publicKey)
+            preKeyId: oneTime.id, preKey: oneTime.keyPair.publicKey,
+            kyberPreKey: PreKeyBundle.KyberPreKey(id: kyber.id, publicKey: kyber.keyPair.publicKey, signature: kyber.signature))
     }
 }
 

@@ -15,6 +15,20 @@ import Testing
         for outcome in outcomes { #expect(outcome.passed, "\(outcome.line)") }
     }
 
+    /// The shared version-4 vectors (PQXDH, current Sender Keys, the Kyber1024 KEM; an
+    /// independent model of libsignal v0.91.0 without SPQR).
+    @Test(arguments: [
+        "pqxdh_pingpong_10_otk", "pqxdh_pingpong_10_no_otk", "pqxdh_out_of_order",
+        "pqxdh_rejects_catalog_otk", "pqxdh_rejects_catalog_no_otk", "pqxdh_alice_20_before_reply", "sender_key_50",
+        "sender_key_two_distributions",
+    ])
+    func version4VectorReplays(name: String) {
+        let path = repositoryRoot.appendingPathComponent("TestVectors/protocol-v4/\(name).json").path
+        let outcomes = ConformanceRunner().run(file: path)
+        #expect(outcomes.count == 1)
+        for outcome in outcomes { #expect(outcome.passed, "\(outcome.line)") }
+    }
+
     /// Parley's own scenarios (TestVectors/scenarios/): attacks the shared set does not cover.
     @Test(arguments: ["base_key_reencoded_no_otk"])
     func scenarioReplays(name: String) {

@@ -22,7 +22,7 @@ import Testing
             return
         }
         // Alice starts over from a fresh bundle; Bob's first session becomes archived.
-        let bundle = try Pair.publish(p.bob, identity: p.bobIdentity, signedId: 6, preKeyId: 10)
+        let bundle = try Pair.publish(p.bob, identity: p.bobIdentity, signedId: 6, preKeyId: 10, kyberId: 4)
         try SessionBuilder.process(bundle: bundle, for: bobAddress, store: p.alice)
         try p.receive(try p.send("second session", from: aliceAddress), by: bobAddress)
         #expect(p.bob.sessions[aliceAddress]?.previous.count == 1)
@@ -31,10 +31,13 @@ import Testing
         let live = PreKeyRecord(id: 77, keyPair: try PrivateKey.generate(using: SystemRandom.shared))
         p.bob.storePreKey(live)
         let aliceIdentity = try #require(p.bob.identities[aliceAddress])
+        // A Kyber ciphertext of the right type and length for Bob's live Kyber prekey.
+        let kyber = try #require(p.bob.kyberPreKeys[4])
+        let ciphertext = try kyber.keyPair.publicKey.encapsulate(using: SystemRandom.shared).ciphertext
         let forged = try PreKeySignalMessage(
             registrationId: 11, preKeyId: 77, signedPreKeyId: 6,
             baseKey: try PrivateKey.generate(using: SystemRandom.shared).publicKey,
-            identityKey: aliceIdentity, message: inner)
+            identityKey: aliceIdentity, message: inner, kyber: (4, ciphertext.serialized))
 
         let before = try snapshot(p.bob)
         do {
@@ -59,10 +62,12 @@ import Testing
             Issue.record("expected a SignalMessage")
             return
         }
+        let kyber = try #require(p.bob.kyberPreKeys[3])
         let forged = try PreKeySignalMessage(
             registrationId: 11, preKeyId: nil, signedPreKeyId: 5,
             baseKey: try PrivateKey.generate(using: SystemRandom.shared).publicKey,
-            identityKey: try #require(p.bob.identities[aliceAddress]), message: inner)
+            identityKey: try #require(p.bob.identities[aliceAddress]), message: inner,
+            kyber: (3, try kyber.keyPair.publicKey.encapsulate(using: SystemRandom.shared).ciphertext.serialized))
         let before = try snapshot(p.bob)
         #expect(throws: ProtocolError.self) { _ = try Pair.decrypt(forged.serialized, type: 3, from: aliceAddress, store: p.bob) }
         #expect(try snapshot(p.bob) == before)
@@ -81,7 +86,7 @@ import Testing
             Issue.record("expected a PreKeySignalMessage")
             return
         }
-        // 0x33 | 12 21 <0x05 || u(32)> ...: without a pre_key_id, u's last byte is at offset 35.
+        // 0x44 | 12 21 <0x05 || u(32)> ...: without a pre_key_id, u's last byte is at offset 35.
         var replay = message.serialized
         #expect(Array(replay[1...3]) == [0x12, 0x21, 0x05])
         replay[35] ^= 0x80
@@ -91,7 +96,7 @@ import Testing
             _ = try Pair.decrypt(replay, type: 3, from: aliceAddress, store: p.bob)
             Issue.record("re-encoded base key accepted before the genuine message")
         } catch let error as ProtocolError {
-            #expect(error.kind == "invalid_key")
+            #expect(error.kind == "invalid_base_key")
         }
         #expect(try snapshot(p.bob) == empty)
 
@@ -101,7 +106,7 @@ import Testing
             let again = try Pair.decrypt(replay, type: 3, from: aliceAddress, store: p.bob)
             Issue.record("replayed: \(String(decoding: again, as: UTF8.self))")
         } catch let error as ProtocolError {
-            #expect(error.kind == "invalid_key")
+            #expect(error.kind == "invalid_base_key")
         }
         #expect(try snapshot(p.bob) == before, "the replay changed Bob's sessions")
         // The conversation goes on.
@@ -141,7 +146,7 @@ import Testing
         // A signed message at iteration 2^32 - 1 is refused by the receiver, which changes nothing.
         let signing = try #require(record.states[0].signingPrivate)
         let forgedLast = try SenderKeyMessage(
-            keyId: skdm.keyId, iteration: UInt32.max, ciphertext: [UInt8](repeating: 0, count: 16),
+            distributionId: nil, chainId: skdm.keyId, iteration: UInt32.max, ciphertext: [UInt8](repeating: 0, count: 16),
             signingKey: try XEdDSA.SigningKey(signing),
             random: SystemRandom.shared)
         let receiverBefore = try snapshot(receiver)
@@ -186,7 +191,7 @@ import Testing
         let keys = MessageKeys(material: SecretBytes(copying: [UInt8](repeating: 7, count: 80)), counter: UInt32.max)
         let state = try #require(aliceRecord.current)
         let forged = try SignalMessage.encrypt(
-            [1, 2, 3], keys: keys, senderRatchetKey: ratchetKey, previousCounter: 0,
+            [1, 2, 3], version: state.version, keys: keys, senderRatchetKey: ratchetKey, previousCounter: 0,
             senderIdentity: state.localIdentity, receiverIdentity: state.remoteIdentity)
         let bobBefore = try snapshot(p.bob)
         do {

@@ -138,7 +138,7 @@ import Testing
         // Bob reinstalls with a new identity: Alice refuses the bundle and stores nothing.
         let newIdentity = try IdentityKeyPair.generate()
         let newBob = InMemoryProtocolStore(identity: newIdentity, registrationId: 23)
-        let bundle = try Pair.publish(newBob, identity: newIdentity, signedId: 1, preKeyId: 1)
+        let bundle = try Pair.publish(newBob, identity: newIdentity, signedId: 1, preKeyId: 1, kyberId: 1)
         let before = try snapshot(p.alice)
         #expect(throws: ProtocolError.untrustedIdentity(address: bobAddress)) {
             try SessionBuilder.process(bundle: bundle, for: bobAddress, store: p.alice)
@@ -150,12 +150,12 @@ import Testing
         let alice = InMemoryProtocolStore(identity: try IdentityKeyPair.generate(), registrationId: 1)
         let bobIdentity = try IdentityKeyPair.generate()
         let bob = InMemoryProtocolStore(identity: bobIdentity, registrationId: 2)
-        let good = try Pair.publish(bob, identity: bobIdentity, signedId: 1, preKeyId: nil)
+        let good = try Pair.publish(bob, identity: bobIdentity, signedId: 1, preKeyId: nil, kyberId: 1)
         var signature = good.signedPreKeySignature
         signature[5] ^= 1
         let bad = PreKeyBundle(
             registrationId: 2, deviceId: 1, identityKey: good.identityKey, signedPreKeyId: 1, signedPreKey: good.signedPreKey,
-            signedPreKeySignature: signature, preKeyId: nil, preKey: nil)
+            signedPreKeySignature: signature, preKeyId: nil, preKey: nil, kyberPreKey: good.kyberPreKey)
         #expect(throws: ProtocolError.badSignature) { try SessionBuilder.process(bundle: bad, for: bobAddress, store: alice) }
         #expect(alice.sessions.isEmpty && alice.identities.isEmpty)
     }
@@ -179,7 +179,7 @@ import Testing
         try p.handshake()
         let late = try p.send("from the first session", from: aliceAddress)
         // Alice starts over from a fresh bundle: a new session, the old one archived on both sides.
-        let bundle = try Pair.publish(p.bob, identity: p.bobIdentity, signedId: 6, preKeyId: 10)
+        let bundle = try Pair.publish(p.bob, identity: p.bobIdentity, signedId: 6, preKeyId: 10, kyberId: 4)
         try SessionBuilder.process(bundle: bundle, for: bobAddress, store: p.alice)
         try p.receive(try p.send("second session", from: aliceAddress), by: bobAddress)
         #expect(try p.receive(late, by: bobAddress) == "from the first session")

@@ -7,21 +7,29 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 let aliceAddress = ProtocolAddress(name: "alice", deviceId: 1)
 let bobAddress = ProtocolAddress(name: "bob", deviceId: 1)
 
-/// Two devices with a session set up from Bob's bundle (Alice has not sent yet).
+/// Two devices with a session set up from Bob's bundle (Alice has not sent yet): PQXDH (version
+/// 4, Bob publishes a last-resort Kyber prekey, id 3) unless `postQuantum` is false, then X3DH
+/// (version 3) under `SessionPolicy.allowClassical`.
 struct Pair {
     let alice: InMemoryProtocolStore
     let bob: InMemoryProtocolStore
     let bobIdentity: IdentityKeyPair
+    let policy: SessionPolicy
 
-    init(oneTimePreKey: Bool = true) throws {
+    init(oneTimePreKey: Bool = true, postQuantum: Bool = true) throws {
         alice = InMemoryProtocolStore(identity: try IdentityKeyPair.generate(), registrationId: 11)
         bobIdentity = try IdentityKeyPair.generate()
         bob = InMemoryProtocolStore(identity: bobIdentity, registrationId: 22)
-        let bundle = try Pair.publish(bob, identity: bobIdentity, signedId: 5, preKeyId: oneTimePreKey ? 9 : nil)
-        try SessionBuilder.process(bundle: bundle, for: bobAddress, store: alice)
+        policy = postQuantum ? .requirePostQuantum : .allowClassical
+        let bundle = try Pair.publish(
+            bob, identity: bobIdentity, signedId: 5, preKeyId: oneTimePreKey ? 9 : nil, kyberId: postQuantum ? 3 : nil)
+        try SessionBuilder.process(bundle: bundle, for: bobAddress, store: alice, policy: policy)
     }
 
-    static func publish(_ store: InMemoryProtocolStore, identity: IdentityKeyPair, signedId: UInt32, preKeyId: UInt32?) throws -> PreKeyBundle {
+    static func publish(
+        _ store: InMemoryProtocolStore, identity: IdentityKeyPair, signedId: UInt32, preKeyId: UInt32?, kyberId: UInt32? = nil,
+        kyberLastResort: Bool = true
+    ) throws -> PreKeyBundle {
         let signed = try SignedPreKeyRecord.generate(id: signedId, identity: identity, timestamp: 0)
         store.storeSignedPreKey(signed)
         var preKey: PreKeyRecord? = nil
@@ -29,10 +37,16 @@ struct Pair {
             preKey = PreKeyRecord(id: preKeyId, keyPair: try PrivateKey.generate(using: SystemRandom.shared))
             store.storePreKey(preKey!)
         }
+        var kyber: PreKeyBundle.KyberPreKey? = nil
+        if let kyberId {
+            let record = try KyberPreKeyRecord.generate(id: kyberId, identity: identity, timestamp: 0, lastResort: kyberLastResort)
+            store.storeKyberPreKey(record)
+            kyber = PreKeyBundle.KyberPreKey(id: kyberId, publicKey: record.keyPair.publicKey, signature: record.signature)
+        }
         return PreKeyBundle(
             registrationId: store.localRegistrationId(), deviceId: 1, identityKey: identity.identityKey,
             signedPreKeyId: signedId, signedPreKey: signed.keyPair.publicKey, signedPreKeySignature: signed.signature,
-            preKeyId: preKey?.id, preKey: preKey?.keyPair.publicKey)
+            preKeyId: preKey?.id, preKey: preKey?.keyPair.publicKey, kyberPreKey: kyber)
     }
 
     func send(_ text: String, from sender: ProtocolAddress) throws -> CiphertextMessage {
@@ -45,13 +59,15 @@ struct Pair {
     func receive(_ message: CiphertextMessage, by receiver: ProtocolAddress) throws -> String {
         let store = receiver == aliceAddress ? alice : bob
         let from = receiver == aliceAddress ? bobAddress : aliceAddress
-        let plaintext = try Pair.decrypt(message.serialized, type: message.type, from: from, store: store)
+        let plaintext = try Pair.decrypt(message.serialized, type: message.type, from: from, store: store, policy: policy)
         return String(decoding: plaintext, as: UTF8.self)
     }
 
-    static func decrypt(_ bytes: [UInt8], type: Int, from: ProtocolAddress, store: InMemoryProtocolStore) throws -> [UInt8] {
+    static func decrypt(
+        _ bytes: [UInt8], type: Int, from: ProtocolAddress, store: InMemoryProtocolStore, policy: SessionPolicy = .default
+    ) throws -> [UInt8] {
         if type == 3 {
-            return try SessionCipher.decrypt(try PreKeySignalMessage(serialized: bytes), from: from, store: store)
+            return try SessionCipher.decrypt(try PreKeySignalMessage(serialized: bytes), from: from, store: store, policy: policy)
         }
         return try SessionCipher.decrypt(try SignalMessage(serialized: bytes), from: from, store: store)
     }
@@ -70,6 +86,8 @@ func snapshot(_ store: InMemoryProtocolStore) throws -> [String] {
         out.append("\(a) \(try r.serialized().hexString)")
     }
     out += store.preKeys.keys.sorted().map { "prekey \($0)" }
+    out += store.kyberPreKeys.keys.sorted().map { "kyber prekey \($0)" }
+    out += store.kyberPreKeyUses.map { "kyber use \($0.kyberPreKeyId) \($0.signedPreKeyId) \($0.baseKey.serialized.hexString)" }.sorted()
     out += store.identities.sorted(by: { $0.key.description < $1.key.description }).map { "id \($0.key) \($0.value.serialized.hexString)" }
     for (n, r) in store.senderKeys.sorted(by: { $0.key.description < $1.key.description }) {
         out.append("sk \(n) \(try r.serialized().hexString)")

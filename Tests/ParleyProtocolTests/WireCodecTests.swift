@@ -47,7 +47,7 @@ import Testing
 
     struct PreKeyFields: Equatable {
         var version: UInt8, registrationId: UInt32, preKeyId: UInt32?, signedPreKeyId: UInt32, baseKey: [UInt8]
-        var identityKey: [UInt8], message: [UInt8]
+        var identityKey: [UInt8], message: [UInt8], kyberPreKeyId: UInt32?, kyberCiphertext: [UInt8]?
     }
 
     static func referencePreKey(_ bytes: [UInt8]) -> Result<PreKeyFields, ProtocolError> {
@@ -65,10 +65,18 @@ import Testing
         guard (try? PublicKey(serialized: Array(proto.baseKey))) != nil else { return .failure(.invalidKey("base key")) }
         guard (try? IdentityKey(serialized: Array(proto.identityKey))) != nil else { return .failure(.invalidKey("identity key")) }
         if case .failure(let e) = referenceSignal(Array(proto.message)) { return .failure(e) }
+        // libsignal: Kyber fields together or not at all; not at all only below version 4.
+        switch (proto.hasKyberPreKeyID, proto.hasKyberCiphertext) {
+        case (true, true): break
+        case (false, false):
+            if first >> 4 > 3 { return .failure(.invalidKyber("version \(first >> 4) PreKeySignalMessage without a Kyber prekey")) }
+        default: return .failure(.invalidKyber("only one of kyber_pre_key_id and kyber_ciphertext is present"))
+        }
         return .success(PreKeyFields(
             version: first >> 4, registrationId: proto.registrationID, preKeyId: proto.hasPreKeyID ? proto.preKeyID : nil,
             signedPreKeyId: proto.signedPreKeyID, baseKey: Array(proto.baseKey), identityKey: Array(proto.identityKey),
-            message: Array(proto.message)))
+            message: Array(proto.message), kyberPreKeyId: proto.hasKyberPreKeyID ? proto.kyberPreKeyID : nil,
+            kyberCiphertext: proto.hasKyberCiphertext ? Array(proto.kyberCiphertext) : nil))
     }
 
     static func actualPreKey(_ bytes: [UInt8]) -> Result<PreKeyFields, ProtocolError> {
@@ -78,7 +86,7 @@ import Testing
             return .success(PreKeyFields(
                 version: m.messageVersion, registrationId: m.registrationId, preKeyId: m.preKeyId,
                 signedPreKeyId: m.signedPreKeyId, baseKey: m.baseKey.serialized, identityKey: m.identityKey.serialized,
-                message: m.message.serialized))
+                message: m.message.serialized, kyberPreKeyId: m.kyberPreKeyId, kyberCiphertext: m.kyberCiphertext))
         } catch {
             return .failure(error)
         }
@@ -103,7 +111,7 @@ import Testing
     /// fields, wrong wire types, groups, long or non-minimal varints, bad lengths, multi-byte
     /// tags, field number 0 or invalid wire types.
     static func randomField(_ rng: inout SeededGenerator, depth: Int = 0) -> [UInt8] {
-        let number: UInt64 = [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 0, 7, 15, 16, 100, 1 << 20, (1 << 29) - 1, 1 << 29].randomElement(using: &rng)!
+        let number: UInt64 = [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 0, 7, 8, 15, 16, 100, 1 << 20, (1 << 29) - 1, 1 << 29].randomElement(using: &rng)!
         let wire: UInt64 = Int.random(in: 0..<10, using: &rng) < 7 ? [0, 2].randomElement(using: &rng)! : UInt64.random(in: 0...7, using: &rng)
         let tagPad = Int.random(in: 0..<12, using: &rng) == 0 ? Int.random(in: 1...11, using: &rng) : 0
         var out = varint(number << 3 | wire, paddedTo: tagPad)
@@ -199,13 +207,14 @@ import Testing
         let sender = try IdentityKeyPair.generate().identityKey, receiver = try IdentityKeyPair.generate().identityKey
         let ratchet = try PrivateKey.generate(using: SystemRandom.shared).publicKey
         let seed = [UInt8](repeating: 7, count: 32)
-        for counter: UInt32 in [0, 1, 127, 128, 16_384, UInt32.max] {
+        let cases: [(UInt32, UInt8)] = [UInt32(0), 1, 127, 128, 16_384, UInt32.max].flatMap { (c: UInt32) -> [(UInt32, UInt8)] in [(c, 3), (c, 4)] }
+        for (counter, version) in cases {
             for previous: UInt32 in [0, 300, UInt32.max] {
                 for size in [0, 1, 15, 16, 17, 200, 1_000, 20_000] {
                     let keys = seed.withUnsafeBytes { MessageKeys.derive(seed: $0, counter: counter) }
                     let plaintext = (0..<size).map { UInt8(truncatingIfNeeded: $0) }
                     let m = try SignalMessage.encrypt(
-                        plaintext, keys: keys, senderRatchetKey: ratchet, previousCounter: previous,
+                        plaintext, version: version, keys: keys, senderRatchetKey: ratchet, previousCounter: previous,
                         senderIdentity: sender, receiverIdentity: receiver)
                     let body = try keys.withCipherKey { (k, iv) throws(ProtocolError) -> [UInt8] in
                         do throws(CryptoError) { return try AES256CBC.encrypt(plaintext, key: k, iv: iv) } catch { throw .crypto(error) }
@@ -215,7 +224,8 @@ import Testing
                     proto.counter = counter
                     proto.previousCounter = previous
                     proto.ciphertext = Data(body)
-                    let versionAndProto: [UInt8] = [0x33] + (try proto.serializedBytes() as [UInt8])
+                    let protoBytes: [UInt8] = try proto.serializedBytes()
+                    let versionAndProto: [UInt8] = [(version << 4) | version] + protoBytes
                     let mac = try keys.withMacKey { (k) throws(ProtocolError) -> [UInt8] in
                         HMACSHA256.mac(key: Array(k), data: sender.serialized + receiver.serialized + versionAndProto)
                     }
@@ -225,7 +235,7 @@ import Testing
                     #expect(try !m.verifyMAC(senderIdentity: receiver, receiverIdentity: sender, keys: keys))
                     let parsed = try SignalMessage(serialized: m.serialized)
                     #expect(parsed.ciphertext == body && parsed.counter == counter && parsed.previousCounter == previous)
-                    #expect(parsed.senderRatchetKey == ratchet)
+                    #expect(parsed.senderRatchetKey == ratchet && parsed.messageVersion == version)
                 }
             }
         }
@@ -235,21 +245,26 @@ import Testing
         let inner = try Self.genuineSignalMessages()
         let base = try PrivateKey.generate(using: SystemRandom.shared).publicKey
         let identity = try IdentityKeyPair.generate().identityKey
+        let kyberCiphertext = (0..<1569).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         for preKeyId: UInt32? in [nil, 0, 1, 200, UInt32.max] {
             for ids: (UInt32, UInt32) in [(0, 0), (1, 127), (16_384, UInt32.max)] {
-                for m in inner {
+                for (m, kyber) in inner.flatMap({ m in [(m, nil), (m, (ids.1 ^ 0x5A5A, kyberCiphertext))] as [([UInt8], (UInt32, [UInt8])?)] }) {
                     let message = try SignalMessage(serialized: m)
                     let built = try PreKeySignalMessage(
                         registrationId: ids.0, preKeyId: preKeyId, signedPreKeyId: ids.1, baseKey: base,
-                        identityKey: identity, message: message)
+                        identityKey: identity, message: message, kyber: kyber)
                     var proto = Parley_Wire_PreKeySignalMessage()
+                    if let kyber {
+                        proto.kyberPreKeyID = kyber.0
+                        proto.kyberCiphertext = Data(kyber.1)
+                    }
                     proto.registrationID = ids.0
                     if let preKeyId { proto.preKeyID = preKeyId }
                     proto.signedPreKeyID = ids.1
                     proto.baseKey = Data(base.serialized)
                     proto.identityKey = Data(identity.serialized)
                     proto.message = Data(m)
-                    #expect(built.serialized == [0x33] + (try proto.serializedBytes() as [UInt8]))
+                    #expect(built.serialized == [message.messageVersion * 0x11] + (try proto.serializedBytes() as [UInt8]))
                     #expect(Self.actualPreKey(built.serialized) == Self.referencePreKey(built.serialized))
                 }
             }
@@ -314,12 +329,17 @@ import Testing
                 fields.append([0x30] + Self.varint(UInt64.random(in: 0...UInt64(UInt32.max) + 5, using: &rng)))
                 if Bool.random(using: &rng) { fields.append([0x08] + Self.varint(UInt64.random(in: 0...1_000, using: &rng))) }
                 if Bool.random(using: &rng) { fields.append([0x28] + Self.varint(UInt64.random(in: 0...1_000, using: &rng))) }
+                if Int.random(in: 0..<3, using: &rng) > 0 { fields.append([0x38] + Self.varint(UInt64.random(in: 0...UInt64(UInt32.max) + 5, using: &rng))) }
+                if Int.random(in: 0..<3, using: &rng) > 0 {
+                    let ciphertext = (0..<[0, 1, 1568, 1569, 1570].randomElement(using: &rng)!).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                    fields.append([0x42] + Self.varint(UInt64(ciphertext.count)) + ciphertext)
+                }
                 for _ in 0..<Int.random(in: 0...2, using: &rng) { fields.append(Self.randomField(&rng)) }
                 fields.shuffle(using: &rng)
                 fields.removeLast(Int.random(in: 0..<8, using: &rng) == 0 ? 1 : 0)
-                bytes = [0x33] + fields.flatMap { $0 }
+                bytes = [[0x33, 0x44, 0x34, 0x43].randomElement(using: &rng)!] + fields.flatMap { $0 }
             default:
-                bytes = [0x33] + Self.randomProtobuf(&rng)
+                bytes = [[0x33, 0x44].randomElement(using: &rng)!] + Self.randomProtobuf(&rng)
             }
             let expected = Self.referencePreKey(bytes)
             #expect(Self.actualPreKey(bytes) == expected, "input \(bytes.hexString)")

@@ -23,9 +23,18 @@ struct PreKeyTests {
 
         let keys = Fixtures.oneTimePreKeys(100)
         let signed = Fixtures.signedPreKey(id: 9, identity: identity)
-        let upload = try await http.call(
+        // EC prekeys alone still leave the notice on: a device without Kyber prekeys is told to publish them.
+        var upload = try await http.call(
             .PUT, "/v1/keys", alice, body: UploadPreKeysRequest(signedPreKey: signed, oneTimePreKeys: keys))
         #expect(upload.status == 200)
+        status = try upload.decode(PreKeyStatusResponse.self)
+        #expect(status.oneTimePreKeyCount == 100)
+        #expect(status.refillNeeded)
+        upload = try await http.call(
+            .PUT, "/v1/keys", alice,
+            body: UploadPreKeysRequest(
+                kyberLastResortPreKey: try KyberPreKeyTests.kyberPreKey(id: 500, signer: identity),
+                kyberOneTimePreKeys: try (501...510).map { try KyberPreKeyTests.kyberPreKey(id: UInt32($0), signer: identity) }))
         status = try upload.decode(PreKeyStatusResponse.self)
         #expect(status.oneTimePreKeyCount == 100)
         #expect(!status.refillNeeded)

@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
 import NIOConcurrencyHelpers
+import ParleyCrypto
+import ParleyProtocol
 import ParleyWire
 import PostgresNIO
 import Testing
@@ -264,6 +266,131 @@ struct StoreBackendTests {
         #expect(keyIds.count == 20)
         #expect(Set(keyIds) == Set(1...20))
         #expect(try await first.oneTimePreKeyCount(bob.address) == 0)
+    }
+
+    // MARK: Kyber prekeys
+
+    /// Registers an account whose device has `identity` and the last-resort Kyber prekey `lastResort`, no one-time
+    /// prekeys.
+    static func kyberAccount(_ store: any RelayStore, identity: IdentityKeyPair, lastResort: KyberPreKey?) async throws
+        -> AuthenticatedDevice
+    {
+        let name = Fixtures.uniqueName("kyber")
+        let accountId = try await store.createAccount(
+            name: name, device: KyberPreKeyTests.keys(identity: identity, lastResort: lastResort, ecOneTime: 0),
+            credentialHash: Fixtures.bytes(32), now: 1_000)
+        return AuthenticatedDevice(accountId: accountId, account: name, deviceId: 1)
+    }
+
+    static func storeKyber(
+        _ store: any RelayStore, _ device: AuthenticatedDevice, lastResort: KyberPreKey? = nil, oneTime: [KyberPreKey],
+        signedBy identity: IdentityKeyPair
+    ) async throws -> PreKeyCounts {
+        try await store.storePreKeys(
+            device.address, identityKey: nil, signed: nil, oneTime: [], kyberLastResort: lastResort, kyberOneTime: oneTime,
+            kyberSignedBy: Data(identity.identityKey.serialized))
+    }
+
+    /// One-time Kyber prekeys are handed out once, lowest id first, then the last-resort one every time (kept);
+    /// a device over its hand-out budget gets the last-resort one and keeps its one-time ones; uploads that would
+    /// replace the last-resort key with a one-time one, that were verified under another identity key, or that
+    /// would leave more than the cap store nothing; a new identity drops every Kyber prekey.
+    @Test(arguments: TestBackend.available)
+    func kyberPreKeysOneTimeOnceThenTheLastResortOne(_ backend: TestBackend) async throws {
+        let store = try await backend.makeStore()
+        defer { TestBackend.closeLater(store) }
+        let identity = Fixtures.identity()
+        let lastResort = try KyberPreKeyTests.kyberPreKey(id: 100, signer: identity)
+        let bob = try await Self.kyberAccount(store, identity: identity, lastResort: lastResort)
+        #expect(try await store.preKeyCounts(bob.address) == PreKeyCounts(oneTime: 0, kyberOneTime: 0, hasKyberLastResort: true))
+        let oneTime = try [3, 1, 2].map { try KyberPreKeyTests.kyberPreKey(id: UInt32($0), signer: identity) }
+        #expect(
+            try await Self.storeKyber(store, bob, oneTime: oneTime, signedBy: identity)
+                == PreKeyCounts(oneTime: 0, kyberOneTime: 3, hasKyberLastResort: true))
+
+        // Refused uploads store nothing.
+        let clash = try KyberPreKeyTests.kyberPreKey(id: 100, signer: identity)
+        let extra = try KyberPreKeyTests.kyberPreKey(id: 50, signer: identity)
+        await #expect(throws: RelayError.invalidField("Kyber prekey id 100 is the last-resort key's")) {
+            _ = try await Self.storeKyber(store, bob, oneTime: [extra, clash], signedBy: identity)
+        }
+        await #expect(throws: RelayError.invalidField("the Kyber prekeys are signed by another identity key than the device's")) {
+            _ = try await Self.storeKyber(store, bob, oneTime: [extra], signedBy: Fixtures.identity())
+        }
+        #expect(try await store.preKeyCounts(bob.address).kyberOneTime == 3)
+
+        // Over the hand-out budget: the last-resort key, the one-time ones stay.
+        let refused = try await store.takePreKeyBundles(
+            [BundleRequest(account: bob.account, deviceIds: nil)], charge: { _ in }, mayHandOut: { _ in false })
+        #expect(refused.bundles.first?.devices.first?.kyberPreKey == lastResort)
+        #expect(try await store.preKeyCounts(bob.address).kyberOneTime == 3)
+
+        var handedOut: [UInt32] = []
+        for _ in 0..<5 {
+            let bundle = try #require(try await Self.take(store, bob.account).first)
+            let kyber = try #require(bundle.kyberPreKey)
+            handedOut.append(kyber.keyId)
+            if kyber.keyId != 100 { #expect(oneTime.contains(kyber)) }
+        }
+        #expect(handedOut == [1, 2, 3, 100, 100])
+        #expect(try await store.preKeyCounts(bob.address) == PreKeyCounts(oneTime: 0, kyberOneTime: 0, hasKyberLastResort: true))
+
+        // A new last-resort key replaces the old one.
+        let rotated = try KyberPreKeyTests.kyberPreKey(id: 101, signer: identity)
+        _ = try await Self.storeKyber(store, bob, lastResort: rotated, oneTime: [], signedBy: identity)
+        #expect(try await Self.take(store, bob.account).first?.kyberPreKey == rotated)
+
+        // The cap on stored one-time Kyber prekeys: an upload that would leave more stores nothing.
+        let cap = RelayLimits.maxStoredKyberOneTimePreKeys
+        let pair = try KEMKeyPair.generate(.kyber1024, using: SystemRandom.shared)
+        let signature = try XEdDSA.sign(pair.publicKey.serialized, with: identity.privateKey, using: SystemRandom.shared)
+        let many = (1...cap).map { KyberPreKey(keyId: UInt32(1_000 + $0), publicKey: Data(pair.publicKey.serialized), signature: Data(signature)) }
+        #expect(try await Self.storeKyber(store, bob, oneTime: many, signedBy: identity).kyberOneTime == cap)
+        await #expect(throws: RelayError.tooManyItems("at most \(cap) one-time Kyber prekeys stored per device (this upload would leave \(cap + 1))")) {
+            _ = try await Self.storeKyber(store, bob, oneTime: [extra], signedBy: identity)
+        }
+        #expect(try await store.preKeyCounts(bob.address).kyberOneTime == cap)
+
+        // A new identity: every Kyber prekey (signed by the old one) is gone; bundles come without one.
+        let newIdentity = Fixtures.identity()
+        _ = try await store.storePreKeys(
+            bob.address, identityKey: Data(newIdentity.identityKey.serialized), signed: Fixtures.signedPreKey(id: 9, identity: newIdentity),
+            oneTime: [], kyberLastResort: nil, kyberOneTime: [], kyberSignedBy: nil)
+        #expect(try await store.preKeyCounts(bob.address) == PreKeyCounts(oneTime: 0, kyberOneTime: 0, hasKyberLastResort: false))
+        #expect(try await Self.take(store, bob.account).first?.kyberPreKey == nil)
+        #expect(try await store.identityKey(bob.address) == Data(newIdentity.identityKey.serialized))
+    }
+
+    /// Many fetches of one device's bundle at the same instant (on PostgreSQL from two nodes): every one-time Kyber
+    /// prekey goes to exactly one of them, and every other fetch gets the last-resort key.
+    @Test(arguments: TestBackend.available)
+    func concurrentFetchesNeverShareAOneTimeKyberPreKey(_ backend: TestBackend) async throws {
+        let database = try backend.freshDatabase()
+        let first = try await TestBackend.openStore(database)
+        let second = backend == .postgres ? try await TestBackend.openStore(database) : first
+        defer {
+            TestBackend.closeLater(first)
+            if backend == .postgres { TestBackend.closeLater(second) }
+        }
+        let identity = Fixtures.identity()
+        let lastResort = try KyberPreKeyTests.kyberPreKey(id: 500, signer: identity)
+        let bob = try await Self.kyberAccount(first, identity: identity, lastResort: lastResort)
+        let oneTime = try (1...20).map { try KyberPreKeyTests.kyberPreKey(id: UInt32($0), signer: identity) }
+        _ = try await Self.storeKyber(first, bob, oneTime: oneTime, signedBy: identity)
+        let taken = try await withThrowingTaskGroup(of: UInt32?.self) { group in
+            for index in 0..<40 {
+                let store = index % 2 == 0 ? first : second
+                group.addTask { try await Self.take(store, bob.account, [1]).first?.kyberPreKey?.keyId }
+            }
+            var result: [UInt32?] = []
+            for try await key in group { result.append(key) }
+            return result
+        }
+        let keyIds = taken.compactMap { $0 }
+        #expect(keyIds.count == 40)
+        #expect(keyIds.filter { $0 != 500 }.count == 20)
+        #expect(Set(keyIds.filter { $0 != 500 }) == Set(1...20))
+        #expect(try await first.preKeyCounts(bob.address) == PreKeyCounts(oneTime: 0, kyberOneTime: 0, hasKyberLastResort: true))
     }
 
     // MARK: linking

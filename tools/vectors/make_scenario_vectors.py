@@ -9,8 +9,11 @@ X25519 gives Bob the same shared secrets (issue 10, defect 2):
     multiples of 8, so the torsion component vanishes from every agreement).
 Without a one-time prekey nothing else in Bob's store changes between two such messages, so each
 of them, unless refused, runs X3DH again and delivers the first message a second time. Each is
-attempted before Bob received the genuine message and again after; the reason is `invalid_key`
-(libsignal: the base key is not canonical).
+attempted before Bob received the genuine message and again after; the reason is
+`invalid_base_key` (libsignal: "incoming base key is invalid", the base key is not canonical; after
+the genuine message, the re-encoded key matches no session, whose base key is compared byte for
+byte, so the same check refuses it). The transcript is a version-3 (X3DH) one: the runner replays
+it under SessionPolicy.allowClassical.
 
 Every re-encoded key is checked here to give the same X25519 output as the genuine one with Bob's
 signed prekey (a pure-Python RFC 7748 ladder), and the genuine base key is checked to match the
@@ -148,7 +151,7 @@ def base_key_scenario(shared_dir):
     out["description"] = (
         "pingpong_10_no_otk with rejects re-sending Alice's first PreKeySignalMessage with its base key "
         "re-encoded (bit 255 set; plus a torsion point of order 2 and of order 8), each giving Bob the same "
-        "X3DH secrets; each must fail as invalid_key before and after the genuine message is received."
+        "X3DH secrets; each must fail as invalid_base_key before and after the genuine message is received."
     )
     out["generator"] = "tools/vectors/make_scenario_vectors.py from the shared pingpong_10_no_otk.json"
     first = next(m for m in vector["messages"] if m["seq"] == 0)
@@ -180,7 +183,7 @@ def base_key_scenario(shared_dir):
             reencoded = ciphertext[:4] + v + ciphertext[36:]
             rejects.append({
                 "id": f"base_key_{name}_{when}",
-                "reason": "invalid_key",
+                "reason": "invalid_base_key",
                 "to": "bob",
                 "after_event": after_event,
                 "after_seq": after_seq,

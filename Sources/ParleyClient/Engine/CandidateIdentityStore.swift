@@ -6,7 +6,7 @@ import ParleyProtocol
 /// store itself. It is used inside the store transaction that decrypts the message, so nothing is
 /// kept unless the message decrypts under the candidate key, and then the protocol's own
 /// `saveIdentity` records the key together with the session it produced (issue 10, defect 3).
-struct CandidateIdentityStore: IdentityKeyStore, SessionStore, PreKeyStore, SignedPreKeyStore {
+struct CandidateIdentityStore: IdentityKeyStore, SessionStore, PreKeyStore, SignedPreKeyStore, KyberPreKeyStore {
     let base: DeviceStore
     let address: ProtocolAddress
     let candidate: IdentityKey
@@ -35,4 +35,14 @@ struct CandidateIdentityStore: IdentityKeyStore, SessionStore, PreKeyStore, Sign
 
     func loadSignedPreKey(id: UInt32) throws -> SignedPreKeyRecord? { try base.loadSignedPreKey(id: id) }
     func storeSignedPreKey(_ record: SignedPreKeyRecord) throws { try base.storeSignedPreKey(record) }
+
+    func loadKyberPreKey(id: UInt32) throws -> KyberPreKeyRecord? { try base.loadKyberPreKey(id: id) }
+    func storeKyberPreKey(_ record: KyberPreKeyRecord) throws { try base.storeKyberPreKey(record) }
+    func removeKyberPreKey(id: UInt32) throws { try base.removeKyberPreKey(id: id) }
+    func isKyberPreKeyUsed(id: UInt32, signedPreKeyId: UInt32, baseKey: PublicKey) throws -> Bool {
+        try base.isKyberPreKeyUsed(id: id, signedPreKeyId: signedPreKeyId, baseKey: baseKey)
+    }
+    func markKyberPreKeyUsed(id: UInt32, signedPreKeyId: UInt32, baseKey: PublicKey) throws {
+        try base.markKyberPreKeyUsed(id: id, signedPreKeyId: signedPreKeyId, baseKey: baseKey)
+    }
 }

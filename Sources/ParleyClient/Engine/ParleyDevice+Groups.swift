@@ -220,7 +220,9 @@ extension ParleyDevice {
         }
         guard let groupUUID = UUID(uuidString: groupId) else { throw ClientError.unknownGroup(groupId) }
         let name = SenderKeyName(groupId: groupId, sender: account.address)
-        let distribution = try GroupCipher.createDistributionMessage(for: name, store: store, random: random)
+        // New sender keys in libsignal's current layout, the group's UUID as distribution id; a key made
+        // before (old layout) is used until it is rotated.
+        let distribution = try GroupCipher.createDistributionMessage(for: name, distributionId: groupUUID, store: store, random: random)
 
         let needing = try membersLackingKey(groupId: groupId, members: view.members)
         if !needing.isEmpty {

@@ -144,9 +144,9 @@ extension ParleyDevice {
             let message = try PreKeySignalMessage(serialized: bytes)
             if let candidate {
                 let trusting = CandidateIdentityStore(base: store, address: sender, candidate: candidate)
-                plaintext = try SessionCipher.decrypt(message, from: sender, store: trusting, random: random)
+                plaintext = try SessionCipher.decrypt(message, from: sender, store: trusting, policy: try store.sessionPolicy(), random: random)
             } else {
-                plaintext = try SessionCipher.decrypt(message, from: sender, store: store, random: random)
+                plaintext = try SessionCipher.decrypt(message, from: sender, store: store, policy: try store.sessionPolicy(), random: random)
             }
         case .direct where envelope.type == 2:
             plaintext = try SessionCipher.decrypt(try SignalMessage(serialized: bytes), from: sender, store: store, random: random)

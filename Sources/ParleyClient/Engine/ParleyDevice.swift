@@ -62,15 +62,26 @@ public actor ParleyDevice {
         let registrationId = Self.newRegistrationId(random)
         let store = try DeviceStore.create(at: storePath, identity: identity, registrationId: registrationId, passphrase: passphrase, cost: cost)
         do {
-            let keys = try KeyManager().registrationKeys(store: store, now: UInt64(Self.nowMillis()), random: random)
+            let keys = try KeyManager().registrationKeys(store: store, now: Self.nowSeconds(), random: random)
             guard let signed = keys.signedPreKey else { throw ClientError.invalidArgument("no signed prekey generated") }
             let device = NewDeviceKeys(
                 registrationId: registrationId, identityKey: Data(identity.identityKey.serialized),
-                signedPreKey: Self.wire(signed), oneTimePreKeys: keys.oneTimePreKeys.map(Self.wire), name: deviceName)
-            let credentials = try await RelayClient(baseURL: serverURL, http: http).register(name: name, device: device)
+                signedPreKey: Self.wire(signed), oneTimePreKeys: keys.oneTimePreKeys.map(Self.wire), name: deviceName,
+                kyberLastResortPreKey: keys.kyberLastResortPreKey.map(Self.wire))
+            let anonymous = RelayClient(baseURL: serverURL, http: http)
+            let credentials = try await anonymous.register(name: name, device: device)
             let account = LocalAccount(
                 name: credentials.account, deviceId: credentials.deviceId, credential: credentials.credential, serverURL: serverURL)
             try store.saveAccount(account)
+            // One-time Kyber prekeys do not fit an unauthenticated request: they go with the first authenticated
+            // upload. If it fails the account stands anyway; the keys are dropped from the store and key maintenance
+            // publishes a new batch when the relay's notice asks for it.
+            do {
+                _ = try await anonymous.authenticated(as: credentials).uploadPreKeys(
+                    UploadPreKeysRequest(kyberOneTimePreKeys: keys.kyberOneTimePreKeys.map(Self.wire)))
+            } catch {
+                for key in keys.kyberOneTimePreKeys { try? store.removeKyberPreKey(id: key.id) }
+            }
             return ParleyDevice(store: store, account: account, http: http)
         } catch {
             try? store.close()
@@ -187,8 +198,10 @@ public actor ParleyDevice {
 
     // MARK: keys
 
-    /// Refills one-time prekeys when the relay says they run low, rotates the signed prekey
-    /// when due, and forgets processed-envelope ids older than the relay's retention.
+    /// Refills one-time prekeys (EC and Kyber) when the relay says they run low, rotates the
+    /// signed prekey and the last-resort Kyber prekey when due (or publishes a last-resort Kyber
+    /// prekey when the relay has none: a device registered before PQXDH), and forgets
+    /// processed-envelope ids older than the relay's retention.
     public func maintainKeys() async throws {
         try await recoveringFromRollback { try await maintainKeysOnce() }
     }
@@ -198,12 +211,29 @@ public actor ParleyDevice {
         try store.pruneProcessedEnvelopes(before: Self.nowMillis() - 31 * 24 * 3600 * 1000)
         try pruneRepairState(now: Self.nowMillis())
         let status = try await relay.preKeyStatus()
-        let rotated = try keyManager.rotateSignedPreKeyIfDue(store: store, now: UInt64(Self.nowMillis()), random: random)
+        let now = Self.nowSeconds()
+        let rotated = try keyManager.rotateSignedPreKeyIfDue(store: store, now: now, random: random)
         let refill = keyManager.needsRefill(remaining: status.oneTimePreKeyCount) ? try keyManager.refill(store: store, random: random) : []
-        if rotated != nil || !refill.isEmpty {
-            _ = try await relay.uploadPreKeys(UploadPreKeysRequest(signedPreKey: rotated.map(Self.wire), oneTimePreKeys: refill.map(Self.wire)))
+        var lastResort = try keyManager.rotateKyberLastResortIfDue(store: store, now: now, random: random)
+        if lastResort == nil && !status.hasKyberLastResortPreKey {
+            lastResort = try keyManager.currentKyberLastResort(store: store)
+        }
+        let kyberRefill = keyManager.needsRefill(remaining: status.kyberOneTimePreKeyCount)
+            ? try keyManager.refillKyber(store: store, now: now, random: random) : []
+        if rotated != nil || !refill.isEmpty || lastResort != nil || !kyberRefill.isEmpty {
+            _ = try await relay.uploadPreKeys(
+                UploadPreKeysRequest(
+                    signedPreKey: rotated.map(Self.wire), oneTimePreKeys: refill.map(Self.wire),
+                    kyberLastResortPreKey: lastResort.map(Self.wire), kyberOneTimePreKeys: kyberRefill.map(Self.wire)))
         }
     }
+
+    /// Which new sessions this device agrees to (`requirePostQuantum` by default for stores made with PQXDH,
+    /// `allowClassical` for older ones until changed).
+    nonisolated public func sessionPolicy() throws -> SessionPolicy { try store.sessionPolicy() }
+
+    /// Changes which new sessions this device agrees to; existing sessions are not affected.
+    nonisolated public func setSessionPolicy(_ policy: SessionPolicy) throws { try store.setSessionPolicy(policy) }
 
     // MARK: helpers
 
@@ -215,12 +245,19 @@ public actor ParleyDevice {
         OneTimePreKey(keyId: record.id, publicKey: Data(record.keyPair.publicKey.serialized))
     }
 
+    static func wire(_ record: KyberPreKeyRecord) -> KyberPreKey {
+        KyberPreKey(keyId: record.id, publicKey: Data(record.keyPair.publicKey.serialized), signature: Data(record.signature))
+    }
+
     static func bundle(_ wire: DevicePreKeyBundle) throws -> PreKeyBundle {
         PreKeyBundle(
             registrationId: wire.registrationId, deviceId: wire.deviceId, identityKey: try IdentityKey(serialized: Array(wire.identityKey)),
             signedPreKeyId: wire.signedPreKey.keyId, signedPreKey: try PublicKey(serialized: Array(wire.signedPreKey.publicKey)),
             signedPreKeySignature: Array(wire.signedPreKey.signature), preKeyId: wire.oneTimePreKey?.keyId,
-            preKey: try wire.oneTimePreKey.map { try PublicKey(serialized: Array($0.publicKey)) })
+            preKey: try wire.oneTimePreKey.map { try PublicKey(serialized: Array($0.publicKey)) },
+            kyberPreKey: try wire.kyberPreKey.map { key throws(ProtocolError) in
+                try PreKeyBundle.KyberPreKey(id: key.keyId, serializedPublicKey: Array(key.publicKey), signature: Array(key.signature))
+            })
     }
 
     /// A libsignal-style registration id: 14 random bits, never 0.
@@ -230,6 +267,9 @@ public actor ParleyDevice {
     }
 
     static func nowMillis() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+
+    /// Prekey timestamps and `PreKeyPolicy` periods are in seconds.
+    static func nowSeconds() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970)) }
 
     /// `ws(s)://host:port/v1/ws` for an `http(s)://host:port` relay.
     var webSocketURL: String {

@@ -215,7 +215,9 @@ public struct DeviceLinker: Sendable {
                         signedPreKey: SignedPreKey(
                             keyId: signedPreKey.id, publicKey: Data(signedPreKey.keyPair.publicKey.serialized),
                             signature: Data(signedPreKey.signature)),
-                        oneTimePreKeys: Array(oneTime.prefix(batch))))
+                        oneTimePreKeys: Array(oneTime.prefix(batch)),
+                        kyberLastResortPreKey: keys.kyberLastResortPreKey.map(ParleyDevice.wire),
+                        kyberOneTimePreKeys: keys.kyberOneTimePreKeys.map(ParleyDevice.wire)))
             }
             var offset = batch
             while offset < oneTime.count {

@@ -34,11 +34,12 @@ public struct DeviceFanOut: Sendable {
             }
             if !missing.isEmpty {
                 let bundles = try fetchBundles(missing)
+                let policy = try store.sessionPolicy()
                 for id in missing {
                     guard let bundle = bundles.first(where: { $0.deviceId == id }) else {
                         throw FanOutError.noBundle(account: account, deviceId: id)
                     }
-                    try SessionBuilder.process(bundle: bundle, for: ProtocolAddress(name: account, deviceId: id), store: store, random: random)
+                    try SessionBuilder.process(bundle: bundle, for: ProtocolAddress(name: account, deviceId: id), store: store, policy: policy, random: random)
                 }
             }
             return try targets.map { id in

@@ -39,6 +39,10 @@ extension DeviceStore {
             guard let id = UInt32(parts[0]) else { throw .invalidArgument("signed prekey key \(key)") }
             context = .signedPreKey(id)
             condition = "id = ?"
+        case ("kyber_prekey", 1):
+            guard let id = UInt32(parts[0]) else { throw .invalidArgument("Kyber prekey key \(key)") }
+            context = .kyberPreKey(id)
+            condition = "id = ?"
         default:
             throw .invalidArgument("no rollback-protected row \(table)[\(key)]")
         }

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import ParleyCrypto
 
-/// Rollback detection for the sealed key rows: sessions, sender keys, one-time and signed prekeys.
+/// Rollback detection for the sealed key rows: sessions, sender keys, one-time, signed and Kyber prekeys.
 ///
 /// * Every write of such a row takes the next value of a store-wide generation counter as the
 ///   row's version. The version is stored beside the row (`seal_version`) and bound into its seal
@@ -37,6 +37,7 @@ struct RollbackLedger: Sendable {
         ProtectedTable(name: "sender_key", keyColumns: ["group_id", "sender_name", "sender_device_id"], sealedColumn: "record_sealed"),
         ProtectedTable(name: "prekey", keyColumns: ["id"], sealedColumn: "private_key_sealed"),
         ProtectedTable(name: "signed_prekey", keyColumns: ["id"], sealedColumn: "private_key_sealed"),
+        ProtectedTable(name: "kyber_prekey", keyColumns: ["id"], sealedColumn: "secret_key_sealed"),
     ]
 
     static let metaName = "ledger"

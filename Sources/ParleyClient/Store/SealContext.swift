@@ -49,6 +49,8 @@ extension SealContext {
 
     static func signedPreKey(_ id: UInt32) -> SealContext { SealContext(table: "signed_prekey", key: [String(id)]) }
 
+    static func kyberPreKey(_ id: UInt32) -> SealContext { SealContext(table: "kyber_prekey", key: [String(id)]) }
+
     static func session(_ name: String, _ deviceId: UInt32) -> SealContext {
         SealContext(table: "session", key: [name, String(deviceId)])
     }

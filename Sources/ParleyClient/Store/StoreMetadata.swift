@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ParleyCrypto
+import ParleyProtocol
 
 /// The `meta` table: what kind of file this is and how its secret values are protected.
 ///
@@ -11,7 +12,10 @@ import ParleyCrypto
 /// | `kdf_opslimit`, `kdf_memlimit` | Argon2id passes and memory in bytes (sealed stores) |
 /// | `kdf_salt` | 16 random bytes (sealed stores) |
 /// | `check` | a known constant sealed under the store key (sealed stores) |
+/// | `session_policy` | `requirePostQuantum` (new stores) or `allowClassical` (stores created before PQXDH) |
 enum StoreMetadata {
+    static let sessionPolicyName = "session_policy"
+
     static let format = "parley-client-store"
     static let sealingNone = "none"
     static let sealingArgon2XChaCha = "argon2id13+xchacha20poly1305"
@@ -23,6 +27,7 @@ enum StoreMetadata {
         _ db: Database, passphrase: Passphrase?, cost: KeyDerivationCost
     ) throws -> ValueProtection {
         try put(db, "format", format)
+        try putSessionPolicy(db, .default)
         guard let passphrase else {
             try put(db, "sealing", sealingNone)
             return .clear
@@ -60,6 +65,20 @@ enum StoreMetadata {
         case let other:
             throw DeviceStoreError.corruptMetadata("unknown sealing \(other ?? "(missing)")")
         }
+    }
+
+    // MARK: session policy
+
+    static func sessionPolicy(_ db: Database) throws -> SessionPolicy {
+        switch try string(db, sessionPolicyName) {
+        case "requirePostQuantum": return .requirePostQuantum
+        case "allowClassical": return .allowClassical
+        case let other: throw DeviceStoreError.corruptMetadata("unknown session policy \(other ?? "(missing)")")
+        }
+    }
+
+    static func putSessionPolicy(_ db: Database, _ policy: SessionPolicy) throws {
+        try put(db, sessionPolicyName, policy.requirePostQuantum ? "requirePostQuantum" : "allowClassical")
     }
 
     // MARK: rows

@@ -20,6 +20,13 @@ import GRDB
 ///   sent), the resend log (`resend_log`: what this device sent, for repairs), group notices in
 ///   the history (`message.notice`), and the repair state of undecryptable rows
 ///   (`message.repair_state`, `message.repair_requests`).
+/// * `client-v5-kyber`: PQXDH: the device's signed Kyber prekeys (`kyber_prekey`, secret key
+///   sealed), the (Kyber prekey, signed prekey, base key) triples a last-resort Kyber prekey was
+///   used with (`kyber_prekey_use`; rows versioned for rollback detection like the other key
+///   rows, `RollbackLedger`), and the session policy in `meta` (`session_policy`):
+///   `allowClassical` for a store created before this migration (its peers may still publish no
+///   Kyber prekey), which `DeviceStore.create` replaces with `requirePostQuantum` for a new one.
+///   Signed prekey timestamps written in milliseconds by earlier engines are converted to seconds.
 ///
 /// Conventions: timestamps are INTEGER milliseconds since 1970 UTC; uint32 ids are INTEGER;
 /// columns named `*_sealed` hold `ValueProtection` output (sealed or clear, see `meta.sealing`).
@@ -37,6 +44,9 @@ enum StoreSchema {
         }
         migrator.registerMigration("client-v4-groups") { db in
             try createVersion4(db)
+        }
+        migrator.registerMigration("client-v5-kyber") { db in
+            try createVersion5(db)
         }
         return migrator
     }
@@ -248,6 +258,35 @@ enum StoreSchema {
                 ALTER TABLE message ADD COLUMN repair_state TEXT;
                 ALTER TABLE message ADD COLUMN repair_requests INTEGER NOT NULL DEFAULT 0;
                 CREATE INDEX message_placeholder ON message (sender_account, sender_device_id, sent_at) WHERE undecryptable = 1;
+                """)
+    }
+
+    private static func createVersion5(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE kyber_prekey (
+                    id INTEGER PRIMARY KEY,
+                    public_key BLOB NOT NULL,
+                    secret_key_sealed BLOB NOT NULL,
+                    signature BLOB NOT NULL,
+                    timestamp INTEGER NOT NULL,
+                    last_resort INTEGER NOT NULL CHECK (last_resort IN (0, 1)),
+                    seal_version INTEGER NOT NULL DEFAULT 0
+                );
+
+                CREATE TABLE kyber_prekey_use (
+                    kyber_prekey_id INTEGER NOT NULL REFERENCES kyber_prekey(id) ON DELETE CASCADE,
+                    signed_prekey_id INTEGER NOT NULL,
+                    base_key BLOB NOT NULL,
+                    PRIMARY KEY (kyber_prekey_id, signed_prekey_id, base_key)
+                ) WITHOUT ROWID;
+
+                INSERT OR IGNORE INTO meta (name, value) VALUES ('session_policy', 'allowClassical');
+
+                -- Signed prekeys registered by ParleyDevice before this migration were stamped in milliseconds
+                -- (PreKeyPolicy periods are seconds): 10^11 seconds is the year 5138, so any larger stamp is
+                -- milliseconds.
+                UPDATE signed_prekey SET timestamp = timestamp / 1000 WHERE timestamp >= 100000000000;
                 """)
     }
 }

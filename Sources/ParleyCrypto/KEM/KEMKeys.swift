@@ -1,4 +1,7 @@
 import CSodium
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A key encapsulation mechanism, named by the type byte that starts every serialized key and
 /// ciphertext (libsignal's `kem::KeyType`). Keys and ciphertexts are `type || raw`; the type
@@ -150,6 +153,25 @@ public struct KEMSecretKey: Sendable {
 
     /// `type || raw`, for storage.
     public func serialize() -> SecretBytes { bytes }
+
+    /// Whether this secret key belongs to `publicKey`: Kyber1024's secret key embeds its public
+    /// key (`s_hat || pk || H(pk) || z`). A stored pair that fails this is corrupt. Public data
+    /// only is compared.
+    public func embeds(_ publicKey: KEMPublicKey) -> Bool {
+        guard publicKey.keyType == keyType else { return false }
+        switch keyType {
+        case .kyber1024:
+            let start = 1 + KyberParameters.pkeSecretKeyBytes
+            return bytes.withBytes { sk in
+                publicKey.serialized.withUnsafeBytes { pk in
+                    guard sk.count == 1 + KyberParameters.secretKeyBytes, pk.count == 1 + KyberParameters.publicKeyBytes,
+                          let s = sk.baseAddress, let p = pk.baseAddress
+                    else { return false }
+                    return memcmp(s + start, p + 1, KyberParameters.publicKeyBytes) == 0
+                }
+            }
+        }
+    }
 
     /// The shared secret of `ciphertext`. A ciphertext of the right type and length always
     /// decapsulates: one that was not honestly made for this key gives a pseudorandom secret

@@ -82,6 +82,12 @@ nonisolated struct Parley_Storage_PendingPreKeyStructure: Sendable {
 
   var baseKey: Data = Data()
 
+  /// version 4 only
+  var kyberPreKeyID: UInt32 = 0
+
+  /// version 4 only: 0x08 || ciphertext (1569 bytes); empty for version 3
+  var kyberCiphertext: Data = Data()
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -92,6 +98,7 @@ nonisolated struct Parley_Storage_SessionStructure: @unchecked Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// 3 (X3DH) or 4 (PQXDH)
   var sessionVersion: UInt32 {
     get {_storage._sessionVersion}
     set {_uniqueStorage()._sessionVersion = newValue}
@@ -194,6 +201,7 @@ nonisolated struct Parley_Storage_SenderKeyStateStructure: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// the chain id (current layout) or key id (old layout)
   var keyID: UInt32 = 0
 
   var chainIteration: UInt32 = 0
@@ -207,6 +215,9 @@ nonisolated struct Parley_Storage_SenderKeyStateStructure: Sendable {
 
   /// skipped keys, oldest first
   var messageKeys: [Parley_Storage_SenderKeyStateStructure.MessageKey] = []
+
+  /// 16 bytes for a state in libsignal's current layout; empty: the old layout
+  var distributionID: Data = Data()
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -343,7 +354,7 @@ nonisolated extension Parley_Storage_ChainStructure.MessageKey: SwiftProtobuf.Me
 
 nonisolated extension Parley_Storage_PendingPreKeyStructure: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PendingPreKeyStructure"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}has_pre_key_id\0\u{3}pre_key_id\0\u{3}signed_pre_key_id\0\u{3}base_key\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}has_pre_key_id\0\u{3}pre_key_id\0\u{3}signed_pre_key_id\0\u{3}base_key\0\u{3}kyber_pre_key_id\0\u{3}kyber_ciphertext\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -355,6 +366,8 @@ nonisolated extension Parley_Storage_PendingPreKeyStructure: SwiftProtobuf.Messa
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.preKeyID) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.signedPreKeyID) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self.baseKey) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.kyberPreKeyID) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.kyberCiphertext) }()
       default: break
       }
     }
@@ -373,6 +386,12 @@ nonisolated extension Parley_Storage_PendingPreKeyStructure: SwiftProtobuf.Messa
     if !self.baseKey.isEmpty {
       try visitor.visitSingularBytesField(value: self.baseKey, fieldNumber: 4)
     }
+    if self.kyberPreKeyID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.kyberPreKeyID, fieldNumber: 5)
+    }
+    if !self.kyberCiphertext.isEmpty {
+      try visitor.visitSingularBytesField(value: self.kyberCiphertext, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -381,6 +400,8 @@ nonisolated extension Parley_Storage_PendingPreKeyStructure: SwiftProtobuf.Messa
     if lhs.preKeyID != rhs.preKeyID {return false}
     if lhs.signedPreKeyID != rhs.signedPreKeyID {return false}
     if lhs.baseKey != rhs.baseKey {return false}
+    if lhs.kyberPreKeyID != rhs.kyberPreKeyID {return false}
+    if lhs.kyberCiphertext != rhs.kyberCiphertext {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -572,7 +593,7 @@ nonisolated extension Parley_Storage_SessionRecordStructure: SwiftProtobuf.Messa
 
 nonisolated extension Parley_Storage_SenderKeyStateStructure: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".SenderKeyStateStructure"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_id\0\u{3}chain_iteration\0\u{3}chain_key\0\u{3}signing_public\0\u{3}signing_private\0\u{3}message_keys\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_id\0\u{3}chain_iteration\0\u{3}chain_key\0\u{3}signing_public\0\u{3}signing_private\0\u{3}message_keys\0\u{3}distribution_id\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -586,6 +607,7 @@ nonisolated extension Parley_Storage_SenderKeyStateStructure: SwiftProtobuf.Mess
       case 4: try { try decoder.decodeSingularBytesField(value: &self.signingPublic) }()
       case 5: try { try decoder.decodeSingularBytesField(value: &self.signingPrivate) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.messageKeys) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.distributionID) }()
       default: break
       }
     }
@@ -610,6 +632,9 @@ nonisolated extension Parley_Storage_SenderKeyStateStructure: SwiftProtobuf.Mess
     if !self.messageKeys.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.messageKeys, fieldNumber: 6)
     }
+    if !self.distributionID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.distributionID, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -620,6 +645,7 @@ nonisolated extension Parley_Storage_SenderKeyStateStructure: SwiftProtobuf.Mess
     if lhs.signingPublic != rhs.signingPublic {return false}
     if lhs.signingPrivate != rhs.signingPrivate {return false}
     if lhs.messageKeys != rhs.messageKeys {return false}
+    if lhs.distributionID != rhs.distributionID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -8,8 +8,11 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Parley wire format: libsignal's v3 message formats, byte-compatible.
-/// Every serialized message is prefixed by a version byte 0x33 outside of the protobuf.
+/// Parley wire format: libsignal's message formats, byte-compatible: version 3 (X3DH) and
+/// version 4 (PQXDH with Kyber1024) pairwise messages, Sender Keys in libsignal's current layout
+/// and in the older libsignal-java / python-axolotl layout.
+/// Every serialized message is prefixed by a version byte outside of the protobuf: 0x33 or 0x44
+/// for pairwise messages (the session's version), 0x33 for Sender Key messages.
 /// Fields are proto2 `optional` so that presence is explicit and "counter 0" is still emitted;
 /// the decoder enforces which fields are required (see Specs/protocol.md).
 
@@ -143,6 +146,26 @@ nonisolated struct Parley_Wire_PreKeySignalMessage: Sendable {
   /// Clears the value of `message`. Subsequent reads from it will return its default value.
   mutating func clearMessage() {self._message = nil}
 
+  /// version 4: the Kyber prekey encapsulated to
+  var kyberPreKeyID: UInt32 {
+    get {_kyberPreKeyID ?? 0}
+    set {_kyberPreKeyID = newValue}
+  }
+  /// Returns true if `kyberPreKeyID` has been explicitly set.
+  var hasKyberPreKeyID: Bool {self._kyberPreKeyID != nil}
+  /// Clears the value of `kyberPreKeyID`. Subsequent reads from it will return its default value.
+  mutating func clearKyberPreKeyID() {self._kyberPreKeyID = nil}
+
+  /// version 4: 0x08 || Kyber1024 ciphertext (1569 bytes)
+  var kyberCiphertext: Data {
+    get {_kyberCiphertext ?? Data()}
+    set {_kyberCiphertext = newValue}
+  }
+  /// Returns true if `kyberCiphertext` has been explicitly set.
+  var hasKyberCiphertext: Bool {self._kyberCiphertext != nil}
+  /// Clears the value of `kyberCiphertext`. Subsequent reads from it will return its default value.
+  mutating func clearKyberCiphertext() {self._kyberCiphertext = nil}
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -153,9 +176,127 @@ nonisolated struct Parley_Wire_PreKeySignalMessage: Sendable {
   fileprivate var _baseKey: Data? = nil
   fileprivate var _identityKey: Data? = nil
   fileprivate var _message: Data? = nil
+  fileprivate var _kyberPreKeyID: UInt32? = nil
+  fileprivate var _kyberCiphertext: Data? = nil
 }
 
+/// Sender Keys, libsignal's current layout (what new groups use).
 nonisolated struct Parley_Wire_SenderKeyMessage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 16 bytes, RFC 4122 byte order
+  var distributionUuid: Data {
+    get {_distributionUuid ?? Data()}
+    set {_distributionUuid = newValue}
+  }
+  /// Returns true if `distributionUuid` has been explicitly set.
+  var hasDistributionUuid: Bool {self._distributionUuid != nil}
+  /// Clears the value of `distributionUuid`. Subsequent reads from it will return its default value.
+  mutating func clearDistributionUuid() {self._distributionUuid = nil}
+
+  var chainID: UInt32 {
+    get {_chainID ?? 0}
+    set {_chainID = newValue}
+  }
+  /// Returns true if `chainID` has been explicitly set.
+  var hasChainID: Bool {self._chainID != nil}
+  /// Clears the value of `chainID`. Subsequent reads from it will return its default value.
+  mutating func clearChainID() {self._chainID = nil}
+
+  var iteration: UInt32 {
+    get {_iteration ?? 0}
+    set {_iteration = newValue}
+  }
+  /// Returns true if `iteration` has been explicitly set.
+  var hasIteration: Bool {self._iteration != nil}
+  /// Clears the value of `iteration`. Subsequent reads from it will return its default value.
+  mutating func clearIteration() {self._iteration = nil}
+
+  var ciphertext: Data {
+    get {_ciphertext ?? Data()}
+    set {_ciphertext = newValue}
+  }
+  /// Returns true if `ciphertext` has been explicitly set.
+  var hasCiphertext: Bool {self._ciphertext != nil}
+  /// Clears the value of `ciphertext`. Subsequent reads from it will return its default value.
+  mutating func clearCiphertext() {self._ciphertext = nil}
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _distributionUuid: Data? = nil
+  fileprivate var _chainID: UInt32? = nil
+  fileprivate var _iteration: UInt32? = nil
+  fileprivate var _ciphertext: Data? = nil
+}
+
+nonisolated struct Parley_Wire_SenderKeyDistributionMessage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var distributionUuid: Data {
+    get {_distributionUuid ?? Data()}
+    set {_distributionUuid = newValue}
+  }
+  /// Returns true if `distributionUuid` has been explicitly set.
+  var hasDistributionUuid: Bool {self._distributionUuid != nil}
+  /// Clears the value of `distributionUuid`. Subsequent reads from it will return its default value.
+  mutating func clearDistributionUuid() {self._distributionUuid = nil}
+
+  var chainID: UInt32 {
+    get {_chainID ?? 0}
+    set {_chainID = newValue}
+  }
+  /// Returns true if `chainID` has been explicitly set.
+  var hasChainID: Bool {self._chainID != nil}
+  /// Clears the value of `chainID`. Subsequent reads from it will return its default value.
+  mutating func clearChainID() {self._chainID = nil}
+
+  var iteration: UInt32 {
+    get {_iteration ?? 0}
+    set {_iteration = newValue}
+  }
+  /// Returns true if `iteration` has been explicitly set.
+  var hasIteration: Bool {self._iteration != nil}
+  /// Clears the value of `iteration`. Subsequent reads from it will return its default value.
+  mutating func clearIteration() {self._iteration = nil}
+
+  var chainKey: Data {
+    get {_chainKey ?? Data()}
+    set {_chainKey = newValue}
+  }
+  /// Returns true if `chainKey` has been explicitly set.
+  var hasChainKey: Bool {self._chainKey != nil}
+  /// Clears the value of `chainKey`. Subsequent reads from it will return its default value.
+  mutating func clearChainKey() {self._chainKey = nil}
+
+  var signingKey: Data {
+    get {_signingKey ?? Data()}
+    set {_signingKey = newValue}
+  }
+  /// Returns true if `signingKey` has been explicitly set.
+  var hasSigningKey: Bool {self._signingKey != nil}
+  /// Clears the value of `signingKey`. Subsequent reads from it will return its default value.
+  mutating func clearSigningKey() {self._signingKey = nil}
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _distributionUuid: Data? = nil
+  fileprivate var _chainID: UInt32? = nil
+  fileprivate var _iteration: UInt32? = nil
+  fileprivate var _chainKey: Data? = nil
+  fileprivate var _signingKey: Data? = nil
+}
+
+/// Sender Keys, the older libsignal-java / libsignal-protocol-c / python-axolotl layout: still
+/// read (and written for states created in it) for interop.
+nonisolated struct Parley_Wire_LegacySenderKeyMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -196,7 +337,7 @@ nonisolated struct Parley_Wire_SenderKeyMessage: Sendable {
   fileprivate var _ciphertext: Data? = nil
 }
 
-nonisolated struct Parley_Wire_SenderKeyDistributionMessage: Sendable {
+nonisolated struct Parley_Wire_LegacySenderKeyDistributionMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -302,7 +443,7 @@ nonisolated extension Parley_Wire_SignalMessage: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Parley_Wire_PreKeySignalMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PreKeySignalMessage"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}pre_key_id\0\u{3}base_key\0\u{3}identity_key\0\u{1}message\0\u{3}registration_id\0\u{3}signed_pre_key_id\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}pre_key_id\0\u{3}base_key\0\u{3}identity_key\0\u{1}message\0\u{3}registration_id\0\u{3}signed_pre_key_id\0\u{3}kyber_pre_key_id\0\u{3}kyber_ciphertext\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -316,6 +457,8 @@ nonisolated extension Parley_Wire_PreKeySignalMessage: SwiftProtobuf.Message, Sw
       case 4: try { try decoder.decodeSingularBytesField(value: &self._message) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self._registrationID) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self._signedPreKeyID) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self._kyberPreKeyID) }()
+      case 8: try { try decoder.decodeSingularBytesField(value: &self._kyberCiphertext) }()
       default: break
       }
     }
@@ -344,6 +487,12 @@ nonisolated extension Parley_Wire_PreKeySignalMessage: SwiftProtobuf.Message, Sw
     try { if let v = self._signedPreKeyID {
       try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
     } }()
+    try { if let v = self._kyberPreKeyID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._kyberCiphertext {
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 8)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -354,6 +503,8 @@ nonisolated extension Parley_Wire_PreKeySignalMessage: SwiftProtobuf.Message, Sw
     if lhs._baseKey != rhs._baseKey {return false}
     if lhs._identityKey != rhs._identityKey {return false}
     if lhs._message != rhs._message {return false}
+    if lhs._kyberPreKeyID != rhs._kyberPreKeyID {return false}
+    if lhs._kyberCiphertext != rhs._kyberCiphertext {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -361,6 +512,109 @@ nonisolated extension Parley_Wire_PreKeySignalMessage: SwiftProtobuf.Message, Sw
 
 nonisolated extension Parley_Wire_SenderKeyMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".SenderKeyMessage"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}distribution_uuid\0\u{3}chain_id\0\u{1}iteration\0\u{1}ciphertext\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self._distributionUuid) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._chainID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._iteration) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self._ciphertext) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._distributionUuid {
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._chainID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._iteration {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._ciphertext {
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Parley_Wire_SenderKeyMessage, rhs: Parley_Wire_SenderKeyMessage) -> Bool {
+    if lhs._distributionUuid != rhs._distributionUuid {return false}
+    if lhs._chainID != rhs._chainID {return false}
+    if lhs._iteration != rhs._iteration {return false}
+    if lhs._ciphertext != rhs._ciphertext {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_Wire_SenderKeyDistributionMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".SenderKeyDistributionMessage"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}distribution_uuid\0\u{3}chain_id\0\u{1}iteration\0\u{3}chain_key\0\u{3}signing_key\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self._distributionUuid) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._chainID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._iteration) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self._chainKey) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self._signingKey) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._distributionUuid {
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._chainID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._iteration {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._chainKey {
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._signingKey {
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Parley_Wire_SenderKeyDistributionMessage, rhs: Parley_Wire_SenderKeyDistributionMessage) -> Bool {
+    if lhs._distributionUuid != rhs._distributionUuid {return false}
+    if lhs._chainID != rhs._chainID {return false}
+    if lhs._iteration != rhs._iteration {return false}
+    if lhs._chainKey != rhs._chainKey {return false}
+    if lhs._signingKey != rhs._signingKey {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_Wire_LegacySenderKeyMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".LegacySenderKeyMessage"
   static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}iteration\0\u{1}ciphertext\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
@@ -394,7 +648,7 @@ nonisolated extension Parley_Wire_SenderKeyMessage: SwiftProtobuf.Message, Swift
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: Parley_Wire_SenderKeyMessage, rhs: Parley_Wire_SenderKeyMessage) -> Bool {
+  static func ==(lhs: Parley_Wire_LegacySenderKeyMessage, rhs: Parley_Wire_LegacySenderKeyMessage) -> Bool {
     if lhs._id != rhs._id {return false}
     if lhs._iteration != rhs._iteration {return false}
     if lhs._ciphertext != rhs._ciphertext {return false}
@@ -403,8 +657,8 @@ nonisolated extension Parley_Wire_SenderKeyMessage: SwiftProtobuf.Message, Swift
   }
 }
 
-nonisolated extension Parley_Wire_SenderKeyDistributionMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".SenderKeyDistributionMessage"
+nonisolated extension Parley_Wire_LegacySenderKeyDistributionMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".LegacySenderKeyDistributionMessage"
   static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}iteration\0\u{3}chain_key\0\u{3}signing_key\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
@@ -442,7 +696,7 @@ nonisolated extension Parley_Wire_SenderKeyDistributionMessage: SwiftProtobuf.Me
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: Parley_Wire_SenderKeyDistributionMessage, rhs: Parley_Wire_SenderKeyDistributionMessage) -> Bool {
+  static func ==(lhs: Parley_Wire_LegacySenderKeyDistributionMessage, rhs: Parley_Wire_LegacySenderKeyDistributionMessage) -> Bool {
     if lhs._id != rhs._id {return false}
     if lhs._iteration != rhs._iteration {return false}
     if lhs._chainKey != rhs._chainKey {return false}

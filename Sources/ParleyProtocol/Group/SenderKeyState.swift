@@ -1,8 +1,14 @@
 import ParleyCrypto
 
+import Foundation
+
 /// One sender key of one member in one group: its chain, its signing key (with the private half
-/// only on the sender's own device) and skipped message keys.
+/// only on the sender's own device) and skipped message keys. A state in libsignal's current
+/// layout carries its distribution id; one in the old layout has none (`SenderKeyLayout`).
 struct SenderKeyState: Sendable {
+    /// The distribution (current layout), nil for the old layout.
+    var distributionId: UUID?
+    /// The chain id (current layout) or key id (old layout).
     var keyId: UInt32
     var chainKey: SenderChainKey
     var signingPublic: PublicKey { didSet { verifier = XEdDSA.VerifyingKey(signingPublic) } }
@@ -13,7 +19,11 @@ struct SenderKeyState: Sendable {
     /// The signing key prepared once (its Edwards public key), on the sender's own state only.
     private(set) var signer: XEdDSA.SigningKey?
 
-    init(keyId: UInt32, chainKey: SenderChainKey, signingPublic: PublicKey, signingPrivate: PrivateKey?, skippedKeys: [SenderMessageKey] = []) {
+    init(
+        distributionId: UUID?, keyId: UInt32, chainKey: SenderChainKey, signingPublic: PublicKey, signingPrivate: PrivateKey?,
+        skippedKeys: [SenderMessageKey] = []
+    ) {
+        self.distributionId = distributionId
         self.keyId = keyId
         self.chainKey = chainKey
         self.signingPublic = signingPublic
@@ -35,7 +45,10 @@ public struct SenderKeyRecord: Sendable {
 
     public var isEmpty: Bool { states.isEmpty }
 
-    func stateIndex(keyId: UInt32) -> Int? { states.firstIndex { $0.keyId == keyId } }
+    /// The state a message names: same layout, same distribution id, same chain (key) id.
+    func stateIndex(distributionId: UUID?, keyId: UInt32) -> Int? {
+        states.firstIndex { $0.distributionId == distributionId && $0.keyId == keyId }
+    }
 
     mutating func add(_ state: SenderKeyState) {
         states.insert(state, at: 0)

@@ -51,6 +51,45 @@ enum ProtoWire {
 
     // MARK: reading
 
+    /// The wire type of the first occurrence of field `number` in a protobuf message, or nil when
+    /// the field is absent or the message cannot be walked that far (a bad tag, varint or length,
+    /// or a group). Used only to choose between two schemas; the chosen decoder decides the rest.
+    static func firstWireType(ofField number: UInt64, in bytes: UnsafeRawBufferPointer) -> UInt8? {
+        var offset = 0
+        func varint() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while offset < bytes.count, shift < 64 {
+                let b = bytes[offset]
+                offset += 1
+                value |= UInt64(b & 0x7F) << shift
+                if b & 0x80 == 0 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        while offset < bytes.count {
+            guard let key = varint() else { return nil }
+            let wireType = UInt8(key & 7)
+            if key >> 3 == number { return wireType }
+            switch wireType {
+            case 0:
+                guard varint() != nil else { return nil }
+            case 1:
+                offset += 8
+            case 2:
+                guard let length = varint(), length <= UInt64(bytes.count - offset) else { return nil }
+                offset += Int(length)
+            case 5:
+                offset += 4
+            default:
+                return nil
+            }
+            guard offset <= bytes.count else { return nil }
+        }
+        return nil
+    }
+
     /// A forward-only reader over one protobuf message. Every method returns nil instead of
     /// reading past the end or accepting anything outside the fast path's subset.
     struct Reader {

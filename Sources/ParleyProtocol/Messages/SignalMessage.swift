@@ -2,9 +2,10 @@ import ParleyCrypto
 import SwiftProtobuf
 import Foundation
 
-/// A Double Ratchet message: `0x33 || protobuf{ratchet_key, counter, previous_counter,
+/// A Double Ratchet message: `version || protobuf{ratchet_key, counter, previous_counter,
 /// ciphertext} || mac[0:8]`, the MAC being HMAC-SHA256(mac_key, sender_identity ||
-/// receiver_identity || version || protobuf) truncated to 8 bytes.
+/// receiver_identity || version || protobuf) truncated to 8 bytes. The version byte is the
+/// session's: 0x33 (X3DH) or 0x44 (PQXDH); the layout is the same.
 ///
 /// The protobuf is written and, in the common case, read by hand (`ProtoWire`): the message is
 /// built in one buffer (header, AES output, MAC) and a received one is used in place.
@@ -24,7 +25,7 @@ public struct SignalMessage: Sendable {
     /// Parses a received message. The MAC is checked later, against a session's keys.
     public init(serialized bytes: [UInt8]) throws(ProtocolError) {
         guard bytes.count > Limits.macLength else { throw .malformed("SignalMessage shorter than version and MAC") }
-        try VersionByte.check(bytes[0])
+        let version = try VersionByte.check(bytes[0])
         let fields = try Fields.decode(bytes, protobuf: 1..<(bytes.count - Limits.macLength))
         guard let ratchetKey = fields.ratchetKey, let counter = fields.counter, let body = fields.ciphertext else {
             throw .malformed("SignalMessage missing a required field")
@@ -34,7 +35,7 @@ public struct SignalMessage: Sendable {
         } catch {
             throw .invalidKey("ratchet key")
         }
-        messageVersion = bytes[0] >> 4
+        messageVersion = version
         self.counter = counter
         previousCounter = fields.previousCounter ?? 0
         self.body = body
@@ -42,9 +43,10 @@ public struct SignalMessage: Sendable {
     }
 
     private init(
-        senderRatchetKey: PublicKey, counter: UInt32, previousCounter: UInt32, body: ArraySlice<UInt8>, serialized: [UInt8]
+        version: UInt8, senderRatchetKey: PublicKey, counter: UInt32, previousCounter: UInt32, body: ArraySlice<UInt8>,
+        serialized: [UInt8]
     ) {
-        self.messageVersion = Limits.currentVersion
+        self.messageVersion = version
         self.senderRatchetKey = senderRatchetKey
         self.counter = counter
         self.previousCounter = previousCounter
@@ -53,9 +55,10 @@ public struct SignalMessage: Sendable {
     }
 
     /// Encrypts `plaintext` under `keys` and builds the MACed message, all in one buffer:
-    /// `0x33 | 0A 21 <ratchet key> | 10 <counter> | 18 <previous counter> | 22 <len> <AES body> | <mac 8>`.
+    /// `version | 0A 21 <ratchet key> | 10 <counter> | 18 <previous counter> | 22 <len> <AES body> | <mac 8>`,
+    /// the version byte being 0x33 or 0x44 (`version` 3 or 4).
     static func encrypt(
-        _ plaintext: [UInt8], keys: MessageKeys, senderRatchetKey: PublicKey, previousCounter: UInt32,
+        _ plaintext: [UInt8], version: UInt8, keys: MessageKeys, senderRatchetKey: PublicKey, previousCounter: UInt32,
         senderIdentity: IdentityKey, receiverIdentity: IdentityKey
     ) throws(ProtocolError) -> SignalMessage {
         let key = senderRatchetKey.serialized
@@ -75,7 +78,7 @@ public struct SignalMessage: Sendable {
             count = 0
             guard let p = buffer.baseAddress else { failure = .crypto(.cipherFailure); return }
             var n = 0
-            p[n] = VersionByte.current; n += 1
+            p[n] = VersionByte.byte(for: version); n += 1
             p[n] = ProtoWire.tag(1, ProtoWire.wireLengthDelimited); n += 1
             n += ProtoWire.writeVarint(UInt32(key.count), at: p + n)
             key.withUnsafeBufferPointer { k in
@@ -116,7 +119,7 @@ public struct SignalMessage: Sendable {
         }
         if let failure { throw failure }
         return SignalMessage(
-            senderRatchetKey: senderRatchetKey, counter: counter, previousCounter: previousCounter,
+            version: version, senderRatchetKey: senderRatchetKey, counter: counter, previousCounter: previousCounter,
             body: bytes[headerCount..<(headerCount + bodyCount)], serialized: bytes)
     }
 

@@ -94,6 +94,10 @@ extension SessionState {
             p.preKeyID = pending.preKeyId ?? 0
             p.signedPreKeyID = pending.signedPreKeyId
             p.baseKey = Data(pending.baseKey.serialized)
+            if let kyber = pending.kyber {
+                p.kyberPreKeyID = kyber.id
+                p.kyberCiphertext = Data(kyber.ciphertext)
+            }
             s.pendingPreKey = p
         }
         s.remoteRegistrationID = remoteRegistrationId
@@ -108,7 +112,10 @@ extension SessionState {
         func key(_ d: Data, _ what: String) throws(ProtocolError) -> PublicKey {
             do { return try PublicKey(serialized: d) } catch { throw .corruptState(what) }
         }
-        guard s.sessionVersion == UInt32(Limits.currentVersion) else { throw .corruptState("session version \(s.sessionVersion)") }
+        guard s.sessionVersion == UInt32(Limits.preKyberVersion) || s.sessionVersion == UInt32(Limits.kyberVersion) else {
+            throw .corruptState("session version \(s.sessionVersion)")
+        }
+        let version = UInt8(s.sessionVersion)
         guard s.hasSenderChain else { throw .corruptState("no sender chain") }
         var senderStructure = s.senderChain
         s.clearSenderChain()
@@ -132,6 +139,7 @@ extension SessionState {
         }
         let senderChainKey = try takeSecret(&senderStructure, \.chainKey, count: 32, "sender chain key")
         self.init(
+            version: version,
             localIdentity: IdentityKey(try key(s.localIdentityPublic, "local identity")),
             remoteIdentity: IdentityKey(try key(s.remoteIdentityPublic, "remote identity")),
             rootKey: RootKey(rootKey),
@@ -172,9 +180,20 @@ extension SessionState {
         }
         if s.hasPendingPreKey {
             let p = s.pendingPreKey
+            // A version-4 session sends its Kyber prekey id and ciphertext until answered; a
+            // version-3 one has none.
+            var kyber: (id: UInt32, ciphertext: [UInt8])? = nil
+            if version == Limits.kyberVersion {
+                guard (try? KEMCiphertext(serialized: Array(p.kyberCiphertext))) != nil else {
+                    throw .corruptState("pending Kyber ciphertext")
+                }
+                kyber = (p.kyberPreKeyID, Array(p.kyberCiphertext))
+            } else if !p.kyberCiphertext.isEmpty || p.kyberPreKeyID != 0 {
+                throw .corruptState("Kyber fields in a version-3 session")
+            }
             pendingPreKey = PendingPreKey(
                 preKeyId: p.hasPreKeyID_p ? p.preKeyID : nil, signedPreKeyId: p.signedPreKeyID,
-                baseKey: try key(p.baseKey, "pending base key"))
+                baseKey: try key(p.baseKey, "pending base key"), kyber: kyber.map { PendingPreKey.Kyber(id: $0.id, ciphertext: $0.ciphertext) })
         }
         remoteRegistrationId = s.remoteRegistrationID
         localRegistrationId = s.localRegistrationID
@@ -191,6 +210,7 @@ extension SenderKeyRecord {
         proto.states = states.map { state in
             var s = Parley_Storage_SenderKeyStateStructure()
             s.keyID = state.keyId
+            if let id = state.distributionId { s.distributionID = Data(SenderKeyLayout.bytes(id)) }
             s.chainIteration = state.chainKey.iteration
             s.chainKey = Data(wipingCopyOf: state.chainKey.key)
             s.signingPublic = Data(state.signingPublic.serialized)
@@ -243,9 +263,14 @@ extension SenderKeyRecord {
                 let seed = try takeSecret(&k, \.seed, count: 32, "sender message key")
                 skipped.append(SenderMessageKey(seed: seed, iteration: k.iteration))
             }
+            var distributionId: UUID? = nil
+            if !s.distributionID.isEmpty {
+                guard let id = SenderKeyLayout.uuid(s.distributionID) else { throw .corruptState("distribution id") }
+                distributionId = id
+            }
             states.append(
                 SenderKeyState(
-                    keyId: s.keyID, chainKey: SenderChainKey(key: chainKey, iteration: s.chainIteration),
+                    distributionId: distributionId, keyId: s.keyID, chainKey: SenderChainKey(key: chainKey, iteration: s.chainIteration),
                     signingPublic: signingPublic, signingPrivate: signingPrivate, skippedKeys: skipped))
         }
         self.states = states

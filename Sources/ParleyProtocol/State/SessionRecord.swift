@@ -43,16 +43,20 @@ public struct SessionRecord: Sendable {
         current = nil
     }
 
-    /// Makes the session created from the X3DH base key `baseKey` current (promoting it from
-    /// the archive when needed) and returns true, or returns false when there is none. Keys are
-    /// compared in their canonical encodings (`PublicKey.canonicalEncoding`), so a re-encoding
-    /// of a known base key finds its session rather than starting another X3DH run.
-    mutating func promoteSession(withBaseKey baseKey: PublicKey) -> Bool {
-        let wanted = baseKey.canonicalEncoding
-        if let key = current?.aliceBaseKey, key.canonicalEncoding == wanted { return true }
-        guard let index = previous.firstIndex(where: { $0.aliceBaseKey?.canonicalEncoding == wanted }) else { return false }
+    /// Makes the session of `version` created from the base key `baseKey` current (promoting it
+    /// from the archive when needed) and returns true, or returns false when there is none, as
+    /// libsignal's `promote_matching_session`: the version and the 33-byte key must be equal. A
+    /// re-encoding of a known base key therefore finds no session, and a new one is refused
+    /// because its base key is not canonical (`invalidBaseKey`).
+    mutating func promoteSession(version: UInt8, baseKey: PublicKey) -> Bool {
+        func matches(_ state: SessionState) -> Bool { state.version == version && state.aliceBaseKey == baseKey }
+        if let current, matches(current) { return true }
+        guard let index = previous.firstIndex(where: matches) else { return false }
         let state = previous.remove(at: index)
         promote(state)
         return true
     }
+
+    /// The message version of the current session (3 or 4), nil without one.
+    public var currentVersion: UInt8? { current?.version }
 }

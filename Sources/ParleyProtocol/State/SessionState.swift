@@ -14,12 +14,20 @@ struct ReceiverChain: Sendable {
     var skippedKeys: [MessageKeys] = []
 }
 
-/// What a session sends until the peer has answered: the X3DH parameters that make every
-/// outgoing message a PreKeySignalMessage.
+/// What a session sends until the peer has answered: the X3DH / PQXDH parameters that make
+/// every outgoing message a PreKeySignalMessage.
 struct PendingPreKey: Sendable, Equatable {
+    /// A version-4 session's Kyber prekey id and the ciphertext encapsulated to it, repeated in
+    /// every PreKeySignalMessage until the first reply.
+    struct Kyber: Sendable, Equatable {
+        var id: UInt32
+        var ciphertext: [UInt8]
+    }
+
     var preKeyId: UInt32?
     var signedPreKeyId: UInt32
     var baseKey: PublicKey
+    var kyber: Kyber? = nil
 }
 
 /// One Double Ratchet session with one device. A value type: operations run on a copy that
@@ -75,9 +83,9 @@ struct SessionState: Sendable {
     /// The receiving chains, oldest first.
     var receiverChains: [ReceiverChain] = []
 
-    init(localIdentity: IdentityKey, remoteIdentity: IdentityKey, rootKey: RootKey, senderChain: SenderChain) {
+    init(version: UInt8, localIdentity: IdentityKey, remoteIdentity: IdentityKey, rootKey: RootKey, senderChain: SenderChain) {
         storage = Storage(
-            version: Limits.currentVersion, localIdentity: localIdentity, remoteIdentity: remoteIdentity, rootKey: rootKey,
+            version: version, localIdentity: localIdentity, remoteIdentity: remoteIdentity, rootKey: rootKey,
             previousCounter: 0, senderRatchetKey: senderChain.ratchetKey, pendingPreKey: nil,
             localRegistrationId: 0, remoteRegistrationId: 0, aliceBaseKey: nil)
         senderChainKey = senderChain.chainKey

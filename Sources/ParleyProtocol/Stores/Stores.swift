@@ -1,3 +1,5 @@
+import ParleyCrypto
+
 /// Which way a message is going when an identity's trust is checked.
 public enum Direction: Sendable {
     case sending
@@ -32,6 +34,25 @@ public protocol SignedPreKeyStore {
     func storeSignedPreKey(_ record: SignedPreKeyRecord) throws
 }
 
+/// Kyber prekeys this device published (PQXDH).
+///
+/// A last-resort Kyber prekey is kept after use, so the store must remember each (Kyber prekey
+/// id, signed prekey id, base key) a session was made with: a repeat means a replayed first
+/// message whose session is gone, and is refused (`ProtocolError.reusedBaseKey`), as in
+/// libsignal's `mark_kyber_pre_key_used`. A one-time Kyber prekey is removed after its first
+/// successful use instead.
+public protocol KyberPreKeyStore {
+    func loadKyberPreKey(id: UInt32) throws -> KyberPreKeyRecord?
+    func storeKyberPreKey(_ record: KyberPreKeyRecord) throws
+    func removeKyberPreKey(id: UInt32) throws
+    /// Whether a session was already made with this last-resort Kyber prekey, signed prekey and
+    /// base key.
+    func isKyberPreKeyUsed(id: UInt32, signedPreKeyId: UInt32, baseKey: PublicKey) throws -> Bool
+    /// Records that a session was made with this last-resort Kyber prekey, signed prekey and base
+    /// key. Called only after the message that made it decrypted.
+    func markKyberPreKeyUsed(id: UInt32, signedPreKeyId: UInt32, baseKey: PublicKey) throws
+}
+
 /// Session records per address.
 public protocol SessionStore {
     func loadSession(for address: ProtocolAddress) throws -> SessionRecord?
@@ -58,4 +79,4 @@ public protocol SenderKeyStore {
 }
 
 /// All the stores a device needs.
-public typealias ProtocolStore = IdentityKeyStore & PreKeyStore & SignedPreKeyStore & SessionStore & SenderKeyStore
+public typealias ProtocolStore = IdentityKeyStore & PreKeyStore & SignedPreKeyStore & KyberPreKeyStore & SessionStore & SenderKeyStore

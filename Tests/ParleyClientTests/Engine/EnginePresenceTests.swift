@@ -52,10 +52,15 @@ struct EnginePresenceTests {
         let relay = RelayClient(baseURL: harness.baseURL, credentials: alice.account.credentials, http: ParleyHTTP.shared)
         for _ in 0..<95 { _ = try await relay.bundles(account: bob.account.name, deviceId: bob.account.deviceId) }
         let bobRelay = RelayClient(baseURL: harness.baseURL, credentials: bob.account.credentials, http: ParleyHTTP.shared)
-        #expect(try await bobRelay.preKeyStatus().oneTimePreKeyCount == 5)
+        let drained = try await bobRelay.preKeyStatus()
+        #expect(drained.oneTimePreKeyCount == 5)
+        // The one-time Kyber prekeys (20) went first; later bundles carried the last-resort one.
+        #expect(drained.kyberOneTimePreKeyCount == 0)
+        #expect(drained.hasKyberLastResortPreKey)
         #expect(await bob.syncOnce())
         let status = try await bobRelay.preKeyStatus()
         #expect(status.oneTimePreKeyCount == 105)
+        #expect(status.kyberOneTimePreKeyCount == KeyManager().policy.kyberBatchSize)
         #expect(!status.refillNeeded)
         await alice.close(); await bob.close()
         await harness.finish()

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ParleyWire
 import Testing
 
 @testable import ParleyRelay
@@ -56,5 +57,18 @@ enum TestBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     func makeStore() async throws -> any RelayStore {
         try await Self.openStore(try freshDatabase())
+    }
+}
+
+/// The EC-only prekey calls of the store tests written before Kyber prekeys: no Kyber keys, the one-time EC count.
+extension RelayStore {
+    func storePreKeys(_ address: DeviceAddress, identityKey: Data?, signed: SignedPreKey?, oneTime: [OneTimePreKey]) async throws -> Int {
+        try await storePreKeys(
+            address, identityKey: identityKey, signed: signed, oneTime: oneTime, kyberLastResort: nil, kyberOneTime: [], kyberSignedBy: nil
+        ).oneTime
+    }
+
+    func oneTimePreKeyCount(_ address: DeviceAddress) async throws -> Int {
+        try await preKeyCounts(address).oneTime
     }
 }

@@ -265,7 +265,9 @@ final class PostgresRelayStore: RelayStore {
                 \(keys.name), \(credentialHash), \(Int64(keys.signedPreKey.keyId)), \(keys.signedPreKey.publicKey),
                 \(keys.signedPreKey.signature), \(now))
             """)
-        try await insertOneTimePreKeys(connection, DeviceAddress(accountId: accountId, deviceId: deviceId), keys.oneTimePreKeys)
+        let address = DeviceAddress(accountId: accountId, deviceId: deviceId)
+        try await insertOneTimePreKeys(connection, address, keys.oneTimePreKeys)
+        try await insertKyberPreKeys(connection, address, lastResort: keys.kyberLastResortPreKey, oneTime: [])
     }
 
     // MARK: accounts and devices

@@ -22,7 +22,30 @@ enum PostgresSchema {
         Migration(name: "relay-pg-v1", statements: v1()),
         Migration(name: "relay-pg-v2-hardening", statements: v2Hardening()),
         Migration(name: "relay-pg-v3-group-roles", statements: v3GroupRoles()),
+        Migration(name: "relay-pg-v4-kyber-prekeys", statements: v4KyberPreKeys()),
     ]
+
+    /// `relay-pg-v4-kyber-prekeys`, the counterpart of SQLite's `relay-v6-kyber-prekeys`: signed Kyber prekeys
+    /// (PQXDH), per device at most one last-resort key (kept when handed out) and any number of one-time keys
+    /// (deleted when handed out). Created empty: devices registered before it publish Kyber prekeys when the
+    /// low-prekey notice tells them to.
+    private static func v4KyberPreKeys() -> [String] {
+        [
+            """
+            CREATE TABLE kyber_prekey (
+                account_id BIGINT NOT NULL,
+                device_id BIGINT NOT NULL,
+                key_id BIGINT NOT NULL,
+                public_key BYTEA NOT NULL,
+                signature BYTEA NOT NULL,
+                last_resort BOOLEAN NOT NULL,
+                PRIMARY KEY (account_id, device_id, key_id),
+                FOREIGN KEY (account_id, device_id) REFERENCES device(account_id, device_id) ON DELETE CASCADE
+            )
+            """,
+            "CREATE UNIQUE INDEX kyber_prekey_last_resort ON kyber_prekey (account_id, device_id) WHERE last_resort",
+        ]
+    }
 
     /// `relay-pg-v3-group-roles`, the counterpart of SQLite's `relay-v5-group-roles`. Roles: every member is an
     /// `admin` or a plain `member`; existing groups get their creator as admin, or (creator gone) their
