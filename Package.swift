@@ -94,10 +94,12 @@ let package = Package(
 
         // MARK: relay (wire format, server library, executable)
         .target(name: "ParleyWire", swiftSettings: strict),
+        // The C allocator's accounting and trim (glibc's malloc.h is not in Swift's Glibc module).
+        .target(name: "CParleyHeap", path: "Sources/CParleyHeap"),
         .target(
             name: "ParleyRelay",
             dependencies: [
-                "ParleyWire", "ParleyCrypto",
+                "ParleyWire", "ParleyCrypto", "CParleyHeap",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

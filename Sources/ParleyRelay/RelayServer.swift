@@ -129,7 +129,7 @@ public enum RelayServer {
             services.append(Self.metricsApplication(metrics, core: core, logger: logger, onPort: onMetricsPort))
         }
         // ServiceGroup stops services in reverse order: sessions first, then the cluster membership, the store last.
-        return (services + [ExpiryService(core: core), MemoryReturnService(), SessionCloser(core: core)], core)
+        return (services + [ExpiryService(core: core), MemoryReturnService(logger: logger), SessionCloser(core: core)], core)
     }
 
     /// `/metrics` on a listener of its own (not the public port: it is unauthenticated).

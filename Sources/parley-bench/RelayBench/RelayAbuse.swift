@@ -41,8 +41,13 @@ struct RelayAbuse: AsyncParsableCommand {
     @Option(help: "Concurrent JSON-bomb senders.") var jsonBombers = 8
     @Option(help: "Bytes of one JSON bomb (many small objects).") var jsonBombBytes = 8_283_750
     @Option(help: "The RSS bound to check (MiB).") var rssBoundMib = 1_536
+    @Option(help: "Nice value of the attacker threads and processes (they yield the bench's CPU to the honest devices, whose latency is measured; 0: same priority).")
+    var attackerNice: Int32 = 10
+    @Option(help: "Write the per-second timeline (honest latency, relay CPU and RSS) to this file (tab-separated).")
+    var timeline: String?
 
     func run() async throws {
+        AbuseThread.nice = attackerNice
         let target: RelayTarget
         if let server {
             target = try RelayTarget.external(server, pid: relayPid, metricsPort: relayMetricsPort)
@@ -82,23 +87,23 @@ struct RelayAbuse: AsyncParsableCommand {
         }
         print("setup: \(sockets.count) honest devices connected")
 
-        let window: UInt64 = 10_000_000_000
+        // One latency histogram per second of the run (the timeline); phases and 10 s windows merge them.
+        let second: UInt64 = 1_000_000_000
         let total = UInt64(baseline + duration + settle)
         let t0 = monotonicNanos() + 100_000_000
-        let attackStart = t0 + UInt64(baseline) * 1_000_000_000
-        let attackEnd = attackStart + UInt64(duration) * 1_000_000_000
-        let end = t0 + total * 1_000_000_000
-        let windows = Int((total * 1_000_000_000 + window - 1) / window)
+        let attackStart = t0 + UInt64(baseline) * second
+        let attackEnd = attackStart + UInt64(duration) * second
+        let end = t0 + total * second
         try await onEveryLoop(group, stats) {
             $0.recordFrom = t0
             $0.recordUntil = end
-            $0.runLength = window
-            $0.latencyRuns = (0..<windows).map { _ in newHistogram() }
+            $0.runLength = second
+            $0.latencyRuns = (0..<Int(total)).map { _ in newHistogram() }
         }
         let loop = group.next()
         let scheduler = OpenLoopScheduler(sockets: sockets, start: t0, end: end, ratePerSecond: Double(rate))
         let ticker = loop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .microseconds(500)) { _ in scheduler.tick() }
-        let sampler = RSSSampler(target: target, start: t0)
+        let sampler = RelaySampler(target: target, start: t0)
 
         // Baseline.
         try await Self.sleep(until: attackStart)
@@ -113,7 +118,9 @@ struct RelayAbuse: AsyncParsableCommand {
         for index in 0..<slowlorisProcesses where perProcess > 0 {
             let addresses = (0..<slowlorisAddresses).filter { $0 % slowlorisProcesses == index }.map { "127.0.0.\(10 + $0)" }
             slowlorisChildren.append(
-                try SlowlorisChild(host: host, port: port, addresses: addresses, count: perProcess, perSecond: slowlorisRate / max(1, slowlorisProcesses)))
+                try SlowlorisChild(
+                    host: host, port: port, addresses: addresses, count: perProcess, perSecond: slowlorisRate / max(1, slowlorisProcesses),
+                    nice: attackerNice))
         }
         let stalledAttack = StalledReaderAttacker(
             host: host, port: port, authorizations: stalled.map(\.authorizationHeader), source: "127.0.0.2")
@@ -172,12 +179,12 @@ struct RelayAbuse: AsyncParsableCommand {
         let metrics = await target.metrics()
         let snapshotAll = try await snapshot(group, stats)
 
-        // Latency per phase, from the 10 s windows.
+        // Latency per phase, from the per-second histograms (by scheduled send time).
         let histograms = try await loop.submit { stats[ObjectIdentifier(loop)]?.latencyRuns ?? [] }.get()
         func merged(_ from: UInt64, _ to: UInt64) -> Histogram<UInt64> {
             var result = newHistogram()
             for (index, histogram) in histograms.enumerated() {
-                let start = t0 + UInt64(index) * window
+                let start = t0 + UInt64(index) * second
                 if start >= from, start < to { result.add(histogram) }
             }
             return result
@@ -185,12 +192,25 @@ struct RelayAbuse: AsyncParsableCommand {
         let baselineLatency = merged(t0, attackStart)
         let attackLatency = merged(attackStart, attackEnd)
         let settleLatency = merged(attackEnd, end)
-        var worstWindow = (index: 0, p99: UInt64(0))
-        for (index, histogram) in histograms.enumerated() where histogram.totalCount > 0 {
-            let start = t0 + UInt64(index) * window
-            if start >= attackStart, start < attackEnd, histogram.valueAtPercentile(99) > worstWindow.p99 {
-                worstWindow = (index, histogram.valueAtPercentile(99))
+        // The worst 10 s of the attack, sliding by a second.
+        var worstWindow = (start: 0, p99: UInt64(0))
+        for offset in 0..<max(1, duration - 9) {
+            let from = attackStart + UInt64(offset) * second
+            let window = merged(from, min(attackEnd, from + 10 * second))
+            if window.totalCount > 0, window.valueAtPercentile(99) > worstWindow.p99 {
+                worstWindow = (offset, window.valueAtPercentile(99))
             }
+        }
+        let seconds = histograms.enumerated().map { index, histogram in
+            TimelineSecond(
+                second: index - baseline, latency: histogram,
+                cpu: sampler.cpuPercent(from: t0 + UInt64(index) * second, to: t0 + UInt64(index + 1) * second),
+                rss: sampler.max(from: t0 + UInt64(index) * second, to: t0 + UInt64(index + 1) * second))
+        }
+        if let timeline {
+            let text = "second\tsamples\tp50_ms\tp99_ms\tmax_ms\trelay_cpu_percent\trelay_rss_mib\n"
+                + seconds.map(\.row).joined()
+            try Data(text.utf8).write(to: URL(fileURLWithPath: timeline))
         }
 
         print("")
@@ -198,8 +218,11 @@ struct RelayAbuse: AsyncParsableCommand {
         print("    baseline (\(baseline) s):      \(percentileLine(baselineLatency))")
         print("    under attack (\(duration) s):  \(percentileLine(attackLatency))")
         print("    after (\(settle) s):          \(percentileLine(settleLatency))")
-        print(String(format: "    worst 10 s window of the attack: p99 %.2f ms (at %d s)", Double(worstWindow.p99) / 1000,
-            Int((t0 + UInt64(worstWindow.index) * window - attackStart) / 1_000_000_000)))
+        print(String(format: "    worst 10 s window of the attack: p99 %.2f ms (from %d s)", Double(worstWindow.p99) / 1000, worstWindow.start))
+        let worstSeconds = seconds.filter { $0.latency.totalCount > 0 }.sorted { $0.latency.max > $1.latency.max }.prefix(10)
+        print("    the 10 seconds with the slowest message (s from the attack's start: p99 / max ms, relay CPU %): "
+            + worstSeconds.sorted { $0.second < $1.second }.map(\.summary).joined(separator: "; ")
+            + (timeline.map { " (timeline: \($0))" } ?? ""))
         print("honest messages: scheduled \(scheduler.sent), acknowledged \(acknowledged), received \(received), acknowledged but not received \(lost.count)"
             + (refusedSends.isEmpty ? "" : ", refused: " + refusedSends.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             + ", honest devices' envelopes (flood included) \(snapshotAll.envelopes)")
@@ -266,9 +289,15 @@ struct RelayAbuse: AsyncParsableCommand {
     }
 }
 
-/// The relay's RSS every second, kept for the report.
-final class RSSSampler: Sendable {
-    private let samples = NIOLockedValueBox<[(at: UInt64, bytes: Int)]>([])
+/// The relay's RSS and CPU time every second, kept for the report.
+final class RelaySampler: Sendable {
+    private struct Sample {
+        let at: UInt64
+        let bytes: Int
+        let cpuSeconds: Double?
+    }
+
+    private let samples = NIOLockedValueBox<[Sample]>([])
     private let task: Task<Void, Never>
     private let start: UInt64
 
@@ -277,7 +306,10 @@ final class RSSSampler: Sendable {
         let samples = self.samples
         task = Task {
             while !Task.isCancelled {
-                if let bytes = target.residentBytes() { samples.withLockedValue { $0.append((monotonicNanos(), bytes)) } }
+                if let bytes = target.residentBytes() {
+                    let sample = Sample(at: monotonicNanos(), bytes: bytes, cpuSeconds: target.cpuSeconds())
+                    samples.withLockedValue { $0.append(sample) }
+                }
                 try? await Task.sleep(for: .seconds(1))
             }
         }
@@ -285,6 +317,17 @@ final class RSSSampler: Sendable {
 
     func max(from: UInt64, to: UInt64) -> Int {
         samples.withLockedValue { samples in samples.filter { $0.at >= from && $0.at <= to }.map(\.bytes).max() ?? 0 }
+    }
+
+    /// The relay's CPU use (percent of one core) between the last sample before `from` and the first after `to`.
+    func cpuPercent(from: UInt64, to: UInt64) -> Double? {
+        samples.withLockedValue { samples in
+            guard let first = samples.last(where: { $0.at <= from && $0.cpuSeconds != nil }),
+                let last = samples.first(where: { $0.at >= to && $0.cpuSeconds != nil }),
+                let begin = first.cpuSeconds, let finish = last.cpuSeconds, last.at > first.at
+            else { return nil }
+            return (finish - begin) / (Double(last.at - first.at) / 1e9) * 100
+        }
     }
 
     /// The largest sample of each minute since `start`.
@@ -305,6 +348,28 @@ final class RSSSampler: Sendable {
     }
 }
 
+/// One second of the run: the honest messages scheduled in it, the relay's CPU and RSS.
+struct TimelineSecond {
+    /// Seconds from the attack's start (negative in the baseline).
+    let second: Int
+    let latency: Histogram<UInt64>
+    let cpu: Double?
+    let rss: Int
+
+    private func ms(_ value: UInt64) -> String { String(format: "%.2f", Double(value) / 1000) }
+
+    var row: String {
+        let count = latency.totalCount
+        return "\(second)\t\(count)\t\(count > 0 ? ms(latency.valueAtPercentile(50)) : "")\t"
+            + "\(count > 0 ? ms(latency.valueAtPercentile(99)) : "")\t\(count > 0 ? ms(latency.max) : "")\t"
+            + "\(cpu.map { String(format: "%.0f", $0) } ?? "")\t\(String(format: "%.1f", Double(rss) / 1_048_576))\n"
+    }
+
+    var summary: String {
+        "\(second) s: \(ms(latency.valueAtPercentile(99))) / \(ms(latency.max))" + (cpu.map { String(format: ", %.0f%%", $0) } ?? "")
+    }
+}
+
 /// A `relay-abuse-slowloris` child process (its own open-file limit), reporting its counters on stdout.
 final class SlowlorisChild: @unchecked Sendable {
     private let process = Process()
@@ -313,11 +378,11 @@ final class SlowlorisChild: @unchecked Sendable {
     private let lock = NSLock()
     private var lastLine = ""
 
-    init(host: String, port: Int, addresses: [String], count: Int, perSecond: Int) throws {
+    init(host: String, port: Int, addresses: [String], count: Int, perSecond: Int, nice: Int32) throws {
         process.executableURL = URL(fileURLWithPath: ownExecutablePath())
         process.arguments = [
             "relay-abuse-slowloris", "--host", host, "--port", String(port), "--count", String(count),
-            "--per-second", String(perSecond), "--addresses", addresses.joined(separator: ","),
+            "--per-second", String(perSecond), "--addresses", addresses.joined(separator: ","), "--nice", String(nice),
         ]
         process.standardInput = input
         process.standardOutput = output
@@ -365,8 +430,10 @@ struct RelayAbuseSlowloris: AsyncParsableCommand {
     @Option var count: Int
     @Option var perSecond: Int
     @Option var addresses: String
+    @Option var nice: Int32 = 10
 
     func run() async throws {
+        AbuseThread.nice = nice
         let attacker = SlowlorisAttacker(
             host: host, port: port, addresses: addresses.split(separator: ",").map(String.init), count: count, perSecond: perSecond)
         let reporter = Task {
