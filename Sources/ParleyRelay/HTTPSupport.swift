@@ -66,7 +66,7 @@ struct ErrorMappingMiddleware<Context: RequestContext>: RouterMiddleware {
             }
         } catch {
             // Paths can carry link codes: log the method and error type only.
-            logger.error("request failed", metadata: ["method": "\(request.method)", "error": "\(type(of: error))"])
+            logger.error("request failed", metadata: ["method": "\(request.method)", "error": "\(PostgresRelayStore.summary(error))"])
             throw RelayError.internalError
         }
     }

@@ -5,6 +5,7 @@ import Prometheus
 final class RelayMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     let connections: Gauge
+    let databaseUp: Gauge
     let messagesIn: Counter
     let messagesOut: Counter
     let acks: Counter
@@ -23,6 +24,8 @@ final class RelayMetrics: Sendable {
             MetricNameDescriptor(namespace: "parley", subsystem: "relay", metricName: metric, unitName: unit, helpText: help)
         }
         connections = registry.makeGauge(descriptor: name("connections", "", "Open device WebSocket connections"))
+        databaseUp = registry.makeGauge(
+            descriptor: name("database_up", "", "1 while the database is reachable, 0 while the relay answers 503 for it"))
         messagesIn = registry.makeCounter(
             descriptor: name("messages_in", "total", "Queue copies stored (one per recipient device)"))
         messagesOut = registry.makeCounter(

@@ -11,6 +11,10 @@ protocol RelayStore: Sendable {
     /// thread of Swift's cooperative pool while it waits for work in flight (run blocking waits elsewhere).
     func close() async throws
 
+    /// False while the database cannot be reached (PostgreSQL down or restarting, this node reconnecting): calls
+    /// fail at once with `RelayError.unavailable` then, and `/healthz` answers 503 "degraded".
+    var isAvailable: Bool { get }
+
     // MARK: accounts and devices
     /// Creates the account and its device 1. Throws `.nameTaken`.
     func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, now: Int64) async throws -> Int64
@@ -154,4 +158,9 @@ extension RelayStore {
     func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int) async throws -> [QueuedEnvelope] {
         try await pending(address, afterSeq: afterSeq, limit: limit, maxBytes: .max)
     }
+}
+
+extension RelayStore {
+    /// An embedded database (SQLite) is there as long as the process is.
+    var isAvailable: Bool { true }
 }

@@ -7,8 +7,10 @@ import Testing
 /// started again on the same database: nothing it acknowledged is lost.
 @Suite("SIGKILL and restart", .timeLimit(.minutes(4)))
 struct KillRestartTests {
-    /// `parley-relay` next to the test bundle (any `--scratch-path`), else in `.build/debug`.
+    /// `parley-relay` next to the test bundle (any `--scratch-path`), else in `.build/debug`; `PARLEY_TEST_RELAY_BINARY`
+    /// names another one (e.g. an older build, to show that a test fails without a fix).
     static let binary: String = {
+        if let given = ProcessInfo.processInfo.environment["PARLEY_TEST_RELAY_BINARY"], !given.isEmpty { return given }
         let running = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var directory = URL(fileURLWithPath: running).deletingLastPathComponent()
         // The test binary may sit inside an `.xctest` bundle directory.

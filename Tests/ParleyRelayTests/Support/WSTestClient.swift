@@ -102,6 +102,11 @@ final class WSTestClient: Sendable {
         try send(.ack(ids))
     }
 
+    /// True once the connection has ended (the relay closed it or it failed) and every frame it brought was read.
+    var isClosed: Bool {
+        get async { await frames.isDrained }
+    }
+
     /// Closes the connection and waits (bounded) until it is down.
     func close() async {
         outbox.finish()
@@ -155,6 +160,8 @@ actor FrameInbox {
     private var waiter: (id: Int, continuation: CheckedContinuation<ServerFrame?, Never>)?
     private var nextId = 0
     private(set) var isClosed = false
+
+    var isDrained: Bool { isClosed && buffer.isEmpty }
 
     func push(_ frame: ServerFrame) {
         if let waiter {

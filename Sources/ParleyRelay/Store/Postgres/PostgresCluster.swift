@@ -42,6 +42,10 @@ final class PostgresCluster: RelayCluster {
         /// When the heartbeat last started succeeding without a failure since (reaping others needs a full lease
         /// of it: a node that was itself cut off must not declare the others dead).
         var healthySince: ContinuousClock.Instant?
+        /// The listener's current connection (closed to make the listener start over, see `heartbeat`).
+        var listener: PostgresConnection?
+        /// Heartbeats failed in a row while the listener was up.
+        var failedBeats = 0
     }
 
     enum ConnectionChange: Sendable {
@@ -357,13 +361,33 @@ final class PostgresCluster: RelayCluster {
     }
 
     /// Renews this node's lease; re-joins when it had run out; removes nodes whose lease ran out.
+    ///
+    /// It is also the node's probe of its pool: when it fails `PostgresStoreLimits.failedBeatsBeforeReconnect` times
+    /// in a row while the listener still holds a connection (the database is reachable for the listener but not
+    /// through the pool), the listener connection is closed, and the node goes through the whole recovery: 503
+    /// meanwhile, a fresh pool, LISTEN again, every session re-reads its queue.
     private func heartbeat(core: RelayCore) async {
         while !Task.isCancelled {
             do {
                 try await beat(core: core)
+                state.withLockedValue { $0.failedBeats = 0 }
             } catch {
-                state.withLockedValue { $0.healthySince = nil }
-                logger.warning("cluster heartbeat failed", metadata: ["error": "\(type(of: error))"])
+                let stale = state.withLockedValue { state -> PostgresConnection? in
+                    state.healthySince = nil
+                    guard let listener = state.listener else {
+                        state.failedBeats = 0
+                        return nil
+                    }
+                    state.failedBeats += 1
+                    guard state.failedBeats >= PostgresStoreLimits.failedBeatsBeforeReconnect else { return nil }
+                    state.failedBeats = 0
+                    return listener
+                }
+                logger.warning("cluster heartbeat failed", metadata: ["error": "\(PostgresRelayStore.summary(error))"])
+                if let stale {
+                    logger.error("the database is reachable but not through the pool; reconnecting")
+                    stale.close().whenComplete { _ in }
+                }
             }
             try? await Task.sleep(for: .milliseconds(PostgresStoreLimits.heartbeatMilliseconds))
         }
@@ -460,6 +484,7 @@ final class PostgresCluster: RelayCluster {
             if let connection = try? await PostgresConnection.connect(
                 configuration: try store.location.connectionConfiguration(), id: connectionNumber, logger: logger)
             {
+                state.withLockedValue { $0.listener = connection }
                 do {
                     try await withTaskCancellationHandler {
                         try await connection.listen(on: channel) { notifications in
@@ -486,6 +511,7 @@ final class PostgresCluster: RelayCluster {
                 } catch {
                     // The connection broke (or this node is stopping): closed below, then reconnected.
                 }
+                state.withLockedValue { $0.listener = nil }
                 // Always closed before it is released, however the listening ended (postgres-nio requires it).
                 try? await connection.close()
             }

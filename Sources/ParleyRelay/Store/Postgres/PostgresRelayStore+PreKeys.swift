@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import ParleyWire
 import PostgresNIO
 
@@ -166,11 +167,18 @@ extension PostgresRelayStore {
     /// `mayHandOut` is asked once per device that still has a one-time prekey, EC or Kyber (false: its bundle goes without
     /// a one-time EC prekey and with the last-resort Kyber prekey). One-time Kyber prekeys are taken the same way
     /// (lowest id first, `SKIP LOCKED`); a device without one left gets its last-resort Kyber prekey, which is kept.
+    ///
+    /// A fetch PostgreSQL aborted (deadlock, serialization failure) runs again inside `transaction`, but the request
+    /// is charged once: a retry charges only bundles beyond those already charged (none, unless devices were added
+    /// meanwhile), and reuses each device's hand-out decision instead of asking `mayHandOut` again.
     func takePreKeyBundles(
         _ requests: [BundleRequest], charge: @escaping @Sendable (Int) throws -> Void,
         mayHandOut: @escaping @Sendable (DeviceAddress) -> Bool
     ) async throws -> BundleFetchResult {
-        try await transaction { [self] connection in
+        let charges = ChargeOnce(charge: charge, mayHandOut: mayHandOut)
+        return try await transaction { [self] connection in
+            let charge = charges.charge
+            let mayHandOut = charges.mayHandOut
             var accountIds: [String: Int64] = [:]
             let names = Array(Set(requests.map(\.account)))
             for row in try await rows(connection, "SELECT name, id FROM account WHERE name = ANY(\(names))") {
@@ -271,6 +279,44 @@ extension PostgresRelayStore {
                 responses.append(PreKeyBundleResponse(account: name, devices: bundles))
             }
             return BundleFetchResult(bundles: responses, unknownAccounts: unknown)
+        }
+    }
+}
+
+/// The charges of one bundle fetch across the attempts of its transaction: bundles are charged once, and each
+/// device's hand-out decision is taken once.
+private final class ChargeOnce: Sendable {
+    private let chargeRequester: @Sendable (Int) throws -> Void
+    private let askHandOut: @Sendable (DeviceAddress) -> Bool
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var charged = 0
+        var handOut: [DeviceAddress: Bool] = [:]
+    }
+
+    init(charge: @escaping @Sendable (Int) throws -> Void, mayHandOut: @escaping @Sendable (DeviceAddress) -> Bool) {
+        chargeRequester = charge
+        askHandOut = mayHandOut
+    }
+
+    /// Charges the bundles of this attempt that an earlier attempt did not (all of them the first time).
+    var charge: @Sendable (Int) throws -> Void {
+        { [self] count in
+            let charged = state.withLockedValue { $0.charged }
+            guard count > charged else { return }
+            try chargeRequester(count - charged)
+            state.withLockedValue { $0.charged = count }
+        }
+    }
+
+    /// The device's hand-out decision, asked of the limiter on the first attempt only.
+    var mayHandOut: @Sendable (DeviceAddress) -> Bool {
+        { [self] address in
+            if let decided = state.withLockedValue({ $0.handOut[address] }) { return decided }
+            let allowed = askHandOut(address)
+            state.withLockedValue { $0.handOut[address] = allowed }
+            return allowed
         }
     }
 }

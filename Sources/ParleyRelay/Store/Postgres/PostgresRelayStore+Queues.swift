@@ -529,20 +529,20 @@ extension PostgresRelayStore {
 
     func pending(_ address: DeviceAddress, afterSeq: Int64, limit: Int, maxBytes: Int) async throws -> [QueuedEnvelope] {
         try await read { [self] connection in
-            // The rows stream in: once the page holds `maxBytes` of ciphertext the rest is not decoded (the
-            // statement still runs to its end on the connection; `limit` bounds it).
-            let stream = try await connection.query(
+            // Once the page holds `maxBytes` of ciphertext the rest of the rows is not decoded (`limit` bounds what
+            // the statement returns). Through `rows`: no wait outlives the connection.
+            let stream = try await rows(
+                connection,
                 PostgresQuery(
                     unsafeSQL: """
                         SELECT \(Self.envelopeColumns)
                         FROM queue_entry q JOIN message m ON m.id = q.message_id
                         WHERE q.account_id = $1 AND q.device_id = $2 AND q.seq > $3 ORDER BY q.seq LIMIT $4
                         """,
-                    binds: try Self.bindings(address.accountId, Int64(address.deviceId), afterSeq, Int64(limit))),
-                logger: logger)
+                    binds: try Self.bindings(address.accountId, Int64(address.deviceId), afterSeq, Int64(limit))))
             var page: [QueuedEnvelope] = []
             var bytes = 0
-            for try await row in stream {
+            for row in stream {
                 guard bytes < maxBytes else { continue }
                 let queued = try Self.queued(row)
                 bytes += queued.envelope.content.count

@@ -26,6 +26,7 @@ final class PostgresRelayStore: RelayStore {
     /// Whether the database is reachable, as the cluster's listener last saw it: while it is not, every method
     /// fails at once with `RelayError.unavailable` (503) instead of waiting for a pool connection.
     let health = PostgresHealth()
+    var isAvailable: Bool { health.isUp }
     /// Contact pairs known to be stored (a commit skips their insert; see `KnownContacts`).
     let knownContacts = KnownContacts()
     /// The connection pool and the task running it; replaced after the database was lost (`renewPool`).
@@ -116,13 +117,10 @@ final class PostgresRelayStore: RelayStore {
     @discardableResult
     func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         guard health.isUp else { throw RelayError.unavailable }
-        let logger = self.logger
         var attempt = 0
         while true {
             do {
-                return try await leased { connection in
-                    try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
-                }
+                return try await leased { [self] connection in try await inTransaction(connection, body) }
             } catch {
                 if attempt < PostgresStoreLimits.transactionRetries, Self.isRetryable(error) {
                     attempt += 1
@@ -141,9 +139,16 @@ final class PostgresRelayStore: RelayStore {
         let client = self.client
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
-                try await client.withConnection { connection in
-                    guard gate.lease() else { throw RelayError.unavailable }
-                    return try await body(connection)
+                do {
+                    return try await client.withConnection { connection in
+                        guard gate.lease() else { throw RelayError.unavailable }
+                        return try await body(connection)
+                    }
+                } catch {
+                    // No connection came: whatever the pool failed with (it gave up connecting while PostgreSQL is
+                    // down, or it was replaced by `renewPool` under the request), nothing ran.
+                    guard gate.isLeased else { throw RelayError.unavailable }
+                    throw error
                 }
             }
             group.addTask {
@@ -161,10 +166,65 @@ final class PostgresRelayStore: RelayStore {
         }
     }
 
-    /// Runs a statement and collects its rows.
+    /// BEGIN, `body`, COMMIT on one connection; ROLLBACK when `body` throws. Every statement goes through `rows`, so
+    /// none of them waits forever on a connection that closed (postgres-nio's own `withTransaction` writes its
+    /// ROLLBACK to the connection whose failure it is handling: written after the channel closed, that statement
+    /// never completes, and the call, its pool lease and everything waiting on it hung for good). A connection
+    /// whose ROLLBACK failed is closed, so that the pool never hands out a connection left inside a transaction.
+    private func inTransaction<T: Sendable>(
+        _ connection: PostgresConnection, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await rows(connection, "BEGIN")
+        let value: T
+        do {
+            value = try await body(connection)
+        } catch {
+            do {
+                try await rows(connection, "ROLLBACK")
+            } catch {
+                try? await connection.close()
+            }
+            throw error
+        }
+        try await rows(connection, "COMMIT")
+        return value
+    }
+
+    /// Runs a statement and collects its rows. Fails with `PostgresStoreError.connectionClosed` as soon as the
+    /// connection has closed, whether or not postgres-nio ever completes the statement: a statement written to a
+    /// channel that had already closed (the server went away an instant before) is dropped by the channel without
+    /// failing its promise (postgres-nio 1.33; its fix, vapor/postgres-nio#487, was reverted), so awaiting it
+    /// alone would wait forever.
     @discardableResult
     func rows(_ connection: PostgresConnection, _ query: PostgresQuery) async throws -> [PostgresRow] {
-        try await connection.query(query, logger: logger).collect()
+        try await Self.guarded(connection, connection.query(query, logger: logger)).rows
+    }
+
+    /// `future`, or `PostgresStoreError.connectionClosed` once the connection has closed, whichever comes first.
+    static func guarded<Value: Sendable>(_ connection: PostgresConnection, _ future: EventLoopFuture<Value>) async throws -> Value {
+        let promise = future.eventLoop.makePromise(of: Value.self)
+        let settled = NIOLockedValueBox(false)
+        @Sendable func settle(_ result: Result<Value, any Error>) {
+            let first = settled.withLockedValue { settled -> Bool in
+                defer { settled = true }
+                return !settled
+            }
+            if first { promise.completeWith(result) }
+        }
+        future.whenComplete { settle($0) }
+        connection.closeFuture.whenComplete { _ in settle(.failure(PostgresStoreError.connectionClosed)) }
+        return try await promise.futureResult.get()
+    }
+
+    /// What went wrong, for a log line: the error's type, postgres-nio's error code and the SQLSTATE (never the
+    /// statement or its values).
+    static func summary(_ error: any Error) -> String {
+        let error = unwrapped(error)
+        if let psql = error as? PSQLError {
+            return "PSQLError \(psql.code)" + (sqlState(psql).map { " SQLSTATE \($0)" } ?? "")
+        }
+        if let relay = error as? RelayError { return "RelayError \(relay.body.code)" }
+        return "\(type(of: error))"
     }
 
     /// SQLSTATE of a server error.
@@ -190,6 +250,7 @@ final class PostgresRelayStore: RelayStore {
     static func mapped(_ error: any Error) -> any Error {
         let error = unwrapped(error)
         if error is RelayError { return error }
+        if case PostgresStoreError.connectionClosed? = error as? PostgresStoreError { return RelayError.unavailable }
         if let psql = error as? PSQLError {
             switch psql.code {
             case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed,
@@ -389,6 +450,9 @@ final class LeaseGate: Sendable {
             return true
         }
     }
+
+    /// True once a connection was leased (the call's body ran, or runs).
+    var isLeased: Bool { state.withLockedValue { $0 == .leased } }
 
     /// True if the wait timed out before a connection came.
     func expire() -> Bool {

@@ -326,11 +326,15 @@ enum PostgresSchema {
 public enum PostgresStoreError: Error, CustomStringConvertible {
     /// The database has migrations this relay build does not know (a newer relay migrated it).
     case schemaTooNew([String])
+    /// The connection closed (the server went away) before the statement completed (a store call answers 503).
+    case connectionClosed
 
     public var description: String {
         switch self {
         case .schemaTooNew(let names):
             "the database was migrated by a newer relay (unknown migrations: \(names.joined(separator: ", ")))"
+        case .connectionClosed:
+            "the database connection closed"
         }
     }
 }

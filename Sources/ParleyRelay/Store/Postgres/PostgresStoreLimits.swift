@@ -17,6 +17,9 @@ enum PostgresStoreLimits {
     static let transactionRetries = 3
     /// How often a node renews its lease (`relay_node.lease_until`).
     static let heartbeatMilliseconds: Int64 = 2_000
+    /// Heartbeats that fail in a row, while the listener connection is up, before the node starts over with a fresh
+    /// pool and listener (about 6 s of a pool that cannot reach a database the listener reaches).
+    static let failedBeatsBeforeReconnect = 3
     /// How long a lease lasts: a node that has not renewed it for this long is dead for the others (its devices go
     /// offline, its connection rows are removed). Five missed heartbeats.
     static let leaseMilliseconds: Int64 = 10_000
