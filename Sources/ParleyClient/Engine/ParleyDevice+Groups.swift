@@ -291,7 +291,9 @@ extension ParleyDevice {
             var pending = planned.makeIterator()
             func startNext() {
                 guard let next = pending.next() else { return }
-                let prefetched: PrefetchedBundles = [next.member: bundles[next.member] ?? [], account.name: own]
+                // (Not a literal: the member may be this account itself, for its other devices.)
+                var prefetched: PrefetchedBundles = [account.name: own]
+                prefetched[next.member] = bundles[next.member] ?? []
                 group.addTask {
                     do {
                         return (
