@@ -18,12 +18,20 @@ struct ClientGroupSend: AsyncParsableCommand {
     @Option(help: "Devices per member (the sender has one).") var devicesPerMember = 2
     @Option(help: "Measured sends per case.") var runs = 5
     @Option(help: "Work folder (a temporary one by default).") var work: String?
+    @Flag(help: "Issue 12's case instead: relay at its default limits, one-device members online, time to the last member of the creator's first message (from group create), of sampled members' first posts, and of later messages.")
+    var firstPosts = false
+    @Option(help: "With --first-posts: members whose first post is timed.") var sample = 5
+    @Option(help: "With --first-posts: later messages timed.") var later = 100
 
     func run() async throws {
         let dir = work.map { URL(fileURLWithPath: $0) }
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("parley-bench-group-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { if work == nil { try? FileManager.default.removeItem(at: dir) } }
+        if firstPosts {
+            try await GroupFirstPostBench(members: members, sample: sample, later: later, dir: dir).run()
+            return
+        }
         var limits = RelayLimits()
         limits.creationBurstPerAddress = 1_000_000
         limits.creationsPerSecondPerAddress = 1_000_000

@@ -21,7 +21,8 @@ struct Register: AsyncParsableCommand {
             }
             let device = try await CLIError.wrap {
                 try await ParleyDevice.register(
-                    name: name, serverURL: server, storePath: options.storePath, passphrase: options.passphrase, deviceName: deviceName)
+                    name: name, serverURL: server, storePath: options.storePath, passphrase: options.passphrase, deviceName: deviceName,
+                    rateLimit: GlobalOptions.rateLimit)
             }
             options.output.emit(
                 "registered \(device.account.name), device \(device.account.deviceId), at \(server)",
@@ -139,13 +140,24 @@ struct Send: AsyncParsableCommand {
             let id = try device.store.message(uid: uid, sender: device.account.name)
             let statuses = try id.flatMap { try device.store.message(id: $0) }?.statuses ?? [:]
             let pending = try device.store.outboxCount()
-            let state = statuses.values.contains(.failed) ? "failed" : pending > 0 ? "queued (relay unreachable; sent later)" : "sent"
+            let state = statuses.values.contains(.failed) ? "failed" : pending > 0 ? Self.queued(await device.deferral) : "sent"
             options.output.emit(
                 "\(state): message \(uid) to \(label)",
                 ["event": "sent", "id": .string(uid), "to": .string(label), "state": .string(state), "outbox": .int(Int64(pending))])
             await device.close()
             for reason in await failures.value { FileHandle.standardError.write(Data("parley: \(reason)\n".utf8)) }
             if statuses.values.contains(.failed) { throw ExitCode.failure }
+        }
+    }
+}
+
+extension Send {
+    /// What `send` says about a message left in the outbox, by why the outbox stopped.
+    static func queued(_ deferral: SendDeferral?) -> String {
+        switch deferral {
+        case .rateLimited(let seconds)?: return "queued (rate limited by the relay; retry in \(seconds) s; sent later)"
+        case .relayBusy(let reason)?: return "queued (\(reason); sent later)"
+        case .relayUnreachable?, nil: return "queued (relay unreachable; sent later)"
         }
     }
 }

@@ -49,7 +49,7 @@ struct GlobalOptions: ParsableArguments {
         guard FileManager.default.fileExists(atPath: storePath) else {
             throw CLIError("no device in \(homePath): run `parley register NAME --server URL` or `parley link join LINK` first")
         }
-        let device = try CLIError.wrap { try ParleyDevice.open(storePath: storePath, passphrase: passphrase) }
+        let device = try CLIError.wrap { try ParleyDevice.open(storePath: storePath, passphrase: passphrase, rateLimit: Self.rateLimit) }
         if let reset = device.rollbackReset {
             FileHandle.standardError.write(Data(
                 ("warning: this device's store was restored from an older copy; \(reset.sessions) sessions and "
@@ -57,6 +57,12 @@ struct GlobalOptions: ParsableArguments {
         }
         return device
     }
+
+    /// The relay's rate limits are waited out (bounded) with a line on standard error per wait, so that a
+    /// slow command says why it is slow; it is never reported as an unreachable relay.
+    static let rateLimit = RateLimitPolicy(onWait: { seconds in
+        FileHandle.standardError.write(Data("parley: rate limited by the relay; retrying in \(seconds) s\n".utf8))
+    })
 
     func ensureHome() throws {
         try FileManager.default.createDirectory(atPath: homePath, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -82,6 +88,7 @@ struct CLIError: Error, CustomStringConvertible {
         case let error as DeviceStoreError: return "store: \(error)"
         case let error as RelayClientError:
             switch error {
+            case .rateLimited(let seconds, _): return "rate limited by the relay; try again in \(seconds) s"
             case .rejected(_, .notAdmin?, let message): return message
             case .rejected(let status, let code, let message): return "relay refused (\(status)\(code.map { " \($0.rawValue)" } ?? "")): \(message)"
             default: return "relay: \(error)"

@@ -32,6 +32,35 @@ public enum ClientEvent: Sendable, Equatable {
     case sendFailed(destination: String, reason: String)
 }
 
+/// Why the outbox stopped with entries still queued (they go with a later flush).
+public enum SendDeferral: Sendable, Equatable, CustomStringConvertible {
+    /// The relay answered `429` and asked for a longer wait than a request waits (`RateLimitPolicy`).
+    case rateLimited(retryAfterSeconds: Int)
+    /// No answer from the relay (connection refused, timeout, TLS failure): `reason` says which.
+    case relayUnreachable(String)
+    /// The relay answered but could not take the message now (a full queue, `5xx`, a group changing under
+    /// the send): `reason` says what.
+    case relayBusy(String)
+
+    public var description: String {
+        switch self {
+        case .rateLimited(let seconds): return "rate limited by the relay; retry in \(seconds) s"
+        case .relayUnreachable: return "relay unreachable"
+        case .relayBusy(let reason): return "relay busy: \(reason)"
+        }
+    }
+
+    /// Classifies a transient send failure.
+    static func of(_ error: any Error) -> SendDeferral {
+        switch error {
+        case RelayClientError.rateLimited(let seconds, _): return .rateLimited(retryAfterSeconds: seconds)
+        case let error as RelayClientError: return .relayBusy("\(error)")
+        case let error as ClientError: return .relayBusy(error.description)
+        default: return .relayUnreachable("\(error)")
+        }
+    }
+}
+
 /// Why a client operation failed.
 public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The store has no relay account (registration did not finish).

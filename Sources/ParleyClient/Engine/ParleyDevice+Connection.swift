@@ -102,8 +102,9 @@ extension ParleyDevice {
             switch frame.type {
             case .message:
                 guard let envelope = frame.envelope else { continue }
-                if await process(envelope) { try? connection.ack([envelope.id]) }
+                if await process(envelope) { queueAck(envelope.id, on: connection) }
             case .queueEmpty:
+                sendAcks(on: connection)
                 drained = true
                 emit(.backlogDrained)
                 // Superseded chain keys of the backlog's ratchet steps leave the WAL now.
@@ -112,6 +113,7 @@ extension ParleyDevice {
                 try? await maintainKeys()
                 if stopAfterBacklog {
                     // Let the acks and the outbox go out, then close.
+                    sendAcks(on: connection)
                     await connection.close()
                 }
             case .presence:
@@ -126,12 +128,46 @@ extension ParleyDevice {
                 break
             }
         }
+        // Acks not sent are lost with the connection: the relay sends those envelopes again, and they are
+        // recognised as processed.
+        if pendingAcks.connection === connection { pendingAcks = (nil, []) }
         if self.connection === connection { self.connection = nil }
         // The stream also ends when this task is cancelled: close the socket then too, or the relay
         // keeps a session nobody reads.
         await connection.close()
         emit(.disconnected(reason: drained ? "closed" : "connection lost"))
         return drained
+    }
+
+    /// Acknowledges a processed (committed) envelope. Acks go out in batches, one frame per `maxAckBatch`
+    /// envelopes or per `ackDelay`, not one frame per envelope: a backlog of hundreds of envelopes (a large
+    /// group's delivery receipts) acknowledged one by one exceeds the relay's frame rate per connection
+    /// (`clientFramesPerSecond`, 50/s by default), which refuses the frames and closes the connection.
+    func queueAck(_ id: UUID, on connection: RelayConnection) {
+        if pendingAcks.connection !== connection { pendingAcks = (connection, []) }
+        pendingAcks.ids.append(id)
+        if pendingAcks.ids.count >= Self.maxAckBatch {
+            sendAcks(on: connection)
+        } else if !ackTimerRunning {
+            ackTimerRunning = true
+            Task { [weak self] in
+                try? await Task.sleep(for: Self.ackDelay)
+                await self?.ackTimerFired()
+            }
+        }
+    }
+
+    private func ackTimerFired() {
+        ackTimerRunning = false
+        if let connection = pendingAcks.connection { sendAcks(on: connection) }
+    }
+
+    /// Sends the acks queued for `connection` (if any) in one frame.
+    func sendAcks(on connection: RelayConnection) {
+        guard pendingAcks.connection === connection, !pendingAcks.ids.isEmpty else { return }
+        let ids = pendingAcks.ids
+        pendingAcks.ids = []
+        try? connection.ack(ids)
     }
 
     /// Sends a ping; closes the connection when nothing came for three heartbeats. Returns

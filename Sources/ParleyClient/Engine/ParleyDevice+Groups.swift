@@ -283,13 +283,24 @@ extension ParleyDevice {
         let planned = members.enumerated().map { (timestamp: first + Int64($0.offset), member: $0.element) }
         try store.logSends(
             planned.map { (timestamp: $0.timestamp, destination: OutboxDestination.direct(account: $0.member), groupId: Optional(groupId)) })
+        // Every bundle the hand-out needs, in one request per `maxBundleBatchAccounts` members (a 500-member
+        // group: one), instead of one or two requests per member.
+        let bundles = try await prefetchBundles(for: members + [account.name])
+        let own = bundles[account.name] ?? []
         try await withThrowingTaskGroup(of: (String, [UInt32]).self) { group in
             var pending = planned.makeIterator()
             func startNext() {
                 guard let next = pending.next() else { return }
+                // (Not a literal: the member may be this account itself, for its other devices.)
+                var prefetched: PrefetchedBundles = [account.name: own]
+                prefetched[next.member] = bundles[next.member] ?? []
                 group.addTask {
                     do {
-                        return (next.member, try await self.deliverDirect(to: next.member, content: content, clientTimestamp: next.timestamp))
+                        return (
+                            next.member,
+                            try await self.deliverDirect(
+                                to: next.member, content: content, clientTimestamp: next.timestamp, prefetched: prefetched)
+                        )
                     } catch ClientError.noDevices {
                         return (next.member, [])
                     }

@@ -86,7 +86,10 @@ extension ParleyDevice {
                     logger.error("outbox unreadable: \(error)")
                     return
                 }
-                if entries.isEmpty { break }
+                if entries.isEmpty {
+                    deferral = nil
+                    break
+                }
                 for entry in entries {
                     guard !closed, await deliver(entry) else { return }
                 }
@@ -111,6 +114,7 @@ extension ParleyDevice {
         } catch {
             if Self.isTransient(error) {
                 try? store.recordOutboxFailure(id: entry.id, reason: "\(error)")
+                deferral = SendDeferral.of(error)
                 logger.info("send deferred: \(error)")
                 return false
             }
@@ -192,12 +196,25 @@ extension ParleyDevice {
     /// Encrypts `content` for every device of `peer` and `ownContent` (default: the same) for
     /// this account's other devices, and sends it. Repairs sessions and device lists when the
     /// relay refuses the device set. Returns the peer devices it was sent to.
+    ///
+    /// `prefetched`: bundles fetched ahead for a whole fan-out (`prefetchBundles`); without them, the bundles
+    /// this send needs (peer and own other devices) come in one batched request.
     @discardableResult
     func deliverDirect(
-        to peer: String, content: [UInt8], ownContent: [UInt8]? = nil, clientTimestamp: Int64? = nil
+        to peer: String, content: [UInt8], ownContent: [UInt8]? = nil, clientTimestamp: Int64? = nil,
+        prefetched: PrefetchedBundles? = nil
     ) async throws -> [UInt32] {
         let isSelf = peer == account.name
+        var prefetched = prefetched
         for _ in 0..<Self.maxRepairRounds {
+            // After a repair the devices changed: bundles fetched before it may be of the old ones.
+            let bundles: PrefetchedBundles
+            if let given = prefetched {
+                bundles = given
+                prefetched = nil
+            } else {
+                bundles = try await prefetchBundles(for: isSelf ? [peer] : [peer, account.name])
+            }
             var peerDevices = try await devices(of: peer)
             if isSelf { peerDevices.removeAll { $0 == account.deviceId } }
             let ownDevices = isSelf ? [] : try await devices(of: account.name).filter { $0 != account.deviceId }
@@ -205,8 +222,9 @@ extension ParleyDevice {
                 if isSelf { return [] }  // nothing to sync to
                 throw ClientError.noDevices(account: peer)
             }
-            let peerMessages = try await encrypt(content, for: peer, devices: peerDevices)
-            let ownMessages = try await encrypt(ownContent ?? content, for: account.name, devices: ownDevices)
+            let peerMessages = try await encrypt(content, for: peer, devices: peerDevices, prefetched: bundles[peer] ?? [])
+            let ownMessages = try await encrypt(
+                ownContent ?? content, for: account.name, devices: ownDevices, prefetched: bundles[account.name] ?? [])
             do {
                 _ = try await relay.send(
                     to: peer,
@@ -229,13 +247,18 @@ extension ParleyDevice {
     /// One ciphertext per device, setting up sessions from fresh bundles where there is none.
     /// A changed identity key is accepted with a warning, unless the contact was verified. A
     /// session restored from an older copy of the store is discarded and set up anew.
-    func encrypt(_ plaintext: [UInt8], for peer: String, devices: [UInt32]) async throws -> [OutgoingDeviceMessage] {
-        try await recoveringFromRollback { try await encryptOnce(plaintext, for: peer, devices: devices) }
+    /// `prefetched`: bundles fetched ahead (`prefetchBundles`); only devices without one are fetched here.
+    func encrypt(
+        _ plaintext: [UInt8], for peer: String, devices: [UInt32], prefetched: [PreKeyBundle] = []
+    ) async throws -> [OutgoingDeviceMessage] {
+        try await recoveringFromRollback { try await encryptOnce(plaintext, for: peer, devices: devices, prefetched: prefetched) }
     }
 
-    private func encryptOnce(_ plaintext: [UInt8], for peer: String, devices: [UInt32]) async throws -> [OutgoingDeviceMessage] {
+    private func encryptOnce(
+        _ plaintext: [UInt8], for peer: String, devices: [UInt32], prefetched: [PreKeyBundle]
+    ) async throws -> [OutgoingDeviceMessage] {
         guard !devices.isEmpty else { return [] }
-        var fetched: [PreKeyBundle] = []
+        var fetched = prefetched.filter { devices.contains($0.deviceId) }
         for _ in 0..<2 {
             let missing = try devices.filter { id in
                 try store.loadSession(for: ProtocolAddress(name: peer, deviceId: id))?.hasCurrentSession != true

@@ -39,11 +39,26 @@ public actor ParleyDevice {
     /// Bundles fetched per direct send, at most this many at once.
     static let maxConcurrentDistributions = 16
 
-    init(store: DeviceStore, account: LocalAccount, http: HTTPClient, rollbackReset: RollbackReset? = nil) {
+    /// Acks of processed envelopes not sent yet, and the connection they belong to (`queueAck`).
+    var pendingAcks: (connection: RelayConnection?, ids: [UUID]) = (nil, [])
+    var ackTimerRunning = false
+    /// Envelope ids per ack frame: well under the relay's 1,000, and a backlog page (200) in one frame.
+    static let maxAckBatch = 200
+    /// How long a processed envelope's ack may wait for others to share its frame: short next to the
+    /// relay's redelivery (only on a new connection), long enough to gather a burst (20 frames/s at most,
+    /// under the relay's 50 frames/s per connection).
+    static let ackDelay: Duration = .milliseconds(50)
+    /// Why the outbox last stopped with entries queued (nil after a flush that emptied it).
+    public internal(set) var deferral: SendDeferral?
+
+    init(
+        store: DeviceStore, account: LocalAccount, http: HTTPClient, rollbackReset: RollbackReset? = nil,
+        rateLimit: RateLimitPolicy = RateLimitPolicy()
+    ) {
         self.store = store
         self.account = account
         self.rollbackReset = rollbackReset
-        self.relay = RelayClient(baseURL: account.serverURL, credentials: account.credentials, http: http)
+        self.relay = RelayClient(baseURL: account.serverURL, credentials: account.credentials, http: http, rateLimit: rateLimit)
         var logger = Logger(label: "parley.client")
         logger.logLevel = .warning
         self.logger = logger
@@ -55,7 +70,8 @@ public actor ParleyDevice {
     /// as its first device and publishes its prekeys. On failure no store is left behind.
     public static func register(
         name: String, serverURL: String, storePath: String, passphrase: Passphrase? = nil,
-        deviceName: String? = nil, cost: KeyDerivationCost = .moderate, http: HTTPClient = ParleyHTTP.shared
+        deviceName: String? = nil, cost: KeyDerivationCost = .moderate, http: HTTPClient = ParleyHTTP.shared,
+        rateLimit: RateLimitPolicy = RateLimitPolicy()
     ) async throws -> ParleyDevice {
         let random = SystemRandom.shared
         let identity = try IdentityKeyPair.generate(using: random)
@@ -68,7 +84,7 @@ public actor ParleyDevice {
                 registrationId: registrationId, identityKey: Data(identity.identityKey.serialized),
                 signedPreKey: Self.wire(signed), oneTimePreKeys: keys.oneTimePreKeys.map(Self.wire), name: deviceName,
                 kyberLastResortPreKey: keys.kyberLastResortPreKey.map(Self.wire))
-            let anonymous = RelayClient(baseURL: serverURL, http: http)
+            let anonymous = RelayClient(baseURL: serverURL, http: http, rateLimit: rateLimit)
             let credentials = try await anonymous.register(name: name, device: device)
             let account = LocalAccount(
                 name: credentials.account, deviceId: credentials.deviceId, credential: credentials.credential, serverURL: serverURL)
@@ -82,7 +98,7 @@ public actor ParleyDevice {
             } catch {
                 for key in keys.kyberOneTimePreKeys { try? store.removeKyberPreKey(id: key.id) }
             }
-            return ParleyDevice(store: store, account: account, http: http)
+            return ParleyDevice(store: store, account: account, http: http, rateLimit: rateLimit)
         } catch {
             try? store.close()
             StoreFiles(path: storePath).removeAll()
@@ -94,7 +110,8 @@ public actor ParleyDevice {
     /// together with their ledger (`storeRolledBack`) is reset first (its sessions and sender keys
     /// are discarded: `DeviceStore.resetAfterRollback`); `rollbackReset` then says what went.
     public static func open(
-        storePath: String, passphrase: Passphrase? = nil, http: HTTPClient = ParleyHTTP.shared
+        storePath: String, passphrase: Passphrase? = nil, http: HTTPClient = ParleyHTTP.shared,
+        rateLimit: RateLimitPolicy = RateLimitPolicy()
     ) throws -> ParleyDevice {
         let store: DeviceStore
         var reset: RollbackReset? = nil
@@ -108,13 +125,15 @@ public actor ParleyDevice {
             try? store.close()
             throw ClientError.notRegistered
         }
-        return ParleyDevice(store: store, account: account, http: http, rollbackReset: reset)
+        return ParleyDevice(store: store, account: account, http: http, rollbackReset: reset, rateLimit: rateLimit)
     }
 
     /// Wraps an existing store whose account is recorded (e.g. one made by linking).
-    public static func attach(store: DeviceStore, http: HTTPClient = ParleyHTTP.shared) throws -> ParleyDevice {
+    public static func attach(
+        store: DeviceStore, http: HTTPClient = ParleyHTTP.shared, rateLimit: RateLimitPolicy = RateLimitPolicy()
+    ) throws -> ParleyDevice {
         guard let account = try store.account() else { throw ClientError.notRegistered }
-        return ParleyDevice(store: store, account: account, http: http)
+        return ParleyDevice(store: store, account: account, http: http, rateLimit: rateLimit)
     }
 
     /// Closes the connection (if any) and the store.

@@ -44,16 +44,6 @@ extension RelayClient {
 
     /// A request whose success answer has no body (204).
     func performNoContent(_ method: HTTPMethod, _ path: String, body: Data?) async throws {
-        var request = HTTPClientRequest(url: baseURL + path)
-        request.method = method
-        if let credentials { request.headers.add(name: "Authorization", value: credentials.authorizationHeader) }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: body))
-        }
-        let response = try await http.execute(request, timeout: .seconds(30))
-        let bytes = Data((try await response.body.collect(upTo: 1024 * 1024)).readableBytesView)
-        let status = Int(response.status.code)
-        guard (200..<300).contains(status) else { throw Self.error(status: status, body: bytes) }
+        _ = try await execute(method, path, body: body, answerLimit: 1024 * 1024)
     }
 }

@@ -45,6 +45,7 @@ extension RelayClientError {
     /// restarting); mismatched and stale devices are repaired, not retried as they are.
     public var isTransient: Bool {
         switch self {
+        case .rateLimited: return true
         case .rejected(let status, _, _): return status == 429 || status == 507 || status >= 500
         case .mismatchedDevices, .staleDevices, .badResponse: return false
         }
@@ -57,6 +58,7 @@ extension RelayClientError: CustomStringConvertible {
         case .mismatchedDevices(let account, let missing, let extra):
             return "device list of \(account ?? "?") out of date (missing \(missing), extra \(extra))"
         case .staleDevices(let account, let stale): return "devices \(stale) of \(account ?? "?") were reinstalled"
+        case .rateLimited(let seconds, _): return "rate limited by the relay (retry in \(seconds) s)"
         case .rejected(let status, let code, let message): return "relay refused (\(status)\(code.map { " \($0.rawValue)" } ?? "")): \(message)"
         case .badResponse(let what): return "unexpected answer from the relay: \(what)"
         }

@@ -10,15 +10,18 @@ public struct RelayClient: Sendable {
     public let baseURL: String
     public let credentials: DeviceCredentials?
     let http: HTTPClient
+    /// How a `429` is waited out before it becomes `.rateLimited`.
+    public let rateLimit: RateLimitPolicy
 
-    public init(baseURL: String, credentials: DeviceCredentials? = nil, http: HTTPClient = .shared) {
+    public init(baseURL: String, credentials: DeviceCredentials? = nil, http: HTTPClient = .shared, rateLimit: RateLimitPolicy = RateLimitPolicy()) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.credentials = credentials
         self.http = http
+        self.rateLimit = rateLimit
     }
 
     public func authenticated(as credentials: DeviceCredentials) -> RelayClient {
-        RelayClient(baseURL: baseURL, credentials: credentials, http: http)
+        RelayClient(baseURL: baseURL, credentials: credentials, http: http, rateLimit: rateLimit)
     }
 
     // MARK: endpoints
@@ -70,21 +73,44 @@ public struct RelayClient: Sendable {
     }
 
     func perform<R: Decodable>(_ method: HTTPMethod, _ path: String, body: Data?, as: R.Type) async throws -> R {
-        var request = HTTPClientRequest(url: baseURL + path)
-        request.method = method
-        if let credentials { request.headers.add(name: "Authorization", value: credentials.authorizationHeader) }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: body))
-        }
-        let response = try await http.execute(request, timeout: .seconds(30))
-        let bytes = Data((try await response.body.collect(upTo: 16 * 1024 * 1024)).readableBytesView)
-        let status = Int(response.status.code)
-        guard (200..<300).contains(status) else { throw Self.error(status: status, body: bytes) }
+        let bytes = try await execute(method, path, body: body, answerLimit: Self.maxAnswerBytes)
         do {
             return try WireCoding.decoder().decode(R.self, from: bytes)
         } catch {
             throw RelayClientError.badResponse("\(R.self): \(error)")
+        }
+    }
+
+    /// Largest answer body read (a batch of 500 accounts' bundles is well under it).
+    static let maxAnswerBytes = 16 * 1024 * 1024
+
+    /// Sends the request; returns the body of a 2xx answer. A `429` is retried after the relay's `Retry-After`
+    /// while the waits of this request stay within `rateLimit.maxTotalWaitSeconds` in all (each announced to
+    /// `rateLimit.onWait` first); beyond that it throws `.rateLimited`. The relay refuses a rate-limited request
+    /// before doing any of it, so sending it again is safe. Other error answers throw at once.
+    func execute(_ method: HTTPMethod, _ path: String, body: Data?, answerLimit: Int) async throws -> Data {
+        var waited = 0
+        while true {
+            var request = HTTPClientRequest(url: baseURL + path)
+            request.method = method
+            if let credentials { request.headers.add(name: "Authorization", value: credentials.authorizationHeader) }
+            if let body {
+                request.headers.add(name: "Content-Type", value: "application/json")
+                request.body = .bytes(ByteBuffer(bytes: body))
+            }
+            let response = try await http.execute(request, timeout: .seconds(30))
+            let bytes = Data((try await response.body.collect(upTo: answerLimit)).readableBytesView)
+            let status = Int(response.status.code)
+            if (200..<300).contains(status) { return bytes }
+            guard status == 429 else { throw Self.error(status: status, body: bytes) }
+            let seconds = RateLimitPolicy.retryAfterSeconds(response.headers.first(name: "Retry-After"))
+            guard waited + seconds <= rateLimit.maxTotalWaitSeconds else {
+                let message = (try? WireCoding.decoder().decode(ErrorResponse.self, from: bytes))?.message ?? "rate limit exceeded"
+                throw RelayClientError.rateLimited(retryAfterSeconds: seconds, message: message)
+            }
+            rateLimit.onWait?(seconds)
+            try await Task.sleep(for: .seconds(seconds))
+            waited += seconds
         }
     }
 
@@ -100,5 +126,33 @@ public struct RelayClient: Sendable {
         default:
             return .rejected(status: status, code: answer.code, message: answer.message)
         }
+    }
+}
+
+/// How a client waits out the relay's rate limits (`429 Too Many Requests` with `Retry-After`).
+public struct RateLimitPolicy: Sendable {
+    /// The longest one request waits in all, over its retries, before `.rateLimited` is thrown. 30 s: a command
+    /// stays responsive (a send that would wait longer stays in the outbox for the next command or flush),
+    /// while the short waits of a large group's set-up (the relay's per-address request bucket refills within
+    /// a second or two) are waited out instead of deferring the message.
+    public static let defaultMaxTotalWaitSeconds = 30
+    /// A `Retry-After` beyond this (a day) is read as this: an absurd value must not overflow a wait.
+    public static let maxRetryAfterSeconds = 86_400
+
+    public var maxTotalWaitSeconds: Int
+    /// Told before each wait, with its length in seconds (the CLI prints "rate limited by the relay; retrying
+    /// in N s"). Called from the requesting task.
+    public var onWait: (@Sendable (Int) -> Void)?
+
+    public init(maxTotalWaitSeconds: Int = RateLimitPolicy.defaultMaxTotalWaitSeconds, onWait: (@Sendable (Int) -> Void)? = nil) {
+        self.maxTotalWaitSeconds = maxTotalWaitSeconds
+        self.onWait = onWait
+    }
+
+    /// The seconds a `Retry-After` value asks for: delay-seconds (what the relay sends), at least 1; a missing
+    /// or unreadable value (an HTTP date included) means 1 s.
+    static func retryAfterSeconds(_ value: String?) -> Int {
+        guard let value, let seconds = Int(value.trimmingCharacters(in: .whitespaces)), seconds > 0 else { return 1 }
+        return min(seconds, maxRetryAfterSeconds)
     }
 }

@@ -6,6 +6,10 @@ public enum RelayClientError: Error, Equatable, Sendable {
     case mismatchedDevices(account: String?, missing: [UInt32], extra: [UInt32])
     /// 410: these devices were reinstalled (their registration id changed).
     case staleDevices(account: String?, stale: [UInt32])
+    /// 429: the relay rate-limits this client and asked it to wait `retryAfterSeconds` (its `Retry-After`)
+    /// longer than the client's bounded wait (`RelayClient.RateLimitPolicy`). The relay is reachable; the
+    /// request was not carried out. Nothing is lost: an outbox entry stays queued.
+    case rateLimited(retryAfterSeconds: Int, message: String)
     /// Any other error answer: its HTTP status and the relay's error code and message.
     case rejected(status: Int, code: ErrorCode?, message: String)
     /// The answer could not be decoded.
