@@ -22,15 +22,28 @@ extension ParleyDevice {
     /// any was sent to it) is left to `devices(of:)`: fetching all its bundles would take one-time prekeys
     /// that its existing sessions do not need. This device is never requested. A bundle that does not parse
     /// is left out (`encrypt` fetches that device alone and reports the error there).
+    /// A session row restored from an older copy of the store (`DeviceStoreError.rolledBack`) is discarded here as
+    /// in `encrypt`: its device then counts as one without a session, and its bundle is fetched with the others.
     func prefetchBundles(for accounts: [String]) async throws -> PrefetchedBundles {
+        try await recoveringFromRollback { try await prefetchBundlesOnce(for: accounts) }
+    }
+
+    private func prefetchBundlesOnce(for accounts: [String]) async throws -> PrefetchedBundles {
         var targets: [BundleRequestTarget] = []
         var listUnknown = Set<String>()
         var seen = Set<String>()
         for name in accounts where seen.insert(name).inserted {
             var known: [UInt32] = []
             if try store.contact(account: name) != nil { known = try store.contactDevices(account: name).map(\.deviceId) }
+            if known.isEmpty && name == account.name {
+                // Our own account is never asked for whole: the relay would hand out this device's own bundle too,
+                // taking one of its one-time prekeys (EC and Kyber) for nothing. Its device list first, then only
+                // the other devices without a session.
+                try await refreshDevices(of: name)
+                known = try store.contactDevices(account: name).map(\.deviceId)
+            }
             if known.isEmpty {
-                guard try store.sessionDeviceIds(for: name).isEmpty else { continue }
+                guard name != account.name, try store.sessionDeviceIds(for: name).isEmpty else { continue }
                 targets.append(BundleRequestTarget(account: name))
                 listUnknown.insert(name)
                 continue
