@@ -68,19 +68,7 @@ struct SenderKeyVectorRunner {
             }
         }
         func runRejects(_ list: [JSONValue]) throws {
-            for r in list {
-                let id = try r["id"].string(), reason = try r["reason"].string()
-                let before = try snapshot()
-                do {
-                    _ = try receive(try r["ciphertext"].hex())
-                    throw VectorError.mismatch("reject \(id) (\(reason)) was accepted")
-                } catch let error as ProtocolError {
-                    guard error.kind == reason else {
-                        throw VectorError.mismatch("reject \(id): expected \(reason), got \(error.kind) (\(error))")
-                    }
-                }
-                guard try snapshot() == before else { throw VectorError.mismatch("reject \(id) changed the receiver's state") }
-            }
+            try RejectVectors.run(list, snapshot: snapshot) { _ = try receive($0) }
         }
 
         try runRejects(rejectsAfter[-1] ?? [])
