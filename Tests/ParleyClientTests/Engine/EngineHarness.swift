@@ -70,6 +70,18 @@ final class EngineHarness: @unchecked Sendable {
     }
 }
 
+/// Waits until `device`'s outbox is empty; false if it still holds entries after `timeout`.
+/// (An entry is removed only once the relay's answer is read, which may come after its
+/// recipient already saw the message.)
+func outboxDrains(_ device: ParleyDevice, timeout: Duration = .seconds(30)) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if (try? device.store.outboxCount()) == 0 { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return (try? device.store.outboxCount()) == 0
+}
+
 /// Records a device's events and waits for the ones a test expects.
 final class EventLog: @unchecked Sendable {
     private let lock = NSLock()
