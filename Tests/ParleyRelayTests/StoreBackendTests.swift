@@ -74,6 +74,22 @@ struct StoreBackendTests {
         return result.bundles.first?.devices ?? []
     }
 
+    /// `count` concurrent bundle fetches of `account`'s device 1, spread over `stores` in turn (two
+    /// stores: two relay nodes); the key id `pick` finds in each bundle handed out.
+    static func takeConcurrently(
+        _ count: Int, from stores: [any RelayStore], _ account: String, pick: @escaping @Sendable (DevicePreKeyBundle) -> UInt32?
+    ) async throws -> [UInt32] {
+        try await withThrowingTaskGroup(of: UInt32?.self) { group in
+            for index in 0..<count {
+                let store = stores[index % stores.count]
+                group.addTask { try await take(store, account, [1]).first.flatMap(pick) }
+            }
+            var result: [UInt32] = []
+            for try await key in group { if let key { result.append(key) } }
+            return result
+        }
+    }
+
     static func commitOne(_ store: any RelayStore, _ submission: MessageSubmission, limits: RelayLimits = limits) async throws
         -> Result<SubmissionReceipt, RelayError>
     {
@@ -253,16 +269,7 @@ struct StoreBackendTests {
         let bob = try await Self.account(first, "bob", oneTime: 0)[0]
         let keys = (1...20).map { OneTimePreKey(keyId: UInt32($0), publicKey: Fixtures.bytes(33)) }
         _ = try await first.storePreKeys(bob.address, identityKey: nil, signed: nil, oneTime: keys)
-        let taken = try await withThrowingTaskGroup(of: UInt32?.self) { group in
-            for index in 0..<40 {
-                let store = index % 2 == 0 ? first : second
-                group.addTask { try await Self.take(store, bob.account, [1]).first?.oneTimePreKey?.keyId }
-            }
-            var result: [UInt32?] = []
-            for try await key in group { result.append(key) }
-            return result
-        }
-        let keyIds = taken.compactMap { $0 }
+        let keyIds = try await Self.takeConcurrently(40, from: [first, second], bob.account) { $0.oneTimePreKey?.keyId }
         #expect(keyIds.count == 20)
         #expect(Set(keyIds) == Set(1...20))
         #expect(try await first.oneTimePreKeyCount(bob.address) == 0)
@@ -377,16 +384,7 @@ struct StoreBackendTests {
         let bob = try await Self.kyberAccount(first, identity: identity, lastResort: lastResort)
         let oneTime = try (1...20).map { try KyberPreKeyTests.kyberPreKey(id: UInt32($0), signer: identity) }
         _ = try await Self.storeKyber(first, bob, oneTime: oneTime, signedBy: identity)
-        let taken = try await withThrowingTaskGroup(of: UInt32?.self) { group in
-            for index in 0..<40 {
-                let store = index % 2 == 0 ? first : second
-                group.addTask { try await Self.take(store, bob.account, [1]).first?.kyberPreKey?.keyId }
-            }
-            var result: [UInt32?] = []
-            for try await key in group { result.append(key) }
-            return result
-        }
-        let keyIds = taken.compactMap { $0 }
+        let keyIds = try await Self.takeConcurrently(40, from: [first, second], bob.account) { $0.kyberPreKey?.keyId }
         #expect(keyIds.count == 40)
         #expect(keyIds.filter { $0 != 500 }.count == 20)
         #expect(Set(keyIds.filter { $0 != 500 }) == Set(1...20))

@@ -68,13 +68,8 @@ struct EngineGroupChurnTests {
     /// alice removes carol, and carol still answers bob's report (she was a member when she sent it).
     @Test func aRemovedSenderStillRepairsWhatItSentWhileAMember() async throws {
         let harness = try await EngineHarness()
-        let alice = try await harness.register("alice")
-        let bob = try await harness.register("bob")
-        let carol = try await harness.register("carol")
-        let groupId = try await alice.createGroup(title: "churn", members: [bob.account.name, carol.account.name])
-        try await Support.settle([alice, bob, carol])
-        try await carol.sendGroup("warm-up", to: groupId)
-        try await Support.settle([alice, bob, carol])
+        let group = try await Support.warmGroup(harness, title: "churn")
+        let (alice, bob, carol, groupId) = (group.alice, group.bob, group.carol, group.groupId)
         try bob.store.deleteSenderKeys(groupId: groupId)  // bob loses carol's sender key
         try await carol.sendGroup("carol's last words", to: groupId)
         #expect(await bob.syncOnce())  // placeholder; the report goes to carol
@@ -91,14 +86,9 @@ struct EngineGroupChurnTests {
     /// bob's report for an earlier post is in flight, and never reads that post.
     @Test func aRepairNeverReachesAMemberAddedAfterTheMessageWasSent() async throws {
         let harness = try await EngineHarness()
-        let alice = try await harness.register("alice")
-        let bob = try await harness.register("bob")
-        let carol = try await harness.register("carol")
+        let group = try await Support.warmGroup(harness, title: "churn")
+        let (alice, bob, carol, groupId) = (group.alice, group.bob, group.carol, group.groupId)
         let dave = try await harness.register("dave")
-        let groupId = try await alice.createGroup(title: "churn", members: [bob.account.name, carol.account.name])
-        try await Support.settle([alice, bob, carol])
-        try await carol.sendGroup("warm-up", to: groupId)
-        try await Support.settle([alice, bob, carol])
         try bob.store.deleteSenderKeys(groupId: groupId)
         try await carol.sendGroup("said before dave joined", to: groupId)
         try await alice.addMembers([dave.account.name], to: groupId)
@@ -201,13 +191,8 @@ struct EngineGroupChurnTests {
     /// is still queued for it: leaving does not throw away the other members' sender keys.
     @Test func aMemberWhoLeavesReadsWhatWasQueuedBeforeWithoutRepair() async throws {
         let harness = try await EngineHarness()
-        let alice = try await harness.register("alice")
-        let bob = try await harness.register("bob")
-        let carol = try await harness.register("carol")
-        let groupId = try await alice.createGroup(title: "leaving", members: [bob.account.name, carol.account.name])
-        try await Support.settle([alice, bob, carol])
-        try await carol.sendGroup("warm-up", to: groupId)
-        try await Support.settle([alice, bob, carol])
+        let group = try await Support.warmGroup(harness, title: "leaving")
+        let (alice, bob, carol, groupId) = (group.alice, group.bob, group.carol, group.groupId)
         try await carol.sendGroup("before bob left", to: groupId)
         try await bob.leaveGroup(groupId)
         let bobLog = await EventLog(bob)
@@ -224,13 +209,8 @@ struct EngineGroupChurnTests {
     /// message without a repair.
     @Test func aSenderThatSkippedVersionsRotatesItsKey() async throws {
         let harness = try await EngineHarness()
-        let alice = try await harness.register("alice")
-        let bob = try await harness.register("bob")
-        let carol = try await harness.register("carol")
-        let groupId = try await alice.createGroup(title: "gap", members: [bob.account.name, carol.account.name])
-        try await Support.settle([alice, bob, carol])
-        try await carol.sendGroup("warm-up", to: groupId)
-        try await Support.settle([alice, bob, carol])
+        let group = try await Support.warmGroup(harness, title: "gap")
+        let (alice, bob, carol, groupId) = (group.alice, group.bob, group.carol, group.groupId)
         // Carol is offline while alice removes bob and adds him back; bob has forgotten the keys
         // (out of the group longer than they are kept).
         try await alice.removeMembers([bob.account.name], from: groupId)

@@ -46,6 +46,25 @@ enum GroupTestSupport {
         }
     }
 
+    /// Three accounts in a group alice created with bob and carol, everyone settled, and carol's
+    /// warm-up post read by everyone (each member holds carol's sender key).
+    struct WarmGroup {
+        let alice: ParleyDevice, bob: ParleyDevice, carol: ParleyDevice
+        let groupId: String
+        var all: [ParleyDevice] { [alice, bob, carol] }
+    }
+
+    static func warmGroup(_ harness: EngineHarness, title: String) async throws -> WarmGroup {
+        let alice = try await harness.register("alice")
+        let bob = try await harness.register("bob")
+        let carol = try await harness.register("carol")
+        let groupId = try await alice.createGroup(title: title, members: [bob.account.name, carol.account.name])
+        try await settle([alice, bob, carol])
+        try await carol.sendGroup("warm-up", to: groupId)
+        try await settle([alice, bob, carol])
+        return WarmGroup(alice: alice, bob: bob, carol: carol, groupId: groupId)
+    }
+
     /// Links a second device to `device`'s account (the existing device approves it).
     static func link(_ device: ParleyDevice, harness: EngineHarness, name: String) async throws -> ParleyDevice {
         let link = try await device.startLink()
