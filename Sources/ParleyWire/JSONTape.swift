@@ -234,15 +234,7 @@ private struct Parser {
                 position += 1
                 skipWhitespace()
                 try value(depth: depth)
-                skipWhitespace()
-                if current == UInt8(ascii: ",") {
-                    position += 1
-                    skipWhitespace()
-                    continue
-                }
-                guard current == UInt8(ascii: "}") else { throw fail() }
-                position += 1
-                break
+                guard try another(before: UInt8(ascii: "}")) else { break }
             }
         }
         nodes[index].count = Int32(members)
@@ -263,19 +255,26 @@ private struct Parser {
                 elements += 1
                 guard elements <= limits.maxArrayElements else { throw .tooManyElements(limit: limits.maxArrayElements) }
                 try value(depth: depth)
-                skipWhitespace()
-                if current == UInt8(ascii: ",") {
-                    position += 1
-                    skipWhitespace()
-                    continue
-                }
-                guard current == UInt8(ascii: "]") else { throw fail() }
-                position += 1
-                break
+                guard try another(before: UInt8(ascii: "]")) else { break }
             }
         }
         nodes[index].count = Int32(elements)
         nodes[index].end = Int32(nodes.count)
+    }
+
+    /// After an object member or array element: true when `,` says another follows, false when
+    /// `closer` ends the container (consumed); anything else is an error.
+    @inline(__always)
+    private mutating func another(before closer: UInt8) throws(JSONParseError) -> Bool {
+        skipWhitespace()
+        if current == UInt8(ascii: ",") {
+            position += 1
+            skipWhitespace()
+            return true
+        }
+        guard current == closer else { throw fail() }
+        position += 1
+        return false
     }
 
     /// A string: no raw control characters, valid escapes, valid UTF-8 (RFC 8259 §7, §8.1).
