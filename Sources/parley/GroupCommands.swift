@@ -54,11 +54,10 @@ struct Group: AsyncParsableCommand {
 
         func run() async throws {
             try await guarded {
-                let device = try options.openDevice()
-                let id = try device.resolveGroup(group)
-                try await CLIError.wrap { try await device.addMembers(members, to: id) }
-                options.output.emit("added \(members.joined(separator: ", "))", ["event": "membersAdded", "group": .string(id)])
-                await device.close()
+                try await changeMembership(options, group) { device, id in
+                    try await device.addMembers(members, to: id)
+                    return ("added \(members.joined(separator: ", "))", ["event": "membersAdded", "group": .string(id)])
+                }
             }
         }
     }
@@ -72,11 +71,10 @@ struct Group: AsyncParsableCommand {
 
         func run() async throws {
             try await guarded {
-                let device = try options.openDevice()
-                let id = try device.resolveGroup(group)
-                try await CLIError.wrap { try await device.removeMembers(members, from: id) }
-                options.output.emit("removed \(members.joined(separator: ", "))", ["event": "membersRemoved", "group": .string(id)])
-                await device.close()
+                try await changeMembership(options, group) { device, id in
+                    try await device.removeMembers(members, from: id)
+                    return ("removed \(members.joined(separator: ", "))", ["event": "membersRemoved", "group": .string(id)])
+                }
             }
         }
     }
@@ -90,13 +88,13 @@ struct Group: AsyncParsableCommand {
 
         func run() async throws {
             try await guarded {
-                let device = try options.openDevice()
-                let id = try device.resolveGroup(group)
-                try await CLIError.wrap { try await device.makeAdmins(members, in: id) }
-                options.output.emit(
-                    "\(members.joined(separator: ", ")) \(members.count == 1 ? "is now an admin" : "are now admins")",
-                    ["event": "adminsAdded", "group": .string(id), "members": .array(members.map(JSONValue.string))])
-                await device.close()
+                try await changeMembership(options, group) { device, id in
+                    try await device.makeAdmins(members, in: id)
+                    return (
+                        "\(members.joined(separator: ", ")) \(members.count == 1 ? "is now an admin" : "are now admins")",
+                        ["event": "adminsAdded", "group": .string(id), "members": .array(members.map(JSONValue.string))]
+                    )
+                }
             }
         }
     }
@@ -133,4 +131,17 @@ struct Group: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// The shape of the membership commands: open this device, resolve `group` (title or id), make the
+/// change (relay errors worded for the CLI), print what it returns, close the device.
+private func changeMembership(
+    _ options: GlobalOptions, _ group: String,
+    _ change: (ParleyDevice, String) async throws -> (line: String, fields: [String: JSONValue])
+) async throws {
+    let device = try options.openDevice()
+    let id = try device.resolveGroup(group)
+    let result = try await CLIError.wrap { try await change(device, id) }
+    options.output.emit(result.line, result.fields)
+    await device.close()
 }
