@@ -25,9 +25,13 @@ extension ParleyDevice {
             return true
         } catch {
             if Self.isTransient(error) { return false }
-            logger.error("envelope \(envelope.id) dropped: \(error)")
             // A store failure is not the sender's fault: keep the envelope queued.
-            return !(error is DeviceStoreError)
+            if error is DeviceStoreError {
+                logger.error("envelope \(envelope.id) kept queued, the store failed: \(error)")
+                return false
+            }
+            logger.error("envelope \(envelope.id) dropped: \(error)")
+            return true
         }
     }
 
