@@ -23,6 +23,8 @@ final class PostgresRelayStore: RelayStore {
     /// This node's id (`relay_node.id`); notifications go to the other nodes only.
     let nodeId: Int64
     let logger: Logger
+    /// Fails this store's statements when their connection closes (one close callback per connection).
+    let closeWatch = ConnectionCloseWatch()
     /// Whether the database is reachable, as the cluster's listener last saw it: while it is not, every method
     /// fails at once with `RelayError.unavailable` (503) instead of waiting for a pool connection.
     let health = PostgresHealth()
@@ -194,26 +196,10 @@ final class PostgresRelayStore: RelayStore {
     /// connection has closed, whether or not postgres-nio ever completes the statement: a statement written to a
     /// channel that had already closed (the server went away an instant before) is dropped by the channel without
     /// failing its promise (postgres-nio 1.33; its fix, vapor/postgres-nio#487, was reverted), so awaiting it
-    /// alone would wait forever.
+    /// alone would wait forever. (`ConnectionCloseWatch`: one close callback per connection, not per statement.)
     @discardableResult
     func rows(_ connection: PostgresConnection, _ query: PostgresQuery) async throws -> [PostgresRow] {
-        try await Self.guarded(connection, connection.query(query, logger: logger)).rows
-    }
-
-    /// `future`, or `PostgresStoreError.connectionClosed` once the connection has closed, whichever comes first.
-    static func guarded<Value: Sendable>(_ connection: PostgresConnection, _ future: EventLoopFuture<Value>) async throws -> Value {
-        let promise = future.eventLoop.makePromise(of: Value.self)
-        let settled = NIOLockedValueBox(false)
-        @Sendable func settle(_ result: Result<Value, any Error>) {
-            let first = settled.withLockedValue { settled -> Bool in
-                defer { settled = true }
-                return !settled
-            }
-            if first { promise.completeWith(result) }
-        }
-        future.whenComplete { settle($0) }
-        connection.closeFuture.whenComplete { _ in settle(.failure(PostgresStoreError.connectionClosed)) }
-        return try await promise.futureResult.get()
+        try await closeWatch.guarded(connection, connection.query(query, logger: logger)).rows
     }
 
     /// What went wrong, for a log line: the error's type, postgres-nio's error code and the SQLSTATE (never the
