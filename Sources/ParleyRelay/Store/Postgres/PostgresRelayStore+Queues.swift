@@ -607,17 +607,19 @@ extension PostgresRelayStore {
             }
         }
         guard !messageIds.isEmpty else { return batch.map { _ in 0 } }
-        let removed = try await transaction { [self, accounts, deviceIds, messageIds] connection in
-            try await lockDevices(connection, batch.map(\.0))
-            let removed = try await removeEntries(
+        // One statement (`parley_ack`, migration relay-pg-v5-ack-function): the devices' rows are held for the
+        // server's work only, not for a round trip per step.
+        let removed = try await statement { [self, accounts, deviceIds, messageIds] connection in
+            var removed: [(DeviceAddress, UUID)] = []
+            for row in try await rows(
                 connection,
                 PostgresQuery(
-                    unsafeSQL: """
-                        DELETE FROM queue_entry q USING unnest($1::bigint[], $2::bigint[], $3::uuid[]) AS t(a, v, i)
-                        WHERE q.message_id = t.i AND q.account_id = t.a AND q.device_id = t.v
-                        RETURNING q.account_id, q.device_id, q.message_id, q.size, q.sender_id
-                        """,
+                    unsafeSQL: "SELECT removed_account, removed_device, removed_message FROM parley_ack($1, $2, $3)",
                     binds: try Self.bindings(accounts, deviceIds, messageIds)))
+            {
+                let (accountId, deviceId, messageId) = try row.decode((Int64, Int64, UUID).self)
+                removed.append((DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId)), messageId))
+            }
             return removed
         }
         // Per batch entry: how many of its ids were removed (an address may appear in several entries).

@@ -133,6 +133,26 @@ final class PostgresRelayStore: RelayStore {
         }
     }
 
+    /// Runs `body`, a single statement, outside an explicit transaction (the statement is its own transaction: no
+    /// BEGIN and COMMIT round trips); again, like `transaction`, when PostgreSQL aborted it to break a deadlock or a
+    /// serialization conflict.
+    @discardableResult
+    func statement<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        guard health.isUp else { throw RelayError.unavailable }
+        var attempt = 0
+        while true {
+            do {
+                return try await leased(body)
+            } catch {
+                if attempt < PostgresStoreLimits.transactionRetries, Self.isRetryable(error) {
+                    attempt += 1
+                    continue
+                }
+                throw Self.mapped(error)
+            }
+        }
+    }
+
     /// Leases a pool connection for `body`, waiting at most `PostgresStoreLimits.leaseTimeoutMilliseconds` for one.
     /// While PostgreSQL is down the pool keeps trying to connect for a minute before it fails a waiting request; the
     /// node answers 503 at once instead. Once a connection is leased, `body` runs to its end (so its outcome is known).

@@ -23,7 +23,69 @@ enum PostgresSchema {
         Migration(name: "relay-pg-v2-hardening", statements: v2Hardening()),
         Migration(name: "relay-pg-v3-group-roles", statements: v3GroupRoles()),
         Migration(name: "relay-pg-v4-kyber-prekeys", statements: v4KyberPreKeys()),
+        Migration(name: "relay-pg-v5-ack-function", statements: v5AckFunction()),
     ]
+
+    /// `relay-pg-v5-ack-function` (no SQLite counterpart: SQLite runs in the relay's process, with no round trips):
+    /// `parley_ack`, one batch of device acks as one statement. The same steps `PostgresRelayStore.removeEntries`
+    /// runs as eight statements for expiry: the acking devices' rows locked in key order; their queue entries for the
+    /// acked ids deleted; each message's references dropped (its row locked, in id order; deleted at zero); the
+    /// senders' shares and the devices' counters decremented. As one statement the transaction holds the devices'
+    /// rows (which every send to them also locks) for the server's work alone, not for eight round trips to the
+    /// relay. Returns the entries removed.
+    private static func v5AckFunction() -> [String] {
+        [
+            """
+            CREATE FUNCTION parley_ack(p_accounts BIGINT[], p_devices BIGINT[], p_ids UUID[])
+            RETURNS TABLE (removed_account BIGINT, removed_device BIGINT, removed_message UUID)
+            LANGUAGE plpgsql AS $fn$
+            DECLARE
+                r_accounts BIGINT[];
+                r_devices BIGINT[];
+                r_ids UUID[];
+                r_sizes INTEGER[];
+                r_senders BIGINT[];
+            BEGIN
+                PERFORM 1 FROM device d
+                    JOIN (SELECT DISTINCT t.a, t.v FROM unnest(p_accounts, p_devices) AS t(a, v)) k
+                        ON d.account_id = k.a AND d.device_id = k.v
+                    ORDER BY d.account_id, d.device_id FOR NO KEY UPDATE OF d;
+                WITH removed AS (
+                    DELETE FROM queue_entry q USING unnest(p_accounts, p_devices, p_ids) AS t(a, v, i)
+                    WHERE q.message_id = t.i AND q.account_id = t.a AND q.device_id = t.v
+                    RETURNING q.account_id, q.device_id, q.message_id, q.size, q.sender_id)
+                SELECT array_agg(r.account_id), array_agg(r.device_id), array_agg(r.message_id), array_agg(r.size),
+                       array_agg(r.sender_id)
+                    INTO r_accounts, r_devices, r_ids, r_sizes, r_senders FROM removed r;
+                IF r_ids IS NULL THEN
+                    RETURN;
+                END IF;
+                PERFORM 1 FROM message m WHERE m.id = ANY(r_ids) ORDER BY m.id FOR UPDATE;
+                WITH refs AS (SELECT t.i, count(*) AS n FROM unnest(r_ids) AS t(i) GROUP BY t.i)
+                DELETE FROM message m USING refs WHERE m.id = refs.i AND m.ref_count <= refs.n;
+                WITH refs AS (SELECT t.i, count(*) AS n FROM unnest(r_ids) AS t(i) GROUP BY t.i)
+                UPDATE message m SET ref_count = m.ref_count - refs.n FROM refs WHERE m.id = refs.i;
+                WITH s AS (
+                    SELECT t.a, t.v, t.s, count(*) AS c, sum(t.z) AS b
+                    FROM unnest(r_accounts, r_devices, r_senders, r_sizes) AS t(a, v, s, z)
+                    WHERE t.s IS NOT NULL AND t.s <> t.a GROUP BY t.a, t.v, t.s)
+                UPDATE queue_share q SET count = q.count - s.c, bytes = q.bytes - s.b FROM s
+                WHERE q.account_id = s.a AND q.device_id = s.v AND q.sender_id = s.s;
+                DELETE FROM queue_share q USING (
+                    SELECT DISTINCT t.a, t.v, t.s FROM unnest(r_accounts, r_devices, r_senders) AS t(a, v, s)
+                    WHERE t.s IS NOT NULL AND t.s <> t.a) s
+                WHERE q.account_id = s.a AND q.device_id = s.v AND q.sender_id = s.s AND q.count <= 0;
+                WITH c AS (
+                    SELECT t.a, t.v, count(*) AS n, sum(t.z) AS b FROM unnest(r_accounts, r_devices, r_sizes) AS t(a, v, z)
+                    GROUP BY t.a, t.v)
+                UPDATE device d SET queue_count = d.queue_count - c.n, queue_bytes = d.queue_bytes - c.b FROM c
+                WHERE d.account_id = c.a AND d.device_id = c.v;
+                RETURN QUERY SELECT t.a, t.v, t.i FROM unnest(r_accounts, r_devices, r_ids) AS t(a, v, i);
+            END
+            $fn$
+            """
+        ]
+    }
 
     /// `relay-pg-v4-kyber-prekeys`, the counterpart of SQLite's `relay-v6-kyber-prekeys`: signed Kyber prekeys
     /// (PQXDH), per device at most one last-resort key (kept when handed out) and any number of one-time keys
