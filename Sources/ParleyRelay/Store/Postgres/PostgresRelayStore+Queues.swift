@@ -404,22 +404,6 @@ extension PostgresRelayStore {
             seqs.append(copySeqs)
         }
         guard !messageIds.isEmpty else { return seqs }
-        try await rows(
-            connection,
-            """
-            INSERT INTO message (id, kind, sender_account, sender_device, conversation, group_id, type, content, server_ts,
-                client_ts, ref_count)
-            SELECT i, k, sa, sd, c, NULLIF(g, \(Self.noGroup)), t, b, st, NULLIF(ct, \(Self.noClientTimestamp)), r
-            FROM unnest(\(messageIds), \(kinds), \(senderAccounts), \(senderDevices), \(conversations), \(groupIds), \(types),
-                \(contents), \(serverTimestamps), \(clientTimestamps), \(referenceCounts)) AS m(i, k, sa, sd, c, g, t, b, st, ct, r)
-            """)
-        try await rows(
-            connection,
-            """
-            INSERT INTO queue_entry (account_id, device_id, seq, message_id, size, expires_at, sender_id)
-            SELECT * FROM unnest(\(entryAccounts), \(entryDevices), \(entrySeqs), \(entryMessages), \(entrySizes), \(entryExpiries),
-                \(entrySenders))
-            """)
         // Per-sender shares (an account's copies to its own devices are not anyone's share).
         var shareAdded: [ShareKey: Room] = [:]
         for (index, account) in entryAccounts.enumerated() where entrySenders[index] != account {
@@ -429,73 +413,69 @@ extension PostgresRelayStore {
             shareAdded[key, default: Room()].count += 1
             shareAdded[key, default: Room()].bytes += Int(entrySizes[index])
         }
-        if !shareAdded.isEmpty {
-            let keys = Array(shareAdded.keys)
-            try await rows(
-                connection,
-                """
-                INSERT INTO queue_share (account_id, device_id, sender_id, count, bytes)
-                SELECT * FROM unnest(\(keys.map(\.address.accountId)), \(keys.map { Int64($0.address.deviceId) }),
-                    \(keys.map(\.senderId)), \(keys.map { Int64(shareAdded[$0]?.count ?? 0) }),
-                    \(keys.map { Int64(shareAdded[$0]?.bytes ?? 0) }))
-                ON CONFLICT (account_id, device_id, sender_id)
-                DO UPDATE SET count = queue_share.count + excluded.count, bytes = queue_share.bytes + excluded.bytes
-                """)
-        }
+        let shareKeys = Array(shareAdded.keys)
         // Counters: the change per device since the rows were read is what the batch added.
-        var counterAccounts: [Int64] = []
-        var counterDevices: [Int64] = []
-        var counts: [Int64] = []
-        var bytes: [Int64] = []
-        var lastSeqs: [Int64] = []
         var added: [DeviceAddress: (count: Int64, bytes: Int64)] = [:]
         for (index, account) in entryAccounts.enumerated() {
             let address = DeviceAddress(accountId: account, deviceId: UInt32(truncatingIfNeeded: entryDevices[index]))
             added[address, default: (0, 0)].count += 1
             added[address, default: (0, 0)].bytes += Int64(entrySizes[index])
         }
-        for (address, delta) in added {
-            counterAccounts.append(address.accountId)
-            counterDevices.append(Int64(address.deviceId))
-            counts.append(delta.count)
-            bytes.append(delta.bytes)
-            lastSeqs.append(devices[address]?.seq ?? 0)
-        }
-        try await rows(
-            connection,
-            """
-            UPDATE device d SET queue_count = d.queue_count + t.c, queue_bytes = d.queue_bytes + t.b, queue_seq = t.s
-            FROM unnest(\(counterAccounts), \(counterDevices), \(counts), \(bytes), \(lastSeqs)) AS t(a, v, c, b, s)
-            WHERE d.account_id = t.a AND d.device_id = t.v
-            """)
-        try await notifyNodes(connection, entries: zip(entryAccounts.indices, entryAccounts).map { index, account in
-            (DeviceAddress(accountId: account, deviceId: UInt32(truncatingIfNeeded: entryDevices[index])), entrySeqs[index])
-        })
-        return seqs
-    }
-
-    /// Tells the other nodes that have a session of these devices which entries were committed (ids only:
-    /// `d <account>.<device>.<seq> ...`). Delivered by PostgreSQL when (and only if) this transaction commits.
-    func notifyNodes(_ connection: PostgresConnection, entries: [(DeviceAddress, Int64)]) async throws {
-        guard !entries.isEmpty else { return }
-        let unique = Array(Set(entries.map(\.0)))
-        var nodes: [DeviceAddress: Int64] = [:]
+        let targets = Array(added.keys)
+        // Every write of the batch in one statement (each data-modifying WITH runs once and to completion, whether or
+        // not the query reads it), which also answers where the targets have a session on another node: one round
+        // trip while the devices' rows are locked, not five.
+        var remote: [DeviceAddress: Int64] = [:]
         for row in try await rows(
             connection,
             """
+            WITH stored_messages AS (
+                INSERT INTO message (id, kind, sender_account, sender_device, conversation, group_id, type, content, server_ts,
+                    client_ts, ref_count)
+                SELECT i, k, sa, sd, c, NULLIF(g, \(Self.noGroup)), t, b, st, NULLIF(ct, \(Self.noClientTimestamp)), r
+                FROM unnest(\(messageIds), \(kinds), \(senderAccounts), \(senderDevices), \(conversations), \(groupIds), \(types),
+                    \(contents), \(serverTimestamps), \(clientTimestamps), \(referenceCounts)) AS m(i, k, sa, sd, c, g, t, b, st, ct, r)
+            ), stored_entries AS (
+                INSERT INTO queue_entry (account_id, device_id, seq, message_id, size, expires_at, sender_id)
+                SELECT * FROM unnest(\(entryAccounts), \(entryDevices), \(entrySeqs), \(entryMessages), \(entrySizes),
+                    \(entryExpiries), \(entrySenders))
+            ), stored_shares AS (
+                INSERT INTO queue_share (account_id, device_id, sender_id, count, bytes)
+                SELECT * FROM unnest(\(shareKeys.map(\.address.accountId)), \(shareKeys.map { Int64($0.address.deviceId) }),
+                    \(shareKeys.map(\.senderId)), \(shareKeys.map { Int64(shareAdded[$0]?.count ?? 0) }),
+                    \(shareKeys.map { Int64(shareAdded[$0]?.bytes ?? 0) }))
+                ON CONFLICT (account_id, device_id, sender_id)
+                DO UPDATE SET count = queue_share.count + excluded.count, bytes = queue_share.bytes + excluded.bytes
+            ), counters AS (
+                UPDATE device d SET queue_count = d.queue_count + t.c, queue_bytes = d.queue_bytes + t.b, queue_seq = t.s
+                FROM unnest(\(targets.map(\.accountId)), \(targets.map { Int64($0.deviceId) }),
+                    \(targets.map { added[$0]?.count ?? 0 }), \(targets.map { added[$0]?.bytes ?? 0 }),
+                    \(targets.map { devices[$0]?.seq ?? 0 })) AS t(a, v, c, b, s)
+                WHERE d.account_id = t.a AND d.device_id = t.v
+            )
             SELECT c.account_id, c.device_id, c.node_id FROM device_connection c
-            JOIN unnest(\(unique.map(\.accountId)), \(unique.map { Int64($0.deviceId) })) AS t(a, v)
+            JOIN unnest(\(targets.map(\.accountId)), \(targets.map { Int64($0.deviceId) })) AS t(a, v)
                 ON c.account_id = t.a AND c.device_id = t.v
             WHERE c.node_id <> \(nodeId)
             """)
         {
             let (accountId, deviceId, node) = try row.decode((Int64, Int64, Int64).self)
-            nodes[DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))] = node
+            remote[DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))] = node
         }
-        guard !nodes.isEmpty else { return }
+        try await notifyNodes(connection, remote, entries: zip(entryAccounts.indices, entryAccounts).map { index, account in
+            (DeviceAddress(accountId: account, deviceId: UInt32(truncatingIfNeeded: entryDevices[index])), entrySeqs[index])
+        })
+        return seqs
+    }
+
+    /// Tells the other nodes that have a session of these devices (`remote`: device -> its node) which entries were
+    /// committed (ids only: `d <account>.<device>.<seq> ...`). Delivered by PostgreSQL when (and only if) this
+    /// transaction commits.
+    func notifyNodes(_ connection: PostgresConnection, _ remote: [DeviceAddress: Int64], entries: [(DeviceAddress, Int64)]) async throws {
+        guard !remote.isEmpty else { return }
         var byNode: [Int64: [String]] = [:]
         for (address, seq) in entries {
-            guard let node = nodes[address] else { continue }
+            guard let node = remote[address] else { continue }
             byNode[node, default: []].append("\(address.accountId).\(address.deviceId).\(seq)")
         }
         var channels: [String] = []
