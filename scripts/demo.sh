@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: an end-to-end demo on one machine. A relay on its embedded SQLite database in a
 # temporary folder; alice with two devices (a phone and a laptop, linked end to end) and bob;
-# 1:1 and group messages with delivery and read receipts, presence, and at the end a look into
-# the relay's database to show that it holds only ciphertext. Everything is removed afterwards.
+# 1:1 and group messages with delivery and read receipts, presence, bob recovering his account
+# on a new phone with its recovery code (alice is warned that his safety number changed), and at
+# the end a look into the relay's database to show that it holds only ciphertext. Everything is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -39,13 +40,17 @@ run() { # run HOME ARGS...: show and run a parley command as one device (PARLEY_
   PARLEY_HOME="$home" "$PARLEY" "$@" 2>&1 | sed 's/^/    /'
 }
 
-PHONE="$WORK/alice-phone"; LAPTOP="$WORK/alice-laptop"; BOB="$WORK/bob"
+PHONE="$WORK/alice-phone"; LAPTOP="$WORK/alice-laptop"; BOB="$WORK/bob"; BOB2="$WORK/bob-new-phone"
 SUFFIX="$RANDOM"
 ALICE="alice$SUFFIX"; BOBNAME="bob$SUFFIX"
 
 step "alice registers her phone, bob registers his device"
 run "$PHONE" register "$ALICE" --server "$SERVER" --device-name phone
-run "$BOB" register "$BOBNAME" --server "$SERVER" --device-name bob-phone
+echo "[bob]\$ parley register $BOBNAME --server $SERVER --device-name bob-phone"
+BOB_REGISTERED="$(PARLEY_HOME="$BOB" "$PARLEY" register "$BOBNAME" --server "$SERVER" --device-name bob-phone 2>&1)"
+echo "$BOB_REGISTERED" | sed 's/^/    /'
+BOB_CODE="$(echo "$BOB_REGISTERED" | grep -Eo '([0-9a-f]{4}-){7}[0-9a-f]{4}' | head -1)"
+[ -n "$BOB_CODE" ] || { echo "register showed no recovery code"; exit 1; }
 
 step "bob goes online (a listener in the background); alice sends from her phone; bob's device receives it and answers with a delivery receipt"
 PARLEY_HOME="$BOB" "$PARLEY" listen >"$WORK/bob-listen.out" 2>&1 &
@@ -121,8 +126,25 @@ PY
 run "$BOB" sync
 run "$LAPTOP" sync
 
-step "what the relay stored: only ciphertext"
-python3 - "$WORK/relay.sqlite" "See you soon" "Hi Bob, dinner at 8?" "Sounds good, see you there" "I'll be there at 8" "Perfect" "I booked a table for three" "Great, I'll bring dessert" "dinner" <<'PY'
+step "bob loses his phone: on a new one he takes his name back with the recovery code (kept in a file here; a terminal prompts without echo)"
+printf '%s\n' "$BOB_CODE" >"$WORK/bob-recovery-code"
+run "$BOB2" register "$BOBNAME" --server "$SERVER" --device-name new-phone --recover --recovery-code-file "$WORK/bob-recovery-code"
+echo "(the old phone's credentials no longer work:)"
+run "$BOB" devices || true
+echo "(alice writes to bob: his new phone has a new identity key, so she is warned, and her history records it)"
+echo "[alice-phone]\$ parley send $BOBNAME Is this your new phone?"
+WARNED="$(PARLEY_HOME="$PHONE" "$PARLEY" send "$BOBNAME" "Is this your new phone?" 2>&1)"
+echo "$WARNED" | sed 's/^/    /'
+echo "$WARNED" | grep -q "WARNING: your safety number with $BOBNAME changed" || { echo "alice was not warned of the new safety number"; exit 1; }
+run "$BOB2" sync
+run "$PHONE" history "$BOBNAME" --limit 3
+echo "(alice compares the new safety number with bob out of band; after that no more warnings)"
+run "$PHONE" safety-number "$BOBNAME"
+run "$PHONE" send "$BOBNAME" "Got it, thanks"
+run "$LAPTOP" sync
+
+step "what the relay stored: only ciphertext (and no recovery code: only an Argon2id hash of it)"
+python3 - "$WORK/relay.sqlite" "$BOB_CODE" "${BOB_CODE//-/}" "See you soon" "Hi Bob, dinner at 8?" "Sounds good, see you there" "I'll be there at 8" "Perfect" "I booked a table for three" "Great, I'll bring dessert" "dinner" <<'PY'
 import sqlite3, sys, glob
 db, secrets = sys.argv[1], sys.argv[2:]
 raw = b"".join(open(f, "rb").read() for f in glob.glob(db + "*"))

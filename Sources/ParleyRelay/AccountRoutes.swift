@@ -13,10 +13,44 @@ struct AccountRoutes {
             try AccountName.validate(body.name)
             try InputValidation.check(body.device)
             let token = Credentials.newToken()
+            let recoveryCode = RecoveryCode.generate()
+            guard let normalized = RecoveryCode.normalize(recoveryCode) else { throw RelayError.internalError }
+            let recoveryHash = try await RecoveryCode.hash(normalized)
             _ = try await core.store.createAccount(
-                name: body.name, device: body.device, credentialHash: Credentials.hash(token), now: RelayClock.nowMillis())
+                name: body.name, device: body.device, credentialHash: Credentials.hash(token), recoveryCodeHash: recoveryHash,
+                now: RelayClock.nowMillis())
             core.logger.info("account registered", metadata: ["account": "\(body.name)"])
-            return try HTTPSupport.json(DeviceCredentials(account: body.name, deviceId: 1, credential: token), status: .created)
+            return try HTTPSupport.json(
+                DeviceCredentials(account: body.name, deviceId: 1, credential: token, recoveryCode: recoveryCode), status: .created)
+        }
+        router.post("/v1/accounts/recover") { request, _ in
+            // Per source, the attempts are bounded by `FloodLimitMiddleware` (before this handler runs); per account,
+            // in the store (the count is shared by every node and kept across restarts).
+            let body = try await HTTPSupport.decode(RecoverAccountRequest.self, from: request, limit: RelayLimits.registrationBody)
+            try AccountName.validate(body.name)
+            try InputValidation.check(body.device)
+            guard let code = RecoveryCode.normalize(body.recoveryCode) else {
+                throw RelayError.invalidField("recoveryCode: 32 hexadecimal digits (dashes and spaces are ignored)")
+            }
+            let challenge = try await core.store.recoveryAttempt(
+                name: body.name, now: RelayClock.nowMillis(), windowMillis: RelayLimits.recoveryWindowSeconds * 1000,
+                maxAttempts: RelayLimits.recoveryAttemptsPerAccount)
+            guard await RecoveryCode.verify(code, against: challenge.codeHash) else {
+                core.logger.notice("account recovery refused: wrong code", metadata: ["account": "\(body.name)"])
+                throw RelayError.recoveryRefused("wrong recovery code")
+            }
+            let newCode = RecoveryCode.generate()
+            guard let newNormalized = RecoveryCode.normalize(newCode) else { throw RelayError.internalError }
+            let newHash = try await RecoveryCode.hash(newNormalized)
+            let token = Credentials.newToken()
+            let removed = try await core.store.recoverAccount(
+                challenge, newCodeHash: newHash, device: body.device, credentialHash: Credentials.hash(token), now: RelayClock.nowMillis())
+            // As a device removal: every old device's tickets and sessions end now (their credentials are gone).
+            for deviceId in removed {
+                await core.deviceRemoved(DeviceAddress(accountId: challenge.accountId, deviceId: deviceId), of: body.name)
+            }
+            core.logger.notice("account recovered", metadata: ["account": "\(body.name)", "removedDevices": "\(removed.count)"])
+            return try HTTPSupport.json(DeviceCredentials(account: body.name, deviceId: 1, credential: token, recoveryCode: newCode))
         }
         router.get("/v1/devices") { request, _ in
             let device = try await auth.authenticate(request.headers)

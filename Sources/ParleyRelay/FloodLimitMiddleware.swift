@@ -12,14 +12,21 @@ struct FloodLimitMiddleware: RouterMiddleware {
 
     /// The routes (as the router spells their patterns) that create accounts or devices.
     static let creationRoutes: Set<String> = [RouterPath("/v1/accounts").description, RouterPath("/v1/devices/links/claim").description]
+    /// Account recovery (which also creates a device): `RelayLimits.recoveryAttemptsPerSource` per window, far
+    /// stricter than the creation limit.
+    static let recoveryRoute = RouterPath("/v1/accounts/recover").description
 
     let requests: RateLimiter
     let creations: RateLimiter
+    let recoveries: RateLimiter
 
     init(limits: RelayLimits) {
         requests = RateLimiter(capacity: limits.requestBurstPerAddress, ratePerSecond: limits.requestsPerSecondPerAddress)
         creations = RateLimiter(
             capacity: limits.creationBurstPerAddress, ratePerSecond: limits.creationsPerSecondPerAddress)
+        recoveries = RateLimiter(
+            capacity: RelayLimits.recoveryAttemptsPerSource,
+            ratePerSecond: Double(RelayLimits.recoveryAttemptsPerSource) / Double(RelayLimits.recoveryWindowSeconds))
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
@@ -28,6 +35,9 @@ struct FloodLimitMiddleware: RouterMiddleware {
         guard requests.allow(context.peerKey) else { throw RelayError.rateLimited }
         if request.method == .post, let route = context.endpointPath, Self.creationRoutes.contains(route) {
             guard creations.allow(context.peerKey) else { throw RelayError.rateLimited }
+        }
+        if request.method == .post, context.endpointPath == Self.recoveryRoute, let wait = recoveries.take(context.peerKey, count: 1) {
+            throw RelayError.rateLimitedFor(seconds: Int(wait.components.seconds) + 1)
         }
         return try await next(request, context)
     }

@@ -32,12 +32,14 @@ public enum RelayError: Error, Sendable, Equatable {
     case rateLimitedFor(seconds: Int)
     /// The database cannot be reached (PostgreSQL down or restarting); nothing was stored.
     case unavailable
+    /// Account recovery refused (`recoveryRefused`, 403): a wrong recovery code, or an account without one.
+    case recoveryRefused(String)
 
     public var status: HTTPResponse.Status {
         switch self {
         case .malformedRequest, .invalidField, .unknownField, .tooManyItems: .badRequest
         case .unauthorized: .unauthorized
-        case .forbidden, .notAdmin: .forbidden
+        case .forbidden, .notAdmin, .recoveryRefused: .forbidden
         case .notFound: .notFound
         case .nameTaken, .tooManyDevices, .mismatchedDevices, .groupFull, .linkCodeUnavailable, .groupChanged: .conflict
         case .staleDevices: .gone
@@ -81,6 +83,7 @@ public enum RelayError: Error, Sendable, Equatable {
         case .rateLimitedFor(let seconds):
             ErrorResponse(code: .rateLimited, message: "rate limit exceeded; retry in \(seconds) s")
         case .unavailable: ErrorResponse(code: .unavailable, message: "database unavailable, retry later")
+        case .recoveryRefused(let m): ErrorResponse(code: .recoveryRefused, message: m)
         }
     }
 }

@@ -16,8 +16,22 @@ protocol RelayStore: Sendable {
     var isAvailable: Bool { get }
 
     // MARK: accounts and devices
-    /// Creates the account and its device 1. Throws `.nameTaken`.
-    func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, now: Int64) async throws -> Int64
+    /// Creates the account and its device 1, with the Argon2id hash of its recovery code if given. Throws
+    /// `.nameTaken`.
+    func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, recoveryCodeHash: String?, now: Int64) async throws
+        -> Int64
+    /// Counts one recovery attempt on account `name` and returns its recovery code's hash to check. At most
+    /// `maxAttempts` per fixed window of `windowMillis` (from the first attempt after the previous window): the
+    /// next one throws `.rateLimitedFor(seconds until the window ends)` without returning the hash. Throws
+    /// `.notFound` for an unknown account, `.recoveryRefused` for one without a recovery code.
+    func recoveryAttempt(name: String, now: Int64, windowMillis: Int64, maxAttempts: Int) async throws -> RecoveryChallenge
+    /// Recovers the account of `challenge` in ONE transaction: if its recovery code hash is still
+    /// `challenge.codeHash` (else `.recoveryRefused`: recovered meanwhile), removes every device (queues, prekeys,
+    /// link codes, push subscriptions, as `removeDevice`), creates device 1 with `device` and `credentialHash`, and
+    /// replaces the code hash with `newCodeHash`. Returns the ids of the removed devices.
+    func recoverAccount(
+        _ challenge: RecoveryChallenge, newCodeHash: String, device: NewDeviceKeys, credentialHash: Data, now: Int64
+    ) async throws -> [UInt32]
     func deviceAuth(account: String, deviceId: UInt32) async throws -> StoredDeviceAuth?
     /// Active devices of an account, by device id. Throws `.notFound` for an unknown account.
     func devices(account: String) async throws -> [DeviceInfo]
@@ -163,4 +177,17 @@ extension RelayStore {
 extension RelayStore {
     /// An embedded database (SQLite) is there as long as the process is.
     var isAvailable: Bool { true }
+}
+
+extension RelayStore {
+    /// An account without a recovery code (store tests, and accounts made before recovery existed).
+    func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, now: Int64) async throws -> Int64 {
+        try await createAccount(name: name, device: device, credentialHash: credentialHash, recoveryCodeHash: nil, now: now)
+    }
+}
+
+/// What a recovery attempt is checked against: the account and its recovery code's stored Argon2id hash.
+struct RecoveryChallenge: Sendable, Equatable {
+    let accountId: Int64
+    let codeHash: String
 }

@@ -117,7 +117,9 @@ final class SQLiteRelayStore: RelayStore {
 
     // MARK: accounts and devices
 
-    func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, now: Int64) async throws -> Int64 {
+    func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, recoveryCodeHash: String?, now: Int64) async throws
+        -> Int64
+    {
         try await writeChangingLookups { db in
             if try Self.accountId(db, name: name) != nil { throw RelayError.nameTaken }
             try db.execute(sql: "INSERT INTO account (name, created_at) VALUES (?, ?)", arguments: [name, now])
@@ -125,7 +127,54 @@ final class SQLiteRelayStore: RelayStore {
             try Self.insertDevice(
                 db, accountId: accountId, deviceId: 1, state: "active", keys: device, credentialHash: credentialHash,
                 now: now)
+            if let recoveryCodeHash {
+                try db.execute(
+                    sql: "INSERT INTO account_recovery (account_id, code_hash, created_at) VALUES (?, ?, ?)",
+                    arguments: [accountId, recoveryCodeHash, now])
+            }
             return accountId
+        }
+    }
+
+    func recoveryAttempt(name: String, now: Int64, windowMillis: Int64, maxAttempts: Int) async throws -> RecoveryChallenge {
+        try await pool.write { db in
+            guard let accountId = try Self.accountId(db, name: name) else { throw RelayError.notFound("unknown account") }
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT code_hash, window_start, attempts FROM account_recovery WHERE account_id = ?", arguments: [accountId])
+            else { throw RelayError.recoveryRefused("this account has no recovery code") }
+            let windowStart: Int64 = row["window_start"]
+            let attempts: Int64 = row["attempts"]
+            if attempts > 0, now < windowStart + windowMillis {
+                guard attempts < Int64(maxAttempts) else {
+                    throw RelayError.rateLimitedFor(seconds: Int((windowStart + windowMillis - now + 999) / 1000))
+                }
+                try db.execute(sql: "UPDATE account_recovery SET attempts = attempts + 1 WHERE account_id = ?", arguments: [accountId])
+            } else {
+                try db.execute(
+                    sql: "UPDATE account_recovery SET window_start = ?, attempts = 1 WHERE account_id = ?", arguments: [now, accountId])
+            }
+            return RecoveryChallenge(accountId: accountId, codeHash: row["code_hash"])
+        }
+    }
+
+    func recoverAccount(
+        _ challenge: RecoveryChallenge, newCodeHash: String, device: NewDeviceKeys, credentialHash: Data, now: Int64
+    ) async throws -> [UInt32] {
+        try await writeChangingLookups { db in
+            let current = try String.fetchOne(
+                db, sql: "SELECT code_hash FROM account_recovery WHERE account_id = ?", arguments: [challenge.accountId])
+            guard current == challenge.codeHash else { throw RelayError.recoveryRefused("the account was recovered meanwhile") }
+            let removed = try Int64.fetchAll(
+                db, sql: "SELECT device_id FROM device WHERE account_id = ? ORDER BY device_id", arguments: [challenge.accountId])
+            for deviceId in removed { try Self.deleteDevice(db, accountId: challenge.accountId, deviceId: deviceId) }
+            // Codes the old devices made (open or claimed) must not bring a device into the recovered account.
+            try db.execute(sql: "DELETE FROM link_code WHERE account_id = ?", arguments: [challenge.accountId])
+            try Self.insertDevice(
+                db, accountId: challenge.accountId, deviceId: 1, state: "active", keys: device, credentialHash: credentialHash, now: now)
+            try db.execute(
+                sql: "UPDATE account_recovery SET code_hash = ?, created_at = ? WHERE account_id = ?",
+                arguments: [newCodeHash, now, challenge.accountId])
+            return removed.map { UInt32(truncatingIfNeeded: $0) }
         }
     }
 
@@ -174,19 +223,19 @@ final class SQLiteRelayStore: RelayStore {
                 db, sql: "SELECT 1 FROM device WHERE account_id = ? AND device_id = ?",
                 arguments: [accountId, Int64(deviceId)]) ?? false
             guard exists else { throw RelayError.notFound("unknown device") }
-            let messageIds = try Data.fetchAll(
-                db, sql: "SELECT message_id FROM queue_entry WHERE account_id = ? AND device_id = ?",
-                arguments: [accountId, Int64(deviceId)])
-            try db.execute(
-                sql: "DELETE FROM queue_entry WHERE account_id = ? AND device_id = ?",
-                arguments: [accountId, Int64(deviceId)])
-            try Self.releaseMessages(db, messageIds)
-            try db.execute(
-                sql: "DELETE FROM link_code WHERE account_id = ? AND device_id = ?",
-                arguments: [accountId, Int64(deviceId)])
-            try db.execute(
-                sql: "DELETE FROM device WHERE account_id = ? AND device_id = ?", arguments: [accountId, Int64(deviceId)])
+            try Self.deleteDevice(db, accountId: accountId, deviceId: Int64(deviceId))
         }
+    }
+
+    /// Deletes a device with its queue (releasing the messages no other queue holds) and its link codes; its
+    /// prekeys and push subscription go with it (foreign keys).
+    static func deleteDevice(_ db: Database, accountId: Int64, deviceId: Int64) throws {
+        let messageIds = try Data.fetchAll(
+            db, sql: "SELECT message_id FROM queue_entry WHERE account_id = ? AND device_id = ?", arguments: [accountId, deviceId])
+        try db.execute(sql: "DELETE FROM queue_entry WHERE account_id = ? AND device_id = ?", arguments: [accountId, deviceId])
+        try releaseMessages(db, messageIds)
+        try db.execute(sql: "DELETE FROM link_code WHERE account_id = ? AND device_id = ?", arguments: [accountId, deviceId])
+        try db.execute(sql: "DELETE FROM device WHERE account_id = ? AND device_id = ?", arguments: [accountId, deviceId])
     }
 
     func touchDevice(_ address: DeviceAddress, now: Int64) async throws {

@@ -172,6 +172,20 @@ enum SQLiteSchema {
                 CREATE UNIQUE INDEX kyber_prekey_last_resort ON kyber_prekey(account_id, device_id) WHERE last_resort = 1;
                 """)
         }
+        migrator.registerMigration("relay-v7-account-recovery") { db in
+            // Account recovery: the Argon2id hash (libsodium string form, salt and parameters included) of each
+            // account's recovery code, and the attempts counted in the current window. Accounts made before have
+            // no row: they cannot be recovered.
+            try db.execute(sql: """
+                CREATE TABLE account_recovery (
+                    account_id INTEGER PRIMARY KEY REFERENCES account(id) ON DELETE CASCADE,
+                    code_hash TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    window_start INTEGER NOT NULL DEFAULT 0,
+                    attempts INTEGER NOT NULL DEFAULT 0
+                );
+                """)
+        }
         return migrator
     }
 

@@ -41,17 +41,38 @@ public struct RegisterAccountRequest: Codable, Sendable, Equatable {
     }
 }
 
+/// `POST /v1/accounts/recover`: re-register an account whose devices are all lost, with its
+/// recovery code. Every existing device of the account is removed (credentials, sessions, queues)
+/// and `device` becomes its device 1; the answer carries a new recovery code.
+public struct RecoverAccountRequest: Codable, Sendable, Equatable {
+    public var name: String
+    /// The recovery code shown at registration (or at the last recovery): 32 hexadecimal digits;
+    /// dashes and spaces are ignored, letters may be either case.
+    public var recoveryCode: String
+    public var device: NewDeviceKeys
+
+    public init(name: String, recoveryCode: String, device: NewDeviceKeys) {
+        self.name = name
+        self.recoveryCode = recoveryCode
+        self.device = device
+    }
+}
+
 /// The credentials of a device. `credential` is shown only once; the relay keeps only its hash.
 public struct DeviceCredentials: Codable, Sendable, Equatable {
     public var account: String
     public var deviceId: UInt32
     /// Base64url token (43 characters, 32 random bytes). Use in HTTP Basic auth as `account.deviceId:credential`.
     public var credential: String
+    /// Registration and recovery only: the account's recovery code (128 random bits as 8 groups of 4
+    /// lowercase hexadecimal digits, `xxxx-xxxx-…`), shown this once; the relay keeps only an Argon2id hash.
+    public var recoveryCode: String?
 
-    public init(account: String, deviceId: UInt32, credential: String) {
+    public init(account: String, deviceId: UInt32, credential: String, recoveryCode: String? = nil) {
         self.account = account
         self.deviceId = deviceId
         self.credential = credential
+        self.recoveryCode = recoveryCode
     }
 
     /// The value of the `Authorization` header for these credentials.

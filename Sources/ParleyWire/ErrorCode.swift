@@ -38,6 +38,8 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case groupChanged
     /// The link code was already claimed, approved or has expired.
     case linkCodeUnavailable
+    /// Account recovery refused: the recovery code is wrong, or the account has none (HTTP 403).
+    case recoveryRefused
     /// Unexpected server failure. The request may be retried.
     case internalError
     /// The relay cannot reach its database right now (HTTP 503, `Retry-After`); nothing was stored. Retry later.

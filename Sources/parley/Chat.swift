@@ -82,6 +82,7 @@ struct Chat: AsyncParsableCommand {
             for message in try device.store.messages(in: conversation, limit: 10).messages.reversed() {
                 options.output.message(message, conversation: label, me: device.account.name)
             }
+            IdentityWarnings.warn(device, about: IdentityWarnings.accounts(device, peer: peer, groupId: groupId))
             let loop = Task { await device.run() }
             let consumer = Task { for await event in events { printer.print(event) } }
             for await line in standardInputLines() {

@@ -4,13 +4,27 @@ import ParleyClient
 import ParleyProtocol
 import ParleyWire
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // MARK: account
 
 struct Register: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create an account with this device as its first device.")
+    static let configuration = CommandConfiguration(
+        abstract: "Create an account with this device as its first device (or recover one with --recover).",
+        discussion: """
+            Registration prints the account's recovery code once: keep it somewhere safe. If every device of the
+            account is lost, `parley register NAME --recover` on a new device takes the name back with it: the old
+            devices stop working, their queued messages are dropped, the account gets a new identity key (contacts
+            see a safety-number change) and a new recovery code. The code is read from a no-echo prompt on a
+            terminal, else from --recovery-code-file or PARLEY_RECOVERY_CODE.
+            """)
     @OptionGroup var options: GlobalOptions
     @Argument(help: "Account name (letters, digits, '-', '_', '.'; unique on the relay).") var name: String
     @Option(help: "A name for this device, shown in device lists.") var deviceName: String?
+    @Flag(help: "Recover an existing account whose devices are all lost, with its recovery code.") var recover = false
+    @Option(help: "With --recover: read the recovery code from this file (for scripts).") var recoveryCodeFile: String?
 
     func run() async throws {
         try await guarded {
@@ -19,16 +33,73 @@ struct Register: AsyncParsableCommand {
             guard !FileManager.default.fileExists(atPath: options.storePath) else {
                 throw CLIError("\(options.homePath) already holds a device; use another --home")
             }
-            let device = try await CLIError.wrap {
-                try await ParleyDevice.register(
-                    name: name, serverURL: server, storePath: options.storePath, passphrase: options.passphrase, deviceName: deviceName,
-                    rateLimit: GlobalOptions.rateLimit)
+            let device: ParleyDevice
+            if recover {
+                let code = try RecoveryCodeInput.read(file: recoveryCodeFile)
+                device = try await CLIError.wrap {
+                    try await ParleyDevice.recover(
+                        name: name, recoveryCode: code, serverURL: server, storePath: options.storePath, passphrase: options.passphrase,
+                        deviceName: deviceName, rateLimit: GlobalOptions.rateLimit)
+                }
+            } else {
+                do {
+                    device = try await ParleyDevice.register(
+                        name: name, serverURL: server, storePath: options.storePath, passphrase: options.passphrase, deviceName: deviceName,
+                        rateLimit: GlobalOptions.rateLimit)
+                } catch RelayClientError.rejected(_, .nameTaken?, _) {
+                    throw CLIError(
+                        "the name \(name) is taken at \(server); if it is yours and every device of it is lost, recover it with "
+                            + "`parley register \(name) --recover` and its recovery code")
+                } catch {
+                    throw CLIError(CLIError.describe(error))
+                }
             }
+            let verb = recover ? "recovered" : "registered"
             options.output.emit(
-                "registered \(device.account.name), device \(device.account.deviceId), at \(server)",
-                ["event": "registered", "account": .string(device.account.name), "device": .int(Int64(device.account.deviceId))])
+                "\(verb) \(device.account.name), device \(device.account.deviceId), at \(server)"
+                    + (recover ? " (the old devices are removed; contacts will see a new safety number)" : ""),
+                [
+                    "event": .string(verb), "account": .string(device.account.name), "device": .int(Int64(device.account.deviceId)),
+                    "recoveryCode": device.recoveryCode.map(JSONValue.string) ?? .null,
+                ])
+            if let code = device.recoveryCode, !options.json {
+                options.output.emit(
+                    "recovery code (shown only now; keep it safe: it recovers \(device.account.name) if every device is lost):\n  \(code)", [:])
+            }
             await device.close()
         }
+    }
+}
+
+/// Where `register --recover` gets the recovery code: a no-echo prompt on a terminal; else the file named by
+/// `--recovery-code-file`, else `PARLEY_RECOVERY_CODE`.
+enum RecoveryCodeInput {
+    static func read(file: String?) throws -> String {
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read the recovery code file \(file)") }
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if isatty(STDIN_FILENO) != 0 {
+            return try prompt("recovery code: ")
+        }
+        if let code = ProcessInfo.processInfo.environment["PARLEY_RECOVERY_CODE"], !code.isEmpty { return code }
+        throw CLIError("--recover needs the recovery code: type it at the prompt on a terminal, or give --recovery-code-file or PARLEY_RECOVERY_CODE")
+    }
+
+    /// Reads one line from the terminal with echo off (restored afterwards, also on failure).
+    static func prompt(_ text: String) throws -> String {
+        FileHandle.standardError.write(Data(text.utf8))
+        var saved = termios()
+        guard tcgetattr(STDIN_FILENO, &saved) == 0 else { throw CLIError("cannot read the terminal's settings") }
+        var quiet = saved
+        quiet.c_lflag &= ~tcflag_t(ECHO)
+        guard tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0 else { throw CLIError("cannot turn the terminal's echo off") }
+        defer {
+            _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved)
+            FileHandle.standardError.write(Data("\n".utf8))
+        }
+        guard let line = readLine(strippingNewline: true) else { throw CLIError("no recovery code given") }
+        return line.trimmingCharacters(in: .whitespaces)
     }
 }
 
@@ -58,6 +129,7 @@ struct Devices: AsyncParsableCommand {
             let device = try options.openDevice()
             let name = account ?? device.account.name
             let devices = try await CLIError.wrap { try await device.deviceList(of: name) }
+            IdentityWarnings.warn(device, about: [name])
             for info in devices {
                 let marker = name == device.account.name && info.deviceId == device.account.deviceId ? " (this device)" : ""
                 options.output.emit(
@@ -126,16 +198,19 @@ struct Send: AsyncParsableCommand {
             var words = self.words
             let uid: String
             let label: String
+            let addressed: () -> [String]
             if let group = target.group {
                 guard !words.isEmpty else { throw CLIError("nothing to send") }
                 let id = try device.resolveGroup(group)
                 uid = try await CLIError.wrap { try await device.sendGroup(words.joined(separator: " "), to: id) }
                 label = Output.name(of: try device.store.groupConversation(groupId: id))
+                addressed = { IdentityWarnings.accounts(device, peer: nil, groupId: id) }
             } else {
                 guard words.count >= 2 else { throw CLIError("usage: parley send ACCOUNT TEXT... (or --group GROUP TEXT...)") }
                 let peer = words.removeFirst()
                 uid = try await CLIError.wrap { try await device.send(words.joined(separator: " "), to: peer) }
                 label = peer
+                addressed = { [peer] }
             }
             let id = try device.store.message(uid: uid, sender: device.account.name)
             let statuses = try id.flatMap { try device.store.message(id: $0) }?.statuses ?? [:]
@@ -144,6 +219,8 @@ struct Send: AsyncParsableCommand {
             options.output.emit(
                 "\(state): message \(uid) to \(label)",
                 ["event": "sent", "id": .string(uid), "to": .string(label), "state": .string(state), "outbox": .int(Int64(pending))])
+            // After the send: a change the send itself met (a new key in a bundle) is included.
+            IdentityWarnings.warn(device, about: addressed())
             await device.close()
             for reason in await failures.value { FileHandle.standardError.write(Data("parley: \(reason)\n".utf8)) }
             if statuses.values.contains(.failed) { throw ExitCode.failure }
@@ -233,6 +310,8 @@ struct History: AsyncParsableCommand {
             let (conversation, label) = try device.conversationId(peer: peer, group: target.group)
             let page = try device.store.messages(in: conversation, limit: max(1, min(limit, DeviceStore.maxPageSize)))
             for message in page.messages.reversed() { options.output.message(message, conversation: label, me: device.account.name) }
+            let groupId = try target.group.map { try device.resolveGroup($0) }
+            IdentityWarnings.warn(device, about: IdentityWarnings.accounts(device, peer: peer, groupId: groupId))
             await device.close()
         }
     }
@@ -269,6 +348,8 @@ struct Read: AsyncParsableCommand {
             let (conversation, label) = try device.conversationId(peer: peer, group: target.group)
             let count = try await CLIError.wrap { try await device.markRead(conversation) }
             options.output.emit("\(count) message(s) from \(label) marked read", ["event": "read", "conversation": .string(label), "count": .int(Int64(count))])
+            let groupId = try target.group.map { try device.resolveGroup($0) }
+            IdentityWarnings.warn(device, about: IdentityWarnings.accounts(device, peer: peer, groupId: groupId))
             await device.close()
         }
     }
@@ -307,6 +388,7 @@ struct Presence: AsyncParsableCommand {
             let seen = await collector.value
             timer.cancel()
             loop.cancel()
+            IdentityWarnings.warn(device, about: wanted)
             await device.close()
             for account in wanted {
                 guard let (online, lastSeen) = seen[account] else {
@@ -339,6 +421,9 @@ struct SafetyNumberCommand: AsyncParsableCommand {
                 "safety number with \(peer)\(verified ? " (verified)" : ""):\n  " + groups.prefix(6).joined(separator: " ") + "\n  "
                     + groups.dropFirst(6).joined(separator: " "),
                 ["peer": .string(peer), "safetyNumber": .string(number.displayString), "verified": .bool(verified)])
+            // Seen: an accepted change stops warning; a refused one (verified contact) warns until `trust`.
+            try device.acknowledgeSafetyNumber(with: peer)
+            IdentityWarnings.warn(device, about: [peer])
             await device.close()
         }
     }

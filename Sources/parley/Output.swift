@@ -21,10 +21,12 @@ struct Output: Sendable {
 
     func message(_ message: StoredMessage, conversation: String, me: String) {
         if message.notice {
-            // A group change: one sentence ("alice removed carol").
+            // A group change ("#team alice removed carol"), or a local event of a 1:1 conversation
+            // ("-- your safety number with bob changed").
             let text = message.body ?? "<unreadable>"
+            let prefix = conversation.hasPrefix("#") ? conversation : "--"
             emit(
-                "[\(Self.time(message.sentAt ?? message.receivedAt))] \(conversation) \(text)",
+                "[\(Self.time(message.sentAt ?? message.receivedAt))] \(prefix) \(text)",
                 [
                     "event": "notice", "conversation": .string(conversation), "from": .string(message.sender.name),
                     "text": .string(text), "sentAt": message.sentAt.map(JSONValue.int) ?? .null,

@@ -90,6 +90,7 @@ struct CLIError: Error, CustomStringConvertible {
             switch error {
             case .rateLimited(let seconds, _): return "rate limited by the relay; try again in \(seconds) s"
             case .rejected(_, .notAdmin?, let message): return message
+            case .rejected(_, .recoveryRefused?, let message): return "account recovery refused: \(message)"
             case .rejected(let status, let code, let message): return "relay refused (\(status)\(code.map { " \($0.rawValue)" } ?? "")): \(message)"
             default: return "relay: \(error)"
             }

@@ -59,6 +59,10 @@ extension ParleyDevice {
                     // Another process on this store (a `listen` beside a `sync`) may have handled it meanwhile.
                     if try store.isProcessed(envelope: envelope.id) { return [] }
                     let decrypted = try decrypt(envelope, from: sender, trusting: candidate)
+                    if let candidate {
+                        // Proven (the message decrypted under it): the history says so before the message.
+                        try store.recordIdentityChange(account: sender.name, newKey: candidate, refused: false, local: account.address)
+                    }
                     try learnDevice(sender)
                     var events: [ClientEvent] = []
                     switch decrypted {
@@ -77,8 +81,12 @@ extension ParleyDevice {
             } catch ProtocolError.untrustedIdentity(let address) where candidate == nil && envelope.kind == .direct {
                 if try isVerified(address.name) {
                     emit(.identityChanged(account: address.name, accepted: false))
-                    let event = try store.transaction { _ in
-                        try recordUndecryptable(envelope, sender: sender, reason: "identity changed (verified contact)", repair: false)
+                    let offered = envelope.type == 3 ? (try? PreKeySignalMessage(serialized: Array(envelope.content)))?.identityKey : nil
+                    let event = try store.transaction { store -> ClientEvent in
+                        if let offered {
+                            try store.recordIdentityChange(account: address.name, newKey: offered, refused: true, local: account.address)
+                        }
+                        return try recordUndecryptable(envelope, sender: sender, reason: "identity changed (verified contact)", repair: false)
                     }
                     emit(event)
                     return

@@ -258,6 +258,12 @@ extension ParleyDevice {
         _ plaintext: [UInt8], for peer: String, devices: [UInt32], prefetched: [PreKeyBundle]
     ) async throws -> [OutgoingDeviceMessage] {
         guard !devices.isEmpty else { return [] }
+        if try store.pendingIdentityChange(account: peer)?.refused == true {
+            // A verified contact's key changed (seen on receive or on an earlier send): nothing goes to it,
+            // over the old session or a new one, until the user trusts the new key.
+            emit(.identityChanged(account: peer, accepted: false))
+            throw ClientError.identityChanged(account: peer)
+        }
         var fetched = prefetched.filter { devices.contains($0.deviceId) }
         for _ in 0..<2 {
             let missing = try devices.filter { id in
@@ -286,13 +292,16 @@ extension ParleyDevice {
     /// unless the contact was verified, in which case `identityChanged` is thrown.
     func acceptChangedIdentity(_ address: ProtocolAddress, newKey: IdentityKey?) throws {
         if try isVerified(address.name) {
+            if let newKey { try store.recordIdentityChange(account: address.name, newKey: newKey, refused: true, local: account.address) }
             emit(.identityChanged(account: address.name, accepted: false))
             throw ClientError.identityChanged(account: address.name)
         }
         guard let newKey else { throw ClientError.identityChanged(account: address.name) }
+        let local = account.address
         try store.transaction { store in
             _ = try store.saveIdentity(newKey, for: address)
             try store.deleteSession(for: address)
+            try store.recordIdentityChange(account: address.name, newKey: newKey, refused: false, local: local)
         }
         emit(.identityChanged(account: address.name, accepted: true))
     }

@@ -21,6 +21,9 @@ public actor ParleyDevice {
     public nonisolated let account: LocalAccount
     /// Set when `open` found the store rolled back and reset it (see `open`).
     public nonisolated let rollbackReset: RollbackReset?
+    /// Right after `register` or `recover`: the account's recovery code, to show the user this once (it is
+    /// not kept in the store; the relay keeps only a hash of it). Nil otherwise.
+    public nonisolated let recoveryCode: String?
     let relay: RelayClient
     /// The operating system's CSPRNG (libsodium's `randombytes_buf`).
     var random: any RandomSource { SystemRandom.shared }
@@ -53,9 +56,10 @@ public actor ParleyDevice {
 
     init(
         store: DeviceStore, account: LocalAccount, http: HTTPClient, rollbackReset: RollbackReset? = nil,
-        rateLimit: RateLimitPolicy = RateLimitPolicy()
+        rateLimit: RateLimitPolicy = RateLimitPolicy(), recoveryCode: String? = nil
     ) {
         self.store = store
+        self.recoveryCode = recoveryCode
         self.account = account
         self.rollbackReset = rollbackReset
         self.relay = RelayClient(baseURL: account.serverURL, credentials: account.credentials, http: http, rateLimit: rateLimit)
@@ -73,6 +77,36 @@ public actor ParleyDevice {
         deviceName: String? = nil, cost: KeyDerivationCost = .moderate, http: HTTPClient = ParleyHTTP.shared,
         rateLimit: RateLimitPolicy = RateLimitPolicy()
     ) async throws -> ParleyDevice {
+        try await establish(
+            serverURL: serverURL, storePath: storePath, passphrase: passphrase, deviceName: deviceName, cost: cost, http: http,
+            rateLimit: rateLimit
+        ) { relay, device in try await relay.register(name: name, device: device) }
+    }
+
+    /// Recovers account `name`, whose devices are all lost, with its recovery code: creates a store at
+    /// `storePath` with a **new identity key**, and the relay makes this device the account's device 1,
+    /// removing every old device (their credentials stop working, their queues are dropped). Contacts see a
+    /// safety-number change with the next message. The relay answers with a new recovery code
+    /// (`recoveryCode`). A wrong code: `RelayClientError.rejected(403, .recoveryRefused, …)`; too many
+    /// attempts: `.rateLimited`. On failure no store is left behind.
+    public static func recover(
+        name: String, recoveryCode: String, serverURL: String, storePath: String, passphrase: Passphrase? = nil,
+        deviceName: String? = nil, cost: KeyDerivationCost = .moderate, http: HTTPClient = ParleyHTTP.shared,
+        rateLimit: RateLimitPolicy = RateLimitPolicy()
+    ) async throws -> ParleyDevice {
+        try await establish(
+            serverURL: serverURL, storePath: storePath, passphrase: passphrase, deviceName: deviceName, cost: cost, http: http,
+            rateLimit: rateLimit
+        ) { relay, device in try await relay.recover(name: name, recoveryCode: recoveryCode, device: device) }
+    }
+
+    /// A new store with a new identity, enrolled at the relay as a first device by `enroll` (registration or
+    /// recovery), its prekeys published.
+    private static func establish(
+        serverURL: String, storePath: String, passphrase: Passphrase?, deviceName: String?, cost: KeyDerivationCost,
+        http: HTTPClient, rateLimit: RateLimitPolicy,
+        enroll: (RelayClient, NewDeviceKeys) async throws -> DeviceCredentials
+    ) async throws -> ParleyDevice {
         let random = SystemRandom.shared
         let identity = try IdentityKeyPair.generate(using: random)
         let registrationId = Self.newRegistrationId(random)
@@ -85,7 +119,7 @@ public actor ParleyDevice {
                 signedPreKey: Self.wire(signed), oneTimePreKeys: keys.oneTimePreKeys.map(Self.wire), name: deviceName,
                 kyberLastResortPreKey: keys.kyberLastResortPreKey.map(Self.wire))
             let anonymous = RelayClient(baseURL: serverURL, http: http, rateLimit: rateLimit)
-            let credentials = try await anonymous.register(name: name, device: device)
+            let credentials = try await enroll(anonymous, device)
             let account = LocalAccount(
                 name: credentials.account, deviceId: credentials.deviceId, credential: credentials.credential, serverURL: serverURL)
             try store.saveAccount(account)
@@ -98,7 +132,7 @@ public actor ParleyDevice {
             } catch {
                 for key in keys.kyberOneTimePreKeys { try? store.removeKyberPreKey(id: key.id) }
             }
-            return ParleyDevice(store: store, account: account, http: http, rateLimit: rateLimit)
+            return ParleyDevice(store: store, account: account, http: http, rateLimit: rateLimit, recoveryCode: credentials.recoveryCode)
         } catch {
             try? store.close()
             StoreFiles(path: storePath).removeAll()
@@ -183,7 +217,21 @@ public actor ParleyDevice {
     nonisolated public func verify(_ peer: String) throws {
         let identities = try knownIdentities(of: peer)
         guard !identities.isEmpty else { throw ClientError.invalidArgument("no identity known for \(peer)") }
-        for identity in identities { _ = try store.setVerified(true, for: identity.address) }
+        try store.transaction { store in
+            for identity in identities { _ = try store.setVerified(true, for: identity.address) }
+            try store.acknowledgeIdentityChange(account: peer)
+        }
+    }
+
+    /// The change of `peer`'s safety number the user has not looked at yet (commands that send to
+    /// or show `peer` warn about it), or nil.
+    nonisolated public func pendingIdentityChange(of peer: String) throws -> IdentityChangeNotice? {
+        try store.pendingIdentityChange(account: peer)
+    }
+
+    /// The user was shown the safety number with `peer`: a pending change stops warning.
+    nonisolated public func acknowledgeSafetyNumber(with peer: String) throws {
+        try store.acknowledgeIdentityChange(account: peer)
     }
 
     nonisolated public func isVerified(_ peer: String) throws -> Bool {
@@ -197,8 +245,10 @@ public actor ParleyDevice {
         try store.transaction { store in
             for bundle in bundles.devices {
                 let address = ProtocolAddress(name: peer, deviceId: bundle.deviceId)
-                _ = try store.saveIdentity(try IdentityKey(serialized: Array(bundle.identityKey)), for: address)
+                let key = try IdentityKey(serialized: Array(bundle.identityKey))
+                _ = try store.saveIdentity(key, for: address)
                 try store.deleteSession(for: address)
+                try store.resolveIdentityChange(account: peer, trustedKey: key)
             }
         }
     }

@@ -27,6 +27,9 @@ import GRDB
 ///   `allowClassical` for a store created before this migration (its peers may still publish no
 ///   Kyber prekey), which `DeviceStore.create` replaces with `requirePostQuantum` for a new one.
 ///   Signed prekey timestamps written in milliseconds by earlier engines are converted to seconds.
+/// * `client-v6-identity-notice`: contacts whose safety number changed (`identity_change`): the
+///   key the history line was written for, when, and whether the user has looked at the new
+///   safety number since (until then every command that sends to or shows the contact warns).
 ///
 /// Conventions: timestamps are INTEGER milliseconds since 1970 UTC; uint32 ids are INTEGER;
 /// columns named `*_sealed` hold `ValueProtection` output (sealed or clear, see `meta.sealing`).
@@ -47,6 +50,9 @@ enum StoreSchema {
         }
         migrator.registerMigration("client-v5-kyber") { db in
             try createVersion5(db)
+        }
+        migrator.registerMigration("client-v6-identity-notice") { db in
+            try createIdentityNotice(db)
         }
         return migrator
     }
@@ -287,6 +293,19 @@ enum StoreSchema {
                 -- (PreKeyPolicy periods are seconds): 10^11 seconds is the year 5138, so any larger stamp is
                 -- milliseconds.
                 UPDATE signed_prekey SET timestamp = timestamp / 1000 WHERE timestamp >= 100000000000;
+                """)
+    }
+
+    private static func createIdentityNotice(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE identity_change (
+                    account TEXT PRIMARY KEY NOT NULL,
+                    public_key BLOB NOT NULL,
+                    changed_at INTEGER NOT NULL,
+                    refused INTEGER NOT NULL CHECK (refused IN (0, 1)),
+                    acknowledged INTEGER NOT NULL DEFAULT 0 CHECK (acknowledged IN (0, 1))
+                ) WITHOUT ROWID;
                 """)
     }
 }

@@ -35,6 +35,13 @@ public struct RelayClient: Sendable {
         try await request(.POST, "/v1/accounts", body: RegisterAccountRequest(name: name, device: device), as: DeviceCredentials.self)
     }
 
+    /// `POST /v1/accounts/recover`: `device` replaces every device of `name` (see `RecoverAccountRequest`).
+    public func recover(name: String, recoveryCode: String, device: NewDeviceKeys) async throws -> DeviceCredentials {
+        try await request(
+            .POST, "/v1/accounts/recover", body: RecoverAccountRequest(name: name, recoveryCode: recoveryCode, device: device),
+            as: DeviceCredentials.self)
+    }
+
     public func devices(of account: String) async throws -> [DeviceInfo] {
         try await request(.GET, "/v1/accounts/\(account)/devices", as: DeviceListResponse.self).devices
     }

@@ -140,4 +140,120 @@ struct EngineIdentityChangeTests {
         await alice.close(); await bob.close()
         await harness.finish()
     }
+
+    // MARK: warnings and the history line (issue 12: a changed safety number went unnoticed on send)
+
+    /// Alice's relay device publishes `identity` with a signed prekey and a last-resort Kyber prekey
+    /// under it: the bundle a reinstalled device serves (post-quantum, as the engine requires).
+    static func publishBundle(_ identity: IdentityKeyPair, for alice: ParleyDevice, harness: EngineHarness) async throws {
+        let signed = try SignedPreKeyRecord.generate(id: 9_001, identity: identity, timestamp: 0)
+        let kyber = try KyberPreKeyRecord.generate(id: 9_002, identity: identity, timestamp: 0, lastResort: true)
+        let relay = RelayClient(baseURL: harness.baseURL, credentials: alice.account.credentials)
+        _ = try await relay.uploadPreKeys(
+            UploadPreKeysRequest(
+                identityKey: Data(identity.identityKey.serialized),
+                signedPreKey: SignedPreKey(keyId: signed.id, publicKey: Data(signed.keyPair.publicKey.serialized), signature: Data(signed.signature)),
+                kyberLastResortPreKey: KyberPreKey(keyId: kyber.id, publicKey: Data(kyber.keyPair.publicKey.serialized), signature: Data(kyber.signature))))
+    }
+
+    /// Bob's history with `peer`, oldest first.
+    static func history(_ bob: ParleyDevice, with peer: String) throws -> [StoredMessage] {
+        try bob.store.messages(in: try bob.store.directConversation(with: peer).id, limit: 100).messages.reversed()
+    }
+
+    @Test func aChangeSeenOnReceiveIsALineInHistoryAndWarnsUntilTheNumberIsSeen() async throws {
+        let harness = try await EngineHarness()
+        let (alice, bob) = try await Self.pair(harness)
+        let aliceName = alice.account.name
+        #expect(try bob.pendingIdentityChange(of: aliceName) == nil)
+
+        let message = try await Self.messageUnderNewIdentity(
+            try IdentityKeyPair.generate(), from: alice, to: bob, harness: harness, text: "new phone", tamper: false)
+        try await Self.inject(message, as: alice, to: bob, harness: harness)
+        #expect(await bob.syncOnce())
+
+        let history = try Self.history(bob, with: aliceName)
+        let notices = history.filter(\.notice)
+        #expect(notices.map(\.body) == ["your safety number with \(aliceName) changed"])
+        // A local event row, not a message from Alice; shown before the message under the new key.
+        #expect(notices.first?.sender.name == bob.account.name)
+        let noticeIndex = try #require(history.firstIndex { $0.notice })
+        let messageIndex = try #require(history.firstIndex { $0.body == "new phone" })
+        #expect(noticeIndex < messageIndex)
+        let pending = try #require(try bob.pendingIdentityChange(of: aliceName))
+        #expect(!pending.refused)
+
+        // The user looks at the new safety number: no more warnings; the line stays in the history.
+        try bob.acknowledgeSafetyNumber(with: aliceName)
+        #expect(try bob.pendingIdentityChange(of: aliceName) == nil)
+        #expect(try Self.history(bob, with: aliceName).filter(\.notice).count == 1)
+        await alice.close(); await bob.close()
+        await harness.finish()
+    }
+
+    @Test func aChangeMetOnSendIsALineInHistoryAndWarns() async throws {
+        let harness = try await EngineHarness()
+        let (alice, bob) = try await Self.pair(harness)
+        let aliceName = alice.account.name
+        let newIdentity = try IdentityKeyPair.generate()
+        try await Self.publishBundle(newIdentity, for: alice, harness: harness)
+        // Bob has no current session with Alice's device any more (as after the relay's 410 for a
+        // reinstalled device): the next send sets one up from the bundle, under the new key.
+        try bob.store.deleteSession(for: alice.account.address)
+        let bobLog = await EventLog(bob)
+
+        try await bob.send("are you there", to: aliceName)
+        await bobLog.wait(for: "the change on send") { $0 == .identityChanged(account: aliceName, accepted: true) }
+        #expect(try bob.store.identity(for: alice.account.address) == newIdentity.identityKey)
+        let history = try Self.history(bob, with: aliceName)
+        #expect(history.filter(\.notice).map(\.body) == ["your safety number with \(aliceName) changed"])
+        #expect(try bob.pendingIdentityChange(of: aliceName)?.refused == false)
+
+        // The same key met again (another send) is the same change: no second line.
+        try bob.store.deleteSession(for: alice.account.address)
+        try await bob.send("still there?", to: aliceName)
+        #expect(try Self.history(bob, with: aliceName).filter(\.notice).count == 1)
+        await alice.close(); await bob.close()
+        await harness.finish()
+    }
+
+    @Test func aVerifiedContactsRefusedChangeBlocksSendsAndWarnsUntilTrusted() async throws {
+        let harness = try await EngineHarness()
+        let (alice, bob) = try await Self.pair(harness)
+        let aliceName = alice.account.name
+        try bob.verify(aliceName)
+        let bobLog = await EventLog(bob)
+
+        for text in ["trust me", "really"] {
+            let message = try await Self.messageUnderNewIdentity(
+                try IdentityKeyPair.generate(), from: alice, to: bob, harness: harness, text: text, tamper: false)
+            try await Self.inject(message, as: alice, to: bob, harness: harness)
+            #expect(await bob.syncOnce())
+        }
+        // One line for the refusal, not one per refused message.
+        let refusal = DeviceStore.identityChangeSentence(account: aliceName, refused: true)
+        #expect(try Self.history(bob, with: aliceName).filter(\.notice).map(\.body) == [refusal])
+        #expect(try bob.pendingIdentityChange(of: aliceName)?.refused == true)
+        // Seeing the number does not end it: the key stays refused.
+        try bob.acknowledgeSafetyNumber(with: aliceName)
+        #expect(try bob.pendingIdentityChange(of: aliceName)?.refused == true)
+
+        // Bob's session with Alice is still the old one, but nothing goes to her until he trusts.
+        let uid = try await bob.send("over the old session?", to: aliceName)
+        let id = try #require(try bob.store.message(uid: uid, sender: bob.account.name))
+        #expect(try bob.store.message(id: id)?.statuses[aliceName] == .failed)
+        // Two refused messages and the refused send (events reach the log asynchronously).
+        let refusals: @Sendable (ClientEvent) -> Bool = { $0 == .identityChanged(account: aliceName, accepted: false) }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while bobLog.count(refusals) < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(bobLog.count(refusals) >= 3)
+
+        try await bob.trustNewIdentity(of: aliceName)
+        #expect(try bob.pendingIdentityChange(of: aliceName) == nil)
+        try await bob.send("trusted again", to: aliceName)
+        #expect(await alice.syncOnce())
+        #expect(try Self.history(alice, with: bob.account.name).contains { $0.body == "trusted again" })
+        await alice.close(); await bob.close()
+        await harness.finish()
+    }
 }

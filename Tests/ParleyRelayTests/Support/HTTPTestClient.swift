@@ -11,6 +11,8 @@ struct HTTPTestClient {
     struct Reply {
         let status: Int
         let body: Data
+        /// The `Retry-After` header, if any.
+        var retryAfter: String? = nil
 
         func decode<T: Decodable>(_ type: T.Type) throws -> T {
             try WireCoding.decoder().decode(T.self, from: body)
@@ -31,7 +33,8 @@ struct HTTPTestClient {
         }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         let buffer = try await response.body.collect(upTo: 64 * 1024 * 1024)
-        return Reply(status: Int(response.status.code), body: Data(buffer.readableBytesView))
+        return Reply(
+            status: Int(response.status.code), body: Data(buffer.readableBytesView), retryAfter: response.headers.first(name: "Retry-After"))
     }
 
     func call(_ method: HTTPMethod, _ path: String, _ as: DeviceCredentials? = nil) async throws -> Reply {

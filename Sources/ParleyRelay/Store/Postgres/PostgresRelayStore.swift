@@ -339,7 +339,9 @@ final class PostgresRelayStore: RelayStore {
 
     // MARK: accounts and devices
 
-    func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, now: Int64) async throws -> Int64 {
+    func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, recoveryCodeHash: String?, now: Int64) async throws
+        -> Int64
+    {
         try await transaction { [self] connection in
             guard
                 let accountId = try await rows(
@@ -350,7 +352,66 @@ final class PostgresRelayStore: RelayStore {
             try await insertDevice(
                 connection, accountId: accountId, deviceId: 1, state: "active", keys: device, credentialHash: credentialHash,
                 now: now)
+            if let recoveryCodeHash {
+                try await rows(
+                    connection,
+                    "INSERT INTO account_recovery (account_id, code_hash, created_at) VALUES (\(accountId), \(recoveryCodeHash), \(now))")
+            }
             return accountId
+        }
+    }
+
+    func recoveryAttempt(name: String, now: Int64, windowMillis: Int64, maxAttempts: Int) async throws -> RecoveryChallenge {
+        try await transaction { [self] connection in
+            let accountId = try await requireAccountId(connection, name: name)
+            guard
+                let row = try await rows(
+                    connection,
+                    "SELECT code_hash, window_start, attempts FROM account_recovery WHERE account_id = \(accountId) FOR UPDATE"
+                ).first
+            else { throw RelayError.recoveryRefused("this account has no recovery code") }
+            let (codeHash, windowStart, attempts) = try row.decode((String, Int64, Int64).self)
+            if attempts > 0, now < windowStart + windowMillis {
+                guard attempts < Int64(maxAttempts) else {
+                    throw RelayError.rateLimitedFor(seconds: Int((windowStart + windowMillis - now + 999) / 1000))
+                }
+                try await rows(connection, "UPDATE account_recovery SET attempts = attempts + 1 WHERE account_id = \(accountId)")
+            } else {
+                try await rows(
+                    connection, "UPDATE account_recovery SET window_start = \(now), attempts = 1 WHERE account_id = \(accountId)")
+            }
+            return RecoveryChallenge(accountId: accountId, codeHash: codeHash)
+        }
+    }
+
+    func recoverAccount(
+        _ challenge: RecoveryChallenge, newCodeHash: String, device: NewDeviceKeys, credentialHash: Data, now: Int64
+    ) async throws -> [UInt32] {
+        let accountId = challenge.accountId
+        return try await transaction { [self] connection in
+            let current = try await rows(
+                connection, "SELECT code_hash FROM account_recovery WHERE account_id = \(accountId) FOR UPDATE"
+            ).first?.decode(String.self)
+            guard current == challenge.codeHash else { throw RelayError.recoveryRefused("the account was recovered meanwhile") }
+            let removed = try await rows(
+                connection, "SELECT device_id FROM device WHERE account_id = \(accountId) ORDER BY device_id"
+            ).map { UInt32(truncatingIfNeeded: try $0.decode(Int64.self)) }
+            try await lockDevices(connection, removed.map { DeviceAddress(accountId: accountId, deviceId: $0) })
+            for deviceId in removed {
+                let released = try await rows(
+                    connection,
+                    "DELETE FROM queue_entry WHERE account_id = \(accountId) AND device_id = \(Int64(deviceId)) RETURNING message_id"
+                ).map { try $0.decode(UUID.self) }
+                try await releaseMessages(connection, released)
+            }
+            try await rows(connection, "DELETE FROM link_code WHERE account_id = \(accountId)")
+            try await rows(connection, "DELETE FROM device WHERE account_id = \(accountId)")
+            try await insertDevice(
+                connection, accountId: accountId, deviceId: 1, state: "active", keys: device, credentialHash: credentialHash, now: now)
+            try await rows(
+                connection,
+                "UPDATE account_recovery SET code_hash = \(newCodeHash), created_at = \(now) WHERE account_id = \(accountId)")
+            return removed
         }
     }
 

@@ -24,6 +24,7 @@ enum PostgresSchema {
         Migration(name: "relay-pg-v3-group-roles", statements: v3GroupRoles()),
         Migration(name: "relay-pg-v4-kyber-prekeys", statements: v4KyberPreKeys()),
         Migration(name: "relay-pg-v5-ack-function", statements: v5AckFunction()),
+        Migration(name: "relay-pg-v6-account-recovery", statements: v6AccountRecovery()),
     ]
 
     /// `relay-pg-v5-ack-function` (no SQLite counterpart: SQLite runs in the relay's process, with no round trips):
@@ -83,6 +84,23 @@ enum PostgresSchema {
                 RETURN QUERY SELECT t.a, t.v, t.i FROM unnest(r_accounts, r_devices, r_ids) AS t(a, v, i);
             END
             $fn$
+            """
+        ]
+    }
+
+    /// `relay-pg-v6-account-recovery`, the counterpart of SQLite's `relay-v7-account-recovery`: the Argon2id hash
+    /// (libsodium string form, salt and parameters included) of each account's recovery code, and the recovery
+    /// attempts counted in the current window. Accounts made before have no row: they cannot be recovered.
+    private static func v6AccountRecovery() -> [String] {
+        [
+            """
+            CREATE TABLE account_recovery (
+                account_id BIGINT PRIMARY KEY REFERENCES account(id) ON DELETE CASCADE,
+                code_hash TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                window_start BIGINT NOT NULL DEFAULT 0,
+                attempts BIGINT NOT NULL DEFAULT 0
+            )
             """
         ]
     }
