@@ -15,7 +15,7 @@ struct AccountRoutes {
             let token = Credentials.newToken()
             let recoveryCode = RecoveryCode.generate()
             guard let normalized = RecoveryCode.normalize(recoveryCode) else { throw RelayError.internalError }
-            let recoveryHash = try await RecoveryCode.hash(normalized)
+            let recoveryHash = RecoveryCode.hash(normalized)
             _ = try await core.store.createAccount(
                 name: body.name, device: body.device, credentialHash: Credentials.hash(token), recoveryCodeHash: recoveryHash,
                 now: RelayClock.nowMillis())
@@ -35,13 +35,13 @@ struct AccountRoutes {
             let challenge = try await core.store.recoveryAttempt(
                 name: body.name, now: RelayClock.nowMillis(), windowMillis: RelayLimits.recoveryWindowSeconds * 1000,
                 maxAttempts: RelayLimits.recoveryAttemptsPerAccount)
-            guard await RecoveryCode.verify(code, against: challenge.codeHash) else {
+            guard RecoveryCode.verify(code, against: challenge.codeHash) else {
                 core.logger.notice("account recovery refused: wrong code", metadata: ["account": "\(body.name)"])
                 throw RelayError.recoveryRefused("wrong recovery code")
             }
             let newCode = RecoveryCode.generate()
             guard let newNormalized = RecoveryCode.normalize(newCode) else { throw RelayError.internalError }
-            let newHash = try await RecoveryCode.hash(newNormalized)
+            let newHash = RecoveryCode.hash(newNormalized)
             let token = Credentials.newToken()
             let removed = try await core.store.recoverAccount(
                 challenge, newCodeHash: newHash, device: body.device, credentialHash: Credentials.hash(token), now: RelayClock.nowMillis())

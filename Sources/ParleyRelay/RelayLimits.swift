@@ -46,8 +46,7 @@ public struct RelayLimits: Sendable {
     public static let pushRequestTimeoutSeconds: Int64 = 10
     /// Account recovery attempts per account within `recoveryWindowSeconds` (counted before the code is checked,
     /// right or wrong, on every node: the count is in the database). With 128-bit codes guessing is hopeless
-    /// anyway (5 a day-and-a-bit per account); the bound keeps a name's owner from being locked out for long and
-    /// caps the Argon2id work one account can cause.
+    /// anyway (5 a day-and-a-bit per account); the bound keeps a name's owner from being locked out for long.
     public static let recoveryAttemptsPerAccount = 5
     /// The window of `recoveryAttemptsPerAccount`: fixed, from the first attempt after the last window ended.
     public static let recoveryWindowSeconds: Int64 = 3600

@@ -16,7 +16,7 @@ protocol RelayStore: Sendable {
     var isAvailable: Bool { get }
 
     // MARK: accounts and devices
-    /// Creates the account and its device 1, with the Argon2id hash of its recovery code if given. Throws
+    /// Creates the account and its device 1, with the hash of its recovery code (`RecoveryCode.hash`) if given. Throws
     /// `.nameTaken`.
     func createAccount(name: String, device: NewDeviceKeys, credentialHash: Data, recoveryCodeHash: String?, now: Int64) async throws
         -> Int64
@@ -186,7 +186,7 @@ extension RelayStore {
     }
 }
 
-/// What a recovery attempt is checked against: the account and its recovery code's stored Argon2id hash.
+/// What a recovery attempt is checked against: the account and its recovery code's stored hash.
 struct RecoveryChallenge: Sendable, Equatable {
     let accountId: Int64
     let codeHash: String

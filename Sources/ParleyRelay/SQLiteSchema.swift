@@ -173,7 +173,7 @@ enum SQLiteSchema {
                 """)
         }
         migrator.registerMigration("relay-v7-account-recovery") { db in
-            // Account recovery: the Argon2id hash (libsodium string form, salt and parameters included) of each
+            // Account recovery: the hash (`RecoveryCode.hash`: `sha256:` and 64 hexadecimal digits) of each
             // account's recovery code, and the attempts counted in the current window. Accounts made before have
             // no row: they cannot be recovered.
             try db.execute(sql: """

@@ -65,7 +65,7 @@ public struct DeviceCredentials: Codable, Sendable, Equatable {
     /// Base64url token (43 characters, 32 random bytes). Use in HTTP Basic auth as `account.deviceId:credential`.
     public var credential: String
     /// Registration and recovery only: the account's recovery code (128 random bits as 8 groups of 4
-    /// lowercase hexadecimal digits, `xxxx-xxxx-…`), shown this once; the relay keeps only an Argon2id hash.
+    /// lowercase hexadecimal digits, `xxxx-xxxx-…`), shown this once; the relay keeps only its SHA-256 hash.
     public var recoveryCode: String?
 
     public init(account: String, deviceId: UInt32, credential: String, recoveryCode: String? = nil) {

@@ -88,8 +88,8 @@ enum PostgresSchema {
         ]
     }
 
-    /// `relay-pg-v6-account-recovery`, the counterpart of SQLite's `relay-v7-account-recovery`: the Argon2id hash
-    /// (libsodium string form, salt and parameters included) of each account's recovery code, and the recovery
+    /// `relay-pg-v6-account-recovery`, the counterpart of SQLite's `relay-v7-account-recovery`: the hash
+    /// (`RecoveryCode.hash`: `sha256:` and 64 hexadecimal digits) of each account's recovery code, and the recovery
     /// attempts counted in the current window. Accounts made before have no row: they cannot be recovered.
     private static func v6AccountRecovery() -> [String] {
         [
