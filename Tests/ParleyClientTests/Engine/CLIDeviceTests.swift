@@ -37,6 +37,53 @@ struct CLIDeviceTests {
         #expect(!devices.contains("device \(credentials.deviceId) "), "\(devices)")
         await harness.finish()
     }
+
+    /// `parley devices remove`: another device (it says on its next command that it was removed, exit 1),
+    /// an unknown id, and this device itself (asks first; `--yes` without a terminal; afterwards nothing is sent
+    /// from its folder, history stays readable).
+    @Test func devicesRemoveAndTheRemovedDeviceSaysSo() async throws {
+        let harness = try await EngineHarness()
+        let homes = CLIHomes(harness)
+        let (alice, bob) = (homes.name("alice"), homes.name("bob"))
+        #expect(try await homes.run("phone", ["register", alice, "--server", harness.baseURL]).0 == 0)
+        #expect(try await homes.run("bob", ["register", bob, "--server", harness.baseURL]).0 == 0)
+        try await homes.link(from: "phone", to: "laptop")
+        try await homes.link(from: "phone", to: "tablet")
+        let laptopId = try await homes.deviceId("laptop"), tabletId = try await homes.deviceId("tablet")
+        #expect(try await homes.run("bob", ["send", alice, "hello"]).0 == 0)
+
+        let (removed, removal) = try await homes.run("phone", ["devices", "remove", "\(laptopId)"])
+        #expect(removed == 0, "\(removal)")
+        #expect(removal.contains("removed \(alice) device \(laptopId)"), "\(removal)")
+        let (_, list) = try await homes.run("phone", ["devices"])
+        #expect(!list.contains("device \(laptopId) ") && list.contains("device \(tabletId) "), "\(list)")
+        let (unknown, unknownOutput) = try await homes.run("phone", ["devices", "remove", "99"])
+        #expect(unknown == 1 && unknownOutput.contains("\(alice) has no device 99"), "\(unknownOutput)")
+
+        // The laptop's next commands: one clear line, exit 1, never "could not reach the relay".
+        for command in [["sync"], ["send", bob, "are you there"], ["devices"]] {
+            let (status, output) = try await homes.run("laptop", command)
+            #expect(status == 1, "\(command): \(output)")
+            #expect(output.contains("this device was removed from the account"), "\(command): \(output)")
+            #expect(!output.contains("could not reach"), "\(command): \(output)")
+        }
+        let (sent, sendOutput) = try await homes.run("phone", ["send", bob, "the phone still sends"])
+        #expect(sent == 0 && sendOutput.contains("sent: message"), "\(sendOutput)")
+
+        // The tablet removes itself: not without --yes when no terminal asks.
+        let (unconfirmed, unconfirmedOutput) = try await homes.run("tablet", ["devices", "remove", "\(tabletId)"])
+        #expect(unconfirmed == 1 && unconfirmedOutput.contains("--yes"), "\(unconfirmedOutput)")
+        #expect(try await homes.run("tablet", ["sync"]).0 == 0)  // still a device of the account
+        let (selfRemoved, selfRemoval) = try await homes.run("tablet", ["devices", "remove", "\(tabletId)", "--yes"])
+        #expect(selfRemoved == 0 && selfRemoval.contains("removed this device"), "\(selfRemoval)")
+        let (refused, refusal) = try await homes.run("tablet", ["send", bob, "from a removed tablet"])
+        #expect(refused == 1 && refusal.contains("this device was removed from the account"), "\(refusal)")
+        let (history, historyOutput) = try await homes.run("tablet", ["history", bob])
+        #expect(history == 0 && historyOutput.contains("hello"), "\(historyOutput)")
+        let (_, finalList) = try await homes.run("phone", ["devices"])
+        #expect(!finalList.contains("device \(tabletId) "), "\(finalList)")
+        await harness.finish()
+    }
 }
 
 /// `parley` homes in a harness folder, by label.
@@ -49,6 +96,14 @@ struct CLIHomes {
     func name(_ prefix: String) -> String { "\(prefix)\(suffix)" }
 
     func home(_ label: String) -> String { harness.dir.appendingPathComponent("home-\(label)").path }
+
+    /// The device id of a home (from its store).
+    func deviceId(_ label: String) async throws -> UInt32 {
+        let device = try ParleyDevice.open(storePath: home(label) + "/device.sqlite")
+        let id = device.account.deviceId
+        await device.close()
+        return id
+    }
 
     func run(_ label: String, _ arguments: [String]) async throws -> (Int32, String) {
         try await CLI.run(CLI.binary, home: home(label), arguments)

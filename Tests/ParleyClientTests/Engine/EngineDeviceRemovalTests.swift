@@ -90,6 +90,71 @@ struct EngineDeviceRemovalTests {
         await harness.finish()
     }
 
+    /// `removeDevice` of another device forgets it at once; the removed device learns it from the relay's `401`
+    /// (typed `RelayClientError.deviceRemoved`), stops connecting and sending, and keeps its outbox.
+    @Test func removedDeviceKnowsItWasRemoved() async throws {
+        let harness = try await EngineHarness()
+        let phone = try await harness.register("alice")
+        let bob = try await harness.register("bob")
+        let laptop = try await Self.link(phone, as: "laptop", harness: harness)
+        let gone = laptop.account.deviceId
+        try await phone.send("before", to: bob.account.name)  // the phone holds a session with the laptop now
+        #expect(try phone.store.loadSession(for: ProtocolAddress(name: phone.account.name, deviceId: gone)) != nil)
+
+        try await phone.removeDevice(gone)
+        #expect(try phone.store.contactDevices(account: phone.account.name).map(\.deviceId).contains(gone) == false)
+        #expect(try phone.store.loadSession(for: ProtocolAddress(name: phone.account.name, deviceId: gone)) == nil)
+        await #expect(throws: ClientError.invalidArgument("\(phone.account.name) has no device 99")) { try await phone.removeDevice(99) }
+        try await phone.send("after", to: bob.account.name)
+        #expect(try phone.store.outboxCount() == 0)
+
+        // The removed laptop: its connection is refused, and it says why.
+        #expect(await laptop.syncOnce(timeout: .seconds(30)) == false)
+        #expect(await laptop.removedFromAccount)
+        await #expect(throws: RelayClientError.deviceRemoved) {
+            try await RelayClient(baseURL: harness.baseURL, credentials: laptop.account.credentials).preKeyStatus()
+        }
+        // A send is refused locally now; nothing queued before is given up.
+        await #expect(throws: ClientError.deviceRemoved) { try await laptop.send("from a removed device", to: bob.account.name) }
+        await #expect(throws: RelayClientError.deviceRemoved) { try await laptop.deviceList(of: phone.account.name) }
+        await phone.close(); await laptop.close(); await bob.close()
+        await harness.finish()
+    }
+
+    /// A device that removes itself: the store is marked (and stays so when opened again), sends are refused,
+    /// it does not connect, its history stays readable; the other devices keep sending.
+    @Test func removingThisDeviceLeavesItsStoreUnableToSend() async throws {
+        let harness = try await EngineHarness()
+        let phone = try await harness.register("alice")
+        let bob = try await harness.register("bob")
+        let laptop = try await Self.link(phone, as: "laptop", harness: harness)
+        try await bob.send("hello both", to: phone.account.name)
+        #expect(await laptop.syncOnce())
+        let laptopPath = harness.dir.appendingPathComponent("\(phone.account.name)-laptop.sqlite").path
+
+        try await laptop.removeDevice(laptop.account.deviceId)
+        #expect(await laptop.removedFromAccount)
+        #expect(try laptop.store.removedFromAccountAt() != nil)
+        await laptop.close()
+        let reopened = try ParleyDevice.open(storePath: laptopPath)
+        #expect(await reopened.removedFromAccount)
+        #expect(try Self.bodies(reopened, peer: bob.account.name) == ["hello both"])
+        await #expect(throws: ClientError.deviceRemoved) { try await reopened.send("no", to: bob.account.name) }
+        #expect(await reopened.syncOnce() == false)
+        #expect(try reopened.store.outboxCount() == 0)
+        await reopened.close()
+
+        let phoneLog = await EventLog(phone)
+        #expect(await phone.syncOnce())
+        try await phone.send("the phone goes on", to: bob.account.name)
+        #expect(phoneLog.count { if case .sendFailed = $0 { return true } else { return false } } == 0, "\(phoneLog.all)")
+        #expect(try phone.store.outboxCount() == 0)
+        #expect(await bob.syncOnce())
+        #expect(try Self.bodies(bob, peer: phone.account.name).contains("the phone goes on"))
+        await phone.close(); await bob.close()
+        await harness.finish()
+    }
+
     // MARK: helpers
 
     /// Links a new device to `phone`'s account through the engine (start, join, approve).
