@@ -165,7 +165,7 @@ extension ParleyDevice {
                 }
             }
             group.addTask {
-                try? await Task.sleep(for: removalCheckTimeout)
+                try? await Task.sleep(for: Self.removalCheckTimeout)
                 return false
             }
             let first = await group.next() ?? false
