@@ -2,8 +2,9 @@
 # The main job: an end-to-end demo on one machine. A relay on its embedded SQLite database in a
 # temporary folder; alice with two devices (a phone and a laptop, linked end to end) and bob;
 # 1:1 and group messages with delivery and read receipts, presence, bob recovering his account
-# on a new phone with its recovery code (alice is warned that his safety number changed), and at
-# the end a look into the relay's database to show that it holds only ciphertext. Everything is removed afterwards.
+# on a new phone with its recovery code (alice is warned that his safety number changed), a look
+# into the relay's database to show that it holds only ciphertext, and at the end the laptop's
+# removal from the account. Everything is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -143,7 +144,7 @@ run "$PHONE" safety-number "$BOBNAME"
 run "$PHONE" send "$BOBNAME" "Got it, thanks"
 run "$LAPTOP" sync
 
-step "what the relay stored: only ciphertext (and no recovery code: only an Argon2id hash of it)"
+step "what the relay stored: only ciphertext (and no recovery code: only its SHA-256)"
 python3 - "$WORK/relay.sqlite" "$BOB_CODE" "${BOB_CODE//-/}" "See you soon" "Hi Bob, dinner at 8?" "Sounds good, see you there" "I'll be there at 8" "Perfect" "I booked a table for three" "Great, I'll bring dessert" "dinner" <<'PY'
 import sqlite3, sys, glob
 db, secrets = sys.argv[1], sys.argv[2:]
@@ -162,5 +163,19 @@ for t in tables:
 if any(s.encode() in raw for s in secrets):
     sys.exit("the relay's database holds a plaintext")
 PY
+
+step "alice removes her laptop from the account (on her phone): the phone keeps sending; the laptop says it was removed"
+LAPTOP_ID="$(PARLEY_HOME="$LAPTOP" "$PARLEY" whoami --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["device"])')"
+run "$PHONE" devices remove "$LAPTOP_ID"
+run "$PHONE" devices
+run "$PHONE" send "$BOBNAME" "I removed my laptop; my phone still writes"
+run "$BOB2" sync
+printf '[%s]$ parley %s\n' "$(basename "$LAPTOP")" "sync"
+if PARLEY_HOME="$LAPTOP" "$PARLEY" sync >"$WORK/removed.out" 2>&1; then
+  sed 's/^/    /' "$WORK/removed.out"; echo "the removed laptop synced"; exit 1
+fi
+sed 's/^/    /' "$WORK/removed.out"
+grep -q "this device was removed from the account" "$WORK/removed.out" || { echo "the removed laptop did not say so"; exit 1; }
+echo "    (exit status 1)"
 
 step "done: the relay stops and $WORK is removed"

@@ -119,31 +119,6 @@ struct Whoami: AsyncParsableCommand {
     }
 }
 
-struct Devices: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the devices of this account (or of another).")
-    @OptionGroup var options: GlobalOptions
-    @Argument(help: "Account (default: this one).") var account: String?
-
-    func run() async throws {
-        try await guarded {
-            let device = try options.openDevice()
-            let name = account ?? device.account.name
-            let devices = try await CLIError.wrap { try await device.deviceList(of: name) }
-            IdentityWarnings.warn(device, about: [name])
-            for info in devices {
-                let marker = name == device.account.name && info.deviceId == device.account.deviceId ? " (this device)" : ""
-                options.output.emit(
-                    "\(name) device \(info.deviceId)\(info.name.map { " \"\($0)\"" } ?? "") registration \(info.registrationId)\(marker)",
-                    [
-                        "account": .string(name), "device": .int(Int64(info.deviceId)), "registrationId": .int(Int64(info.registrationId)),
-                        "name": info.name.map(JSONValue.string) ?? .null,
-                    ])
-            }
-            await device.close()
-        }
-    }
-}
-
 // MARK: messaging
 
 /// Whom a command addresses: an account, or a group (`--group` id, id prefix or title).
@@ -212,6 +187,10 @@ struct Send: AsyncParsableCommand {
                 label = peer
                 addressed = { [peer] }
             }
+            if await device.removedFromAccount {
+                await device.close()
+                throw CLIError(ClientError.deviceRemoved.description)
+            }
             let id = try device.store.message(uid: uid, sender: device.account.name)
             let statuses = try id.flatMap { try device.store.message(id: $0) }?.statuses ?? [:]
             let pending = try device.store.outboxCount()
@@ -254,6 +233,7 @@ struct Sync: AsyncParsableCommand {
             let drained = await device.syncOnce(timeout: .seconds(timeout))
             await device.close()
             await consumer.value
+            if await device.removedFromAccount { throw CLIError(ClientError.deviceRemoved.description) }
             if !drained { throw CLIError("could not reach the relay at \(device.account.serverURL)") }
         }
     }
@@ -271,7 +251,6 @@ struct Listen: AsyncParsableCommand {
             let device = try options.openDevice()
             let printer = EventPrinter(device: device, output: options.output)
             let events = await device.events()
-            let loop = Task { await device.run() }
             let limit = count
             let consumer = Task {
                 var messages = 0
@@ -280,6 +259,11 @@ struct Listen: AsyncParsableCommand {
                     if case .message = event { messages += 1 }
                     if let limit, messages >= limit { return }
                 }
+            }
+            let loop = Task {
+                await device.run()
+                // `run` returns by itself only for a device removed from its account.
+                if await device.removedFromAccount { consumer.cancel() }
             }
             if let seconds {
                 let timer = Task {
@@ -292,7 +276,9 @@ struct Listen: AsyncParsableCommand {
                 await consumer.value
             }
             loop.cancel()
+            let removed = await device.removedFromAccount
             await device.close()
+            if removed { throw CLIError(ClientError.deviceRemoved.description) }
         }
     }
 }

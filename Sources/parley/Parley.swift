@@ -89,6 +89,7 @@ struct CLIError: Error, CustomStringConvertible {
         case let error as RelayClientError:
             switch error {
             case .rateLimited(let seconds, _): return "rate limited by the relay; try again in \(seconds) s"
+            case .deviceRemoved: return ClientError.deviceRemoved.description
             case .rejected(_, .notAdmin?, let message): return message
             case .rejected(_, .recoveryRefused?, let message): return "account recovery refused: \(message)"
             case .rejected(let status, let code, let message): return "relay refused (\(status)\(code.map { " \($0.rawValue)" } ?? "")): \(message)"

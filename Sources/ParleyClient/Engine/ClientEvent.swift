@@ -79,6 +79,8 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidArgument(String)
     /// The link or registration step failed at the relay.
     case relay(RelayClientError)
+    /// This device removed itself from its account (or the relay refused its credential): it sends nothing.
+    case deviceRemoved
 
     public var description: String {
         switch self {
@@ -92,6 +94,7 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case .groupUnsettled(let id): return "the members of group \(id) kept changing; the message stays queued"
         case .invalidArgument(let what): return what
         case .relay(let error): return "relay: \(error)"
+        case .deviceRemoved: return "this device was removed from the account"
         }
     }
 }

@@ -27,9 +27,9 @@ extension ParleyDevice {
     /// reconnects after a drop, and sends the outbox whenever the relay is reachable.
     public func run(backoff: Backoff = Backoff()) async {
         var attempt = 0
-        while !Task.isCancelled && !closed {
+        while !Task.isCancelled && !closed && !removedFromAccount {
             let drained = await connectOnce(stopAfterBacklog: false, timeout: nil)
-            if Task.isCancelled || closed { break }
+            if Task.isCancelled || closed || removedFromAccount { break }
             attempt = drained ? 0 : attempt + 1
             let jitter = Double(random.draw(1, purpose: .other)[0]) / 255
             try? await Task.sleep(for: backoff.delay(attempt: attempt, jitter: jitter))
@@ -37,7 +37,9 @@ extension ParleyDevice {
     }
 
     /// Connects, processes the backlog up to the relay's `queueEmpty` marker, sends the outbox,
-    /// and disconnects. Returns whether the backlog was drained within `timeout`.
+    /// and disconnects. Returns whether the backlog was drained within `timeout`. False at once for a device
+    /// removed from its account (`removedFromAccount` says so; it is also set when the relay refuses the
+    /// connection because this device was removed).
     @discardableResult
     public func syncOnce(timeout: Duration = .seconds(30)) async -> Bool {
         await connectOnce(stopAfterBacklog: true, timeout: timeout)
@@ -71,6 +73,7 @@ extension ParleyDevice {
 
     private func connectOnce(stopAfterBacklog: Bool, timeout: Duration?) async -> Bool {
         await disconnect()
+        guard !removedFromAccount else { return false }
         let connection = RelayConnection.connect(webSocketURL: webSocketURL, credentials: account.credentials)
         self.connection = connection
         lastFrameAt = ContinuousClock.now
@@ -135,8 +138,40 @@ extension ParleyDevice {
         // The stream also ends when this task is cancelled: close the socket then too, or the relay
         // keeps a session nobody reads.
         await connection.close()
-        emit(.disconnected(reason: drained ? "closed" : "connection lost"))
+        if !announced && !Task.isCancelled && !closed {
+            // Refused before the first frame. The WebSocket client does not say why; one authenticated request
+            // does: `401` means this device was removed from the account (not an unreachable relay).
+            if await Self.refusesAsRemoved(relay) { removedFromAccount = true }
+        }
+        emit(.disconnected(reason: removedFromAccount ? "this device was removed from the account" : drained ? "closed" : "connection lost"))
         return drained
+    }
+
+    /// How long the check after a refused connection may take: a stalled relay must not hold `sync` longer.
+    static let removalCheckTimeout: Duration = .seconds(5)
+
+    /// Whether the relay refuses this device's credential (`GET /v1/keys/status` answered `401`), asked once,
+    /// for at most `removalCheckTimeout`; anything else (no answer, another error) is false.
+    static func refusesAsRemoved(_ relay: RelayClient) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                do {
+                    _ = try await relay.preKeyStatus()
+                    return false
+                } catch RelayClientError.deviceRemoved {
+                    return true
+                } catch {
+                    return false
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: Self.removalCheckTimeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
     }
 
     /// Acknowledges a processed (committed) envelope. Acks go out in batches, one frame per `maxAckBatch`

@@ -170,6 +170,7 @@ extension ParleyDevice {
     }
 
     func enqueueGroupData(_ data: DataMessage, groupId: String, recordInHistory: Bool) throws {
+        guard !removedFromAccount else { throw ClientError.deviceRemoved }
         var content = MessageContent()
         content.data = data
         let encoded = try ContentCodec.encode(content)

@@ -31,6 +31,7 @@ extension ParleyDevice {
 
     /// Writes a 1:1 DataMessage to the history and the outbox in one transaction.
     func enqueueDirect(_ data: DataMessage, to peer: String, recordInHistory: Bool = true) throws {
+        guard !removedFromAccount else { throw ClientError.deviceRemoved }
         var content = MessageContent()
         content.data = data
         var sent = SyncMessage.Sent()
@@ -61,6 +62,7 @@ extension ParleyDevice {
     /// Queues non-history content (receipts, decryption-error reports and their answers) for every
     /// device of `peer`, under a client timestamp of its own (a report about it names it).
     func enqueueControl(_ content: MessageContent, to peer: String) throws {
+        guard !removedFromAccount else { throw ClientError.deviceRemoved }
         let timestamp = try store.nextSendTimestamps(now: Self.nowMillis())
         try store.enqueueOutgoing(.direct(account: peer), content: try ContentCodec.encode(content), clientTimestamp: timestamp)
     }
@@ -71,7 +73,8 @@ extension ParleyDevice {
     /// transient reason (relay unreachable, rate limited): it and those after it stay queued.
     /// Entries refused for good are removed, their messages marked `failed`.
     public func flushOutbox() async {
-        if closed { return }
+        // A removed device sends nothing: its outbox stays as it is (the relay would refuse every entry).
+        if closed || removedFromAccount { return }
         if flushing {
             flushAgain = true
             return
@@ -111,6 +114,12 @@ extension ParleyDevice {
             case .group(let groupId):
                 try await deliverGroup(groupId: groupId, content: entry.content, clientTimestamp: entry.clientTimestamp)
             }
+        } catch RelayClientError.deviceRemoved {
+            // The relay no longer accepts this device: nothing can be sent, so nothing is given up either.
+            removedFromAccount = true
+            try? store.recordOutboxFailure(id: entry.id, reason: "\(RelayClientError.deviceRemoved)")
+            logger.warning("send stopped: \(RelayClientError.deviceRemoved)")
+            return false
         } catch {
             if Self.isTransient(error) {
                 try? store.recordOutboxFailure(id: entry.id, reason: "\(error)")
@@ -222,10 +231,12 @@ extension ParleyDevice {
                 if isSelf { return [] }  // nothing to sync to
                 throw ClientError.noDevices(account: peer)
             }
-            let peerMessages = try await encrypt(content, for: peer, devices: peerDevices, prefetched: bundles[peer] ?? [])
-            let ownMessages = try await encrypt(
-                ownContent ?? content, for: account.name, devices: ownDevices, prefetched: bundles[account.name] ?? [])
             do {
+                // A device of the cached lists that the relay has no bundle for (removed, or a link never
+                // finished) comes out of `encrypt` as `mismatchedDevices` with it as extra: repaired below.
+                let peerMessages = try await encrypt(content, for: peer, devices: peerDevices, prefetched: bundles[peer] ?? [])
+                let ownMessages = try await encrypt(
+                    ownContent ?? content, for: account.name, devices: ownDevices, prefetched: bundles[account.name] ?? [])
                 _ = try await relay.send(
                     to: peer,
                     SendMessageRequest(
@@ -234,10 +245,13 @@ extension ParleyDevice {
             } catch RelayClientError.mismatchedDevices(let named, _, let extra) {
                 let who = named ?? peer
                 try DeviceFanOut().repair(account: who, extra: extra, stale: [], store: store)
+                for id in extra { try store.forgetSenderKeyHolder(account: who, deviceId: id) }
                 try await refreshDevices(of: who)
             } catch RelayClientError.staleDevices(let named, let stale) {
                 let who = named ?? peer
                 try DeviceFanOut().repair(account: who, extra: [], stale: stale, store: store)
+                // A reinstalled device holds none of this device's sender keys any more.
+                for id in stale { try store.forgetSenderKeyHolder(account: who, deviceId: id) }
                 try await refreshDevices(of: who)
             }
         }
@@ -270,9 +284,19 @@ extension ParleyDevice {
                 try store.loadSession(for: ProtocolAddress(name: peer, deviceId: id))?.hasCurrentSession != true
             }.filter { id in !fetched.contains { $0.deviceId == id } }
             if !missing.isEmpty {
-                let wire = missing.count > 1
-                    ? try await relay.bundles(account: peer).devices.filter { missing.contains($0.deviceId) }
-                    : try await relay.bundles(account: peer, deviceId: missing[0]).devices
+                let wire: [DevicePreKeyBundle]
+                do {
+                    wire = missing.count > 1
+                        ? try await relay.bundles(account: peer).devices.filter { missing.contains($0.deviceId) }
+                        : try await relay.bundles(account: peer, deviceId: missing[0]).devices
+                } catch RelayClientError.rejected(404, _, _) where missing.count == 1 {
+                    // No such active device (were the whole account unknown, refreshing its device list fails in turn).
+                    wire = []
+                }
+                // Devices the relay serves no bundle for are not (or no longer) active devices of the account:
+                // the cached list is out of date, as when the relay calls them extra.
+                let gone = missing.filter { id in !wire.contains { $0.deviceId == id } }
+                if !gone.isEmpty { throw RelayClientError.mismatchedDevices(account: peer, missing: [], extra: gone) }
                 fetched += try wire.map(Self.bundle)
             }
             let bundles = fetched
@@ -326,8 +350,8 @@ extension ParleyDevice {
             if try store.contact(account: peer) == nil { try store.saveContact(account: peer, displayName: nil) }
             let known = try store.contactDevices(account: peer)
             for device in known where !current.contains(where: { $0.deviceId == device.deviceId }) {
-                try store.removeContactDevice(account: peer, deviceId: device.deviceId)
-                try store.deleteSession(for: ProtocolAddress(name: peer, deviceId: device.deviceId))
+                // Removed (or a link that never finished): its session and sender-key hand-out records go too.
+                try store.forgetDevice(account: peer, deviceId: device.deviceId)
             }
             for device in current {
                 let address = ProtocolAddress(name: peer, deviceId: device.deviceId)
@@ -336,6 +360,7 @@ extension ParleyDevice {
                 {
                     record.archiveCurrentState()
                     try store.storeSession(record, for: address)
+                    try store.forgetSenderKeyHolder(account: peer, deviceId: device.deviceId)
                 }
                 try store.saveContactDevice(account: peer, deviceId: device.deviceId, registrationId: device.registrationId)
             }

@@ -53,6 +53,10 @@ public actor ParleyDevice {
     static let ackDelay: Duration = .milliseconds(50)
     /// Why the outbox last stopped with entries queued (nil after a flush that emptied it).
     public internal(set) var deferral: SendDeferral?
+    /// Whether this device is no longer part of its account: it removed itself (`removeDevice`, kept in the
+    /// store), or the relay refused its credential (`RelayClientError.deviceRemoved`: removed by another device).
+    /// Such a device sends nothing and does not connect (Specs/client.md §1.1).
+    public internal(set) var removedFromAccount: Bool
 
     init(
         store: DeviceStore, account: LocalAccount, http: HTTPClient, rollbackReset: RollbackReset? = nil,
@@ -63,6 +67,7 @@ public actor ParleyDevice {
         self.account = account
         self.rollbackReset = rollbackReset
         self.relay = RelayClient(baseURL: account.serverURL, credentials: account.credentials, http: http, rateLimit: rateLimit)
+        self.removedFromAccount = (try? store.removedFromAccountAt()) != nil
         var logger = Logger(label: "parley.client")
         logger.logLevel = .warning
         self.logger = logger
@@ -350,8 +355,46 @@ public actor ParleyDevice {
 }
 
 extension ParleyDevice {
-    /// The devices of `account` as the relay lists them (active devices only).
+    /// The devices of `account` as the relay lists them (active devices only). The list of this account
+    /// also refreshes the device list this device sends to (a device gone from it is forgotten).
     public func deviceList(of account: String) async throws -> [DeviceInfo] {
-        try await relay.devices(of: account)
+        do {
+            let devices = try await relay.devices(of: account)
+            if account == self.account.name { try? await refreshDevices(of: account) }
+            return devices
+        } catch RelayClientError.deviceRemoved {
+            removedFromAccount = true
+            throw RelayClientError.deviceRemoved
+        }
+    }
+
+    /// Removes device `deviceId` of this account at the relay (`DELETE /v1/devices/{id}`); any device of the
+    /// account may remove any other, or itself.
+    ///
+    /// * Another device: it is forgotten here at once (device list, session, sender-key hand-out records),
+    ///   so the next send neither addresses it nor waits for it.
+    /// * This device: the store is marked removed (`DeviceStore.markRemovedFromAccount`) and the connection
+    ///   closed; from then on this store sends nothing (`ClientError.deviceRemoved`) and does not connect,
+    ///   while its history stays readable.
+    ///
+    /// Throws `ClientError.invalidArgument` when the account has no such device.
+    public func removeDevice(_ deviceId: UInt32) async throws {
+        guard !removedFromAccount else { throw ClientError.deviceRemoved }
+        do {
+            try await relay.removeDevice(deviceId)
+        } catch RelayClientError.rejected(404, _, _) {
+            throw ClientError.invalidArgument("\(account.name) has no device \(deviceId)")
+        } catch RelayClientError.deviceRemoved {
+            removedFromAccount = true
+            throw RelayClientError.deviceRemoved
+        }
+        if deviceId == account.deviceId {
+            try store.markRemovedFromAccount(at: Self.nowMillis())
+            removedFromAccount = true
+            await disconnect()
+        } else {
+            try store.forgetDevice(account: account.name, deviceId: deviceId)
+            try? await refreshDevices(of: account.name)
+        }
     }
 }

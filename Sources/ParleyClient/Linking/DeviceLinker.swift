@@ -254,6 +254,9 @@ public struct DeviceLinker: Sendable {
     ) async throws -> T {
         do {
             return try await body()
+        } catch RelayClientError.deviceRemoved where unauthorizedMeans != nil {
+            // A pending device's credential refused: its claim expired and was swept.
+            throw unauthorizedMeans ?? LinkError.codeUnavailable
         } catch let RelayClientError.rejected(status, code, message) {
             switch (status, code) {
             case (404, _), (_, .linkCodeUnavailable?): throw LinkError.codeUnavailable

@@ -34,6 +34,11 @@ extension RelayClient {
         try await perform(.GET, "/v1/devices/links/status", body: nil, as: LinkStatusResponse.self)
     }
 
+    /// Removes device `deviceId` of the caller's account (itself included): `204`, `404` if there is no such device.
+    public func removeDevice(_ deviceId: UInt32) async throws {
+        try await performNoContent(.DELETE, "/v1/devices/\(deviceId)", body: nil)
+    }
+
     /// A link code is base64url; anything else is refused before it reaches a URL.
     static func pathSegment(_ code: String) throws -> String {
         guard !code.isEmpty, code.utf8.count <= 64, LinkString.isBase64URL(code) else {

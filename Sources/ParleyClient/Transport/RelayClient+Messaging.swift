@@ -47,12 +47,15 @@ extension RelayClientError {
         switch self {
         case .rateLimited: return true
         case .rejected(let status, _, _): return status == 429 || status == 507 || status >= 500
-        case .mismatchedDevices, .staleDevices, .badResponse: return false
+        case .mismatchedDevices, .staleDevices, .badResponse, .deviceRemoved: return false
         }
     }
 }
 
 extension RelayClientError: CustomStringConvertible {
+    /// What a removed device says (the CLI prints it for `.deviceRemoved` and `ClientError.deviceRemoved`).
+    public static let deviceRemovedText = "this device was removed from the account (the relay no longer accepts its credential)"
+
     public var description: String {
         switch self {
         case .mismatchedDevices(let account, let missing, let extra):
@@ -61,6 +64,7 @@ extension RelayClientError: CustomStringConvertible {
         case .rateLimited(let seconds, _): return "rate limited by the relay (retry in \(seconds) s)"
         case .rejected(let status, let code, let message): return "relay refused (\(status)\(code.map { " \($0.rawValue)" } ?? "")): \(message)"
         case .badResponse(let what): return "unexpected answer from the relay: \(what)"
+        case .deviceRemoved: return Self.deviceRemovedText
         }
     }
 }

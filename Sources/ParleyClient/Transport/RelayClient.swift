@@ -109,7 +109,7 @@ public struct RelayClient: Sendable {
             let bytes = Data((try await response.body.collect(upTo: answerLimit)).readableBytesView)
             let status = Int(response.status.code)
             if (200..<300).contains(status) { return bytes }
-            guard status == 429 else { throw Self.error(status: status, body: bytes) }
+            guard status == 429 else { throw Self.error(status: status, body: bytes, authenticated: credentials != nil) }
             let seconds = RateLimitPolicy.retryAfterSeconds(response.headers.first(name: "Retry-After"))
             guard waited + seconds <= rateLimit.maxTotalWaitSeconds else {
                 let message = (try? WireCoding.decoder().decode(ErrorResponse.self, from: bytes))?.message ?? "rate limit exceeded"
@@ -121,7 +121,10 @@ public struct RelayClient: Sendable {
         }
     }
 
-    static func error(status: Int, body: Data) -> RelayClientError {
+    /// The typed error for an answer `status` with `body`. A `401` to an authenticated request is `.deviceRemoved`
+    /// (relay-protocol.md §1.1, §4.4): only a removed (or never activated) device's credential is refused.
+    static func error(status: Int, body: Data, authenticated: Bool = false) -> RelayClientError {
+        if status == 401 && authenticated { return .deviceRemoved }
         guard let answer = try? WireCoding.decoder().decode(ErrorResponse.self, from: body) else {
             return .rejected(status: status, code: nil, message: String(decoding: body.prefix(200), as: UTF8.self))
         }

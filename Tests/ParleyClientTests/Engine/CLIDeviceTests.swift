@@ -1,0 +1,134 @@
+import Foundation
+import ParleyClient
+import ParleyRelay
+import ParleyTestSupport
+import ParleyWire
+import Testing
+
+/// Devices through the real `parley` binary: a removed device does not stop the sends of the
+/// others (issue 12).
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct CLIDeviceTests {
+    @Test func removedDeviceDoesNotStopTheOtherDevicesSends() async throws {
+        let harness = try await EngineHarness()
+        let homes = CLIHomes(harness)
+        let (alice, bob) = (homes.name("alice"), homes.name("bob"))
+        #expect(try await homes.run("phone", ["register", alice, "--server", harness.baseURL]).0 == 0)
+        #expect(try await homes.run("bob", ["register", bob, "--server", harness.baseURL]).0 == 0)
+        try await homes.link(from: "phone", to: "laptop")
+        try await homes.link(from: "phone", to: "tablet")
+
+        // The tablet is removed behind the phone's back (from the tablet itself, straight at the relay).
+        let tablet = try ParleyDevice.open(storePath: homes.home("tablet") + "/device.sqlite")
+        let credentials = tablet.account.credentials
+        await tablet.close()
+        #expect(try await EngineDeviceRemovalTests.removeDevice(credentials.deviceId, as: credentials, harness: harness) == 204)
+
+        let (sent, sendOutput) = try await homes.run("phone", ["send", bob, "still", "here"])
+        #expect(sent == 0, "\(sendOutput)")
+        #expect(sendOutput.contains("sent: message"), "\(sendOutput)")
+        let (synced, bobSync) = try await homes.run("bob", ["sync"])
+        #expect(synced == 0, "\(bobSync)")
+        #expect(bobSync.contains("still here"), "\(bobSync)")
+        let (laptopSynced, laptopSync) = try await homes.run("laptop", ["sync"])
+        #expect(laptopSynced == 0, "\(laptopSync)")
+        #expect(laptopSync.contains("still here"), "\(laptopSync)")
+        let (_, devices) = try await homes.run("phone", ["devices"])
+        #expect(!devices.contains("device \(credentials.deviceId) "), "\(devices)")
+        await harness.finish()
+    }
+
+    /// `parley devices remove`: another device (it says on its next command that it was removed, exit 1),
+    /// an unknown id, and this device itself (asks first; `--yes` without a terminal; afterwards nothing is sent
+    /// from its folder, history stays readable).
+    @Test func devicesRemoveAndTheRemovedDeviceSaysSo() async throws {
+        let harness = try await EngineHarness()
+        let homes = CLIHomes(harness)
+        let (alice, bob) = (homes.name("alice"), homes.name("bob"))
+        #expect(try await homes.run("phone", ["register", alice, "--server", harness.baseURL]).0 == 0)
+        #expect(try await homes.run("bob", ["register", bob, "--server", harness.baseURL]).0 == 0)
+        try await homes.link(from: "phone", to: "laptop")
+        try await homes.link(from: "phone", to: "tablet")
+        let laptopId = try await homes.deviceId("laptop"), tabletId = try await homes.deviceId("tablet")
+        #expect(try await homes.run("bob", ["send", alice, "hello"]).0 == 0)
+
+        let (removed, removal) = try await homes.run("phone", ["devices", "remove", "\(laptopId)"])
+        #expect(removed == 0, "\(removal)")
+        #expect(removal.contains("removed \(alice) device \(laptopId)"), "\(removal)")
+        let (_, list) = try await homes.run("phone", ["devices"])
+        #expect(!list.contains("device \(laptopId) ") && list.contains("device \(tabletId) "), "\(list)")
+        let (unknown, unknownOutput) = try await homes.run("phone", ["devices", "remove", "99"])
+        #expect(unknown == 1 && unknownOutput.contains("\(alice) has no device 99"), "\(unknownOutput)")
+
+        // The laptop's next commands: one clear line, exit 1, never "could not reach the relay".
+        for command in [["sync"], ["send", bob, "are you there"], ["devices"]] {
+            let (status, output) = try await homes.run("laptop", command)
+            #expect(status == 1, "\(command): \(output)")
+            #expect(output.contains("this device was removed from the account"), "\(command): \(output)")
+            #expect(!output.contains("could not reach"), "\(command): \(output)")
+        }
+        let (sent, sendOutput) = try await homes.run("phone", ["send", bob, "the phone still sends"])
+        #expect(sent == 0 && sendOutput.contains("sent: message"), "\(sendOutput)")
+
+        // The tablet removes itself: not without --yes when no terminal asks.
+        let (unconfirmed, unconfirmedOutput) = try await homes.run("tablet", ["devices", "remove", "\(tabletId)"])
+        #expect(unconfirmed == 1 && unconfirmedOutput.contains("--yes"), "\(unconfirmedOutput)")
+        #expect(try await homes.run("tablet", ["sync"]).0 == 0)  // still a device of the account
+        let (selfRemoved, selfRemoval) = try await homes.run("tablet", ["devices", "remove", "\(tabletId)", "--yes"])
+        #expect(selfRemoved == 0 && selfRemoval.contains("removed this device"), "\(selfRemoval)")
+        let (refused, refusal) = try await homes.run("tablet", ["send", bob, "from a removed tablet"])
+        #expect(refused == 1 && refusal.contains("this device was removed from the account"), "\(refusal)")
+        let (history, historyOutput) = try await homes.run("tablet", ["history", bob])
+        #expect(history == 0 && historyOutput.contains("hello"), "\(historyOutput)")
+        let (_, finalList) = try await homes.run("phone", ["devices"])
+        #expect(!finalList.contains("device \(tabletId) "), "\(finalList)")
+        await harness.finish()
+    }
+}
+
+/// `parley` homes in a harness folder, by label.
+struct CLIHomes {
+    let harness: EngineHarness
+    let suffix = UUID().uuidString.prefix(6).lowercased()
+
+    init(_ harness: EngineHarness) { self.harness = harness }
+
+    func name(_ prefix: String) -> String { "\(prefix)\(suffix)" }
+
+    func home(_ label: String) -> String { harness.dir.appendingPathComponent("home-\(label)").path }
+
+    /// The device id of a home (from its store).
+    func deviceId(_ label: String) async throws -> UInt32 {
+        let device = try ParleyDevice.open(storePath: home(label) + "/device.sqlite")
+        let id = device.account.deviceId
+        await device.close()
+        return id
+    }
+
+    func run(_ label: String, _ arguments: [String]) async throws -> (Int32, String) {
+        try await CLI.run(CLI.binary, home: home(label), arguments)
+    }
+
+    /// `parley link start --yes` on `from`, `parley link join` on `to`.
+    func link(from: String, to: String) async throws {
+        let start = try ChildProcess.spawn(
+            CLI.binary, ["link", "start", "--yes", "--json"], environment: CLI.environment(home: home(from)), captureOutput: true)
+        var linkString: String? = nil
+        for _ in 0..<1200 where linkString == nil {
+            linkString = start.output().split(separator: "\n").compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            }.first { $0["event"] as? String == "link" }?["link"] as? String
+            if linkString == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        guard let linkString else {
+            start.signal(SIGKILL)
+            throw CLIFailure("link start printed no link: \(start.output())")
+        }
+        let (status, output) = try await run(to, ["link", "join", linkString, "--server", harness.baseURL, "--device-name", to])
+        let started = await start.wait(timeout: .seconds(60))
+        guard status == 0, case .exited(0)? = started else {
+            start.signal(SIGKILL)
+            throw CLIFailure("link \(from) -> \(to): \(output) / \(start.output())")
+        }
+    }
+}
