@@ -48,12 +48,17 @@ struct CLISyncTests {
         let bob = try await ParleyDevice.register(name: "bob\(suffix)", serverURL: harness.baseURL, storePath: bobHome + "/device.sqlite")
         let alice = try await harness.register("alice")
         try await bob.send("hello", to: alice.account.name)  // a contact and sessions first
-        try await harness.stopRelay()
+        // A long outbox, queued without sending (as `send` leaves it when the relay is down).
         let count = 300
-        for i in 0..<count { try await bob.send("queued \(i)", to: alice.account.name) }
+        for i in 0..<count {
+            var data = DataMessage()
+            data.messageID = UUID().uuidString.lowercased()
+            data.timestamp = UInt64(try bob.store.nextSendTimestamps(now: ParleyDevice.nowMillis()))
+            data.body = "queued \(i)"
+            try await bob.enqueueDirect(data, to: alice.account.name)
+        }
         #expect(try bob.store.outboxCount() == count)
         await bob.close()
-        try await harness.startRelay()
 
         let sync = try ChildProcess.spawn(CLI.binary, ["sync"], environment: CLI.environment(home: bobHome), captureOutput: true)
         defer { if let path = sync.outputPath { try? FileManager.default.removeItem(atPath: path) } }
