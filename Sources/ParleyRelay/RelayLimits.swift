@@ -18,8 +18,8 @@ public struct RelayLimits: Sendable {
     public static let maxClientFrameBytes = ClientFrameDecoding.maxFrameBytes
     /// Max bytes of one WebSocket frame the relay sends (an envelope with a 256 KiB ciphertext, base64).
     public static let maxServerFrameBytes = 1024 * 1024
-    /// Account name: 3...32 characters of `a-z`, `0-9`, `_`, `-`.
-    public static let accountNameLength = 3...32
+    /// Account name: 3...32 characters of `a-z`, `0-9`, `_`, `-` (the shared `AccountNameRule`).
+    public static let accountNameLength = AccountNameRule.length
     /// Max UTF-8 bytes of a device name.
     public static let maxDeviceNameBytes = 64
     /// Max public key / signature size accepted in (EC) prekey material. Kyber prekeys are checked

@@ -108,7 +108,7 @@ struct Chat: AsyncParsableCommand {
                         }
                         _ = try? await device.markRead(conversation)
                     } catch {
-                        FileHandle.standardError.write(Data("parley: \(CLIError.describe(error))\n".utf8))
+                        Console.error("parley: \(CLIError.describe(error))")
                     }
                     continue
                 }

@@ -6,6 +6,10 @@ import ParleyWire
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 // MARK: account
@@ -21,14 +25,17 @@ struct Register: AsyncParsableCommand {
             terminal, else from --recovery-code-file or PARLEY_RECOVERY_CODE.
             """)
     @OptionGroup var options: GlobalOptions
-    @Argument(help: "Account name (letters, digits, '-', '_', '.'; unique on the relay).") var name: String
+    @Argument(help: ArgumentHelp("Account name: \(AccountNameRule.summary); unique on the relay.")) var name: String
     @Option(help: "A name for this device, shown in device lists.") var deviceName: String?
     @Flag(help: "Recover an existing account whose devices are all lost, with its recovery code.") var recover = false
     @Option(help: "With --recover: read the recovery code from this file (for scripts).") var recoveryCodeFile: String?
 
     func run() async throws {
         try await guarded {
-            guard let server = options.server else { throw CLIError("register needs --server URL") }
+            let server = try options.serverURL(for: "register")
+            if let violation = AccountNameRule.violation(in: name) {
+                throw CLIError("\"\(name)\" cannot be an account name: \(violation) (\(AccountNameRule.summary))")
+            }
             try options.ensureHome()
             guard !FileManager.default.fileExists(atPath: options.storePath) else {
                 throw CLIError("\(options.homePath) already holds a device; use another --home")
@@ -159,7 +166,9 @@ struct Send: AsyncParsableCommand {
         discussion: "The message waits in this device's outbox until the relay acknowledges it; an unsent message goes with the next command that reaches the relay.")
     @OptionGroup var options: GlobalOptions
     @OptionGroup var target: Target
-    @Argument(help: "Recipient account (omit with --group), then the text (after `--` if it starts with a dash).") var words: [String] = []
+    @Argument(help: ArgumentHelp(
+        "Recipient account (omit with --group), then the text (after `--` if it starts with a dash); `-` instead of the text reads it from standard input. At most \(ParleyDevice.maxMessageTextBytes / 1024) KiB of UTF-8."))
+    var words: [String] = []
 
     func run() async throws {
         try await guarded {
@@ -177,13 +186,18 @@ struct Send: AsyncParsableCommand {
             if let group = target.group {
                 guard !words.isEmpty else { throw CLIError("nothing to send") }
                 let id = try device.resolveGroup(group)
-                uid = try await CLIError.wrap { try await device.sendGroup(words.joined(separator: " "), to: id) }
+                let text = try Self.text(of: words)
+                uid = try await CLIError.wrap { try await device.sendGroup(text, to: id) }
                 label = Output.name(of: try device.store.groupConversation(groupId: id))
                 addressed = { IdentityWarnings.accounts(device, peer: nil, groupId: id) }
             } else {
-                guard words.count >= 2 else { throw CLIError("usage: parley send ACCOUNT TEXT... (or --group GROUP TEXT...)") }
+                guard words.count >= 2 else { throw CLIError("usage: parley send ACCOUNT TEXT... (or --group GROUP TEXT..., or - to read standard input)") }
                 let peer = words.removeFirst()
-                uid = try await CLIError.wrap { try await device.send(words.joined(separator: " "), to: peer) }
+                if peer != device.account.name, let violation = AccountNameRule.violation(in: peer) {
+                    throw CLIError("\"\(peer)\" is not an account name: \(violation) (\(AccountNameRule.summary))")
+                }
+                let text = try Self.text(of: words)
+                uid = try await CLIError.wrap { try await device.send(text, to: peer) }
                 label = peer
                 addressed = { [peer] }
             }
@@ -201,13 +215,39 @@ struct Send: AsyncParsableCommand {
             // After the send: a change the send itself met (a new key in a bundle) is included.
             IdentityWarnings.warn(device, about: addressed())
             await device.close()
-            for reason in await failures.value { FileHandle.standardError.write(Data("parley: \(reason)\n".utf8)) }
+            for reason in await failures.value { Console.error("parley: \(reason)") }
             if statuses.values.contains(.failed) { throw ExitCode.failure }
         }
     }
 }
 
 extension Send {
+    /// The message text: the words joined by spaces, or standard input for a lone `-` (one trailing newline
+    /// dropped). Standard input is read up to one byte over the limit, so a huge input is refused without
+    /// being read whole.
+    static func text(of words: [String]) throws -> String {
+        guard words == ["-"] else { return words.joined(separator: " ") }
+        let limit = ParleyDevice.maxMessageTextBytes
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while bytes.count <= limit {
+            let count = chunk.withUnsafeMutableBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return read(0, base, raw.count)
+            }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes += chunk[0..<count]
+        }
+        if bytes.last == 0x0A { bytes.removeLast() }
+        if bytes.last == 0x0D { bytes.removeLast() }
+        guard bytes.count <= limit else {
+            throw CLIError("the message on standard input is longer than the limit of \(limit) bytes (\(limit / 1024) KiB) of UTF-8 text")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw CLIError("standard input is not UTF-8 text") }
+        return text
+    }
+
     /// What `send` says about a message left in the outbox, by why the outbox stopped.
     static func queued(_ deferral: SendDeferral?) -> String {
         switch deferral {
@@ -218,9 +258,21 @@ extension Send {
     }
 }
 
+/// Why a relay could not be reached, for one error line: asks `GET /healthz` (the WebSocket's own failure is
+/// not typed); nil when the relay answers.
+func unreachableReason(_ device: ParleyDevice) async -> String? {
+    await device.probeRelay().map { CLIError.unreachable($0) }
+}
+
 struct Sync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Connect once: receive what is queued, send the outbox, print what happened, and exit.")
+        abstract: "Connect once: receive what is queued, send the outbox, print what happened, and exit.",
+        discussion: """
+            Exits after the outbox (the receipts for what was received included) has been sent. Exit status: 0 when \
+            everything was received and sent; 75 (EX_TEMPFAIL) when everything was received but outbox entries \
+            stay queued (the reason is printed on standard error; the next command that reaches the relay sends \
+            them); 1 on any error, a relay that cannot be reached included.
+            """)
     @OptionGroup var options: GlobalOptions
     @Option(help: "Give up after this many seconds.") var timeout = 30
 
@@ -230,11 +282,33 @@ struct Sync: AsyncParsableCommand {
             let printer = EventPrinter(device: device, output: options.output)
             let events = await device.events()
             let consumer = Task { for await event in events { printer.print(event) } }
+            // Returns after the backlog was processed and the outbox (the receipts it queued included) was
+            // flushed, or stopped for a reason (`deferral`).
             let drained = await device.syncOnce(timeout: .seconds(timeout))
+            let queued = (try? device.store.outboxCount()) ?? 0
+            let deferral = await device.deferral
+            var unreachable: String? = nil
+            if !drained { unreachable = await unreachableReason(device) }
             await device.close()
             await consumer.value
             if await device.removedFromAccount { throw CLIError(ClientError.deviceRemoved.description) }
-            if !drained { throw CLIError("could not reach the relay at \(device.account.serverURL)") }
+            let left = queued == 0 ? "" : "; \(queued) outbox \(queued == 1 ? "entry stays" : "entries stay") queued"
+            if !drained {
+                throw CLIError(
+                    (unreachable ?? "the relay at \(device.account.serverURL) did not finish sending the backlog within \(timeout) s") + left)
+            }
+            if queued > 0 {
+                let why: String
+                switch deferral {
+                case .relayUnreachable(let reason)?: why = CLIError.unreachable(reason)
+                case .rateLimited(let seconds)?: why = "rate limited by the relay; retry in \(seconds) s"
+                case .relayBusy(let reason)?: why = "the relay could not take them now (\(reason))"
+                case nil: why = "the sync ended (\(timeout) s) before they were sent"
+                }
+                Console.error(
+                    "parley: \(queued) outbox \(queued == 1 ? "entry" : "entries") left queued: \(why); the next command that reaches the relay sends them")
+                throw ExitCode(Parley.exitQueued)
+            }
         }
     }
 }
@@ -295,9 +369,76 @@ struct History: AsyncParsableCommand {
             let device = try options.openDevice()
             let (conversation, label) = try device.conversationId(peer: peer, group: target.group)
             let page = try device.store.messages(in: conversation, limit: max(1, min(limit, DeviceStore.maxPageSize)))
-            for message in page.messages.reversed() { options.output.message(message, conversation: label, me: device.account.name) }
+            let group = target.group != nil
+            for message in page.messages.reversed() {
+                let receipts = message.outgoing && !message.notice ? try device.store.receiptSummary(of: message.id, group: group) : nil
+                options.output.message(message, conversation: label, me: device.account.name, receipts: receipts)
+            }
             let groupId = try target.group.map { try device.resolveGroup($0) }
             IdentityWarnings.warn(device, about: IdentityWarnings.accounts(device, peer: peer, groupId: groupId))
+            await device.close()
+        }
+    }
+}
+
+struct Info: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show what happened to a message: per recipient (each member of a group) and device, when it was sent, delivered and read.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The message id (as `send` and `history --json` print it), or a unique prefix of it (at least 4 characters).")
+    var id: String
+
+    /// The shortest id prefix `info` looks up (shorter ones match too much to be useful).
+    static let minimumPrefix = 4
+
+    func run() async throws {
+        try await guarded {
+            let device = try options.openDevice()
+            guard id.count >= Self.minimumPrefix else { throw CLIError("give at least \(Self.minimumPrefix) characters of the message id") }
+            let matches = try device.store.messages(uidPrefix: id, limit: 2)
+            guard let found = matches.first else { throw CLIError("no message with id \(id)") }
+            guard matches.count == 1 else { throw CLIError("\(id) matches several messages; give more of the id") }
+            guard let message = try device.store.message(id: found) else { throw CLIError("no message with id \(id)") }
+            let conversation = try device.store.conversation(id: message.conversation)
+            let label = conversation.map(Output.name(of:)) ?? "?"
+            let uid = message.messageUid ?? id
+            guard message.outgoing else {
+                options.output.emit(
+                    "message \(uid) from \(message.sender.name) (device \(message.sender.deviceId)) in \(label), sent \(Output.time(message.sentAt)) UTC, received \(Output.time(message.receivedAt)) UTC",
+                    [
+                        "event": "info", "id": .string(uid), "from": .string(message.sender.name), "device": .int(Int64(message.sender.deviceId)),
+                        "conversation": .string(label), "sentAt": message.sentAt.map(JSONValue.int) ?? .null,
+                        "receivedAt": message.receivedAt.map(JSONValue.int) ?? .null,
+                    ])
+                await device.close()
+                return
+            }
+            options.output.emit(
+                "message \(uid) to \(label), written \(Output.time(message.sentAt)) UTC",
+                ["event": "info", "id": .string(uid), "conversation": .string(label), "sentAt": message.sentAt.map(JSONValue.int) ?? .null])
+            func time(_ millis: Int64?) -> JSONValue { millis.map(JSONValue.int) ?? .null }
+            for recipient in try device.store.receipts(of: found) {
+                options.output.emit(
+                    "  \(recipient.account): \(recipient.status.rawValue)\(recipient.sentAt.map { ", sent \(Output.time($0)) UTC" } ?? "")",
+                    [
+                        "event": "receipt", "id": .string(uid), "recipient": .string(recipient.account), "status": .string(recipient.status.rawValue),
+                        "sentAt": time(recipient.sentAt),
+                        "devices": .array(recipient.devices.map { entry -> JSONValue in
+                            .object([
+                                "device": .int(Int64(entry.deviceId)), "sentAt": time(entry.sentAt), "deliveredAt": time(entry.deliveredAt),
+                                "readAt": time(entry.readAt),
+                            ])
+                        }),
+                    ])
+                guard !options.output.json else { continue }
+                for receipt in recipient.devices {
+                    var parts: [String] = []
+                    if let at = receipt.sentAt { parts.append("sent \(Output.time(at))") }
+                    parts.append(receipt.deliveredAt.map { "delivered \(Output.time($0))" } ?? "not delivered yet")
+                    if let at = receipt.readAt { parts.append("read \(Output.time(at))") }
+                    options.output.emit("    device \(receipt.deviceId): " + parts.joined(separator: ", "), [:])
+                }
+            }
             await device.close()
         }
     }
@@ -357,34 +498,45 @@ struct Presence: AsyncParsableCommand {
             let events = await device.events()
             try await device.watchPresence(wanted)
             let loop = Task { await device.run() }
-            let collector = Task { () -> [String: (Bool, Int64?)] in
+            let collector = Task { () -> (connected: Bool, seen: [String: (Bool, Int64?)]) in
                 var seen: [String: (Bool, Int64?)] = [:]
+                var connected = false
                 for await event in events {
+                    if case .connected = event { connected = true }
                     if case .presence(let account, let online, let lastSeen) = event {
                         seen[account] = (online, lastSeen)
                         if Set(seen.keys).isSuperset(of: wanted) { break }
                     }
                 }
-                return seen
+                return (connected, seen)
             }
             let timer = Task {
                 try? await Task.sleep(for: .seconds(wait))
                 collector.cancel()
             }
-            let seen = await collector.value
+            let (connected, seen) = await collector.value
             timer.cancel()
             loop.cancel()
             IdentityWarnings.warn(device, about: wanted)
+            var unreachable: String? = nil
+            if !connected { unreachable = await unreachableReason(device) }
             await device.close()
+            guard connected else {
+                throw CLIError(unreachable ?? "the relay at \(device.account.serverURL) did not accept a connection within \(wait) s")
+            }
+            var unanswered: [String] = []
             for account in wanted {
                 guard let (online, lastSeen) = seen[account] else {
-                    options.output.emit("\(account): unknown", ["account": .string(account), "online": .null])
+                    unanswered.append(account)
                     continue
                 }
                 let when = lastSeen.map { "last seen \(Output.time($0)) UTC" } ?? "never seen"
                 options.output.emit(
                     "\(account): \(online ? "online" : "offline, \(when)")",
                     ["account": .string(account), "online": .bool(online), "lastSeen": lastSeen.map(JSONValue.int) ?? .null])
+            }
+            if !unanswered.isEmpty {
+                throw CLIError("the relay did not say within \(wait) s whether \(unanswered.joined(separator: ", ")) \(unanswered.count == 1 ? "is" : "are") online")
             }
         }
     }
@@ -457,13 +609,30 @@ struct Typing: AsyncParsableCommand {
     @OptionGroup var target: Target
     @Argument(help: "The other account (omit with --group).") var peer: String?
     @Flag(help: "Say that typing stopped.") var stop = false
+    @Option(help: "Seconds to wait for the connection to the relay.") var wait = 5
 
     func run() async throws {
         try await guarded {
             let device = try options.openDevice()
             let events = await device.events()
             let loop = Task { await device.run() }
-            for await event in events { if case .connected = event { break } }
+            // The relay must be reached within `wait` seconds: `run` retries for ever, a command must not.
+            let waiter = Task { () -> Bool in
+                for await event in events { if case .connected = event { return true } }
+                return false
+            }
+            let timer = Task {
+                try? await Task.sleep(for: .seconds(wait))
+                waiter.cancel()
+            }
+            let connected = await waiter.value
+            timer.cancel()
+            guard connected else {
+                loop.cancel()
+                let unreachable = await unreachableReason(device)
+                await device.close()
+                throw CLIError(unreachable ?? "the relay at \(device.account.serverURL) did not accept a connection within \(wait) s")
+            }
             if let group = target.group {
                 try await device.setTyping(!stop, inGroup: try device.resolveGroup(group))
             } else {

@@ -49,7 +49,7 @@ struct Link: AsyncParsableCommand {
 
         func run() async throws {
             try await guarded {
-                guard let server = options.server else { throw CLIError("link join needs --server URL") }
+                let server = try options.serverURL(for: "link join")
                 try options.ensureHome()
                 let (device, imported) = try await CLIError.wrap {
                     try await ParleyDevice.join(

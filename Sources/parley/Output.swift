@@ -7,8 +7,7 @@ struct Output: Sendable {
     let json: Bool
 
     func emit(_ human: @autoclosure () -> String, _ fields: [String: JSONValue]) {
-        let line = json ? JSONValue.object(fields).rendered : human()
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        Console.out(json ? JSONValue.object(fields).rendered : human())
     }
 
     static func time(_ millis: Int64?) -> String {
@@ -19,7 +18,28 @@ struct Output: Sendable {
         return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
     }
 
-    func message(_ message: StoredMessage, conversation: String, me: String) {
+    /// A history line's receipt summary: "delivered 2/2" (devices of a 1:1 recipient), "delivered to 5 of 5,
+    /// read by 3 of 5" (group members), "sent", "pending", "failed".
+    static func compact(_ summary: ReceiptSummary, group: Bool) -> String {
+        guard summary.recipients > 0 else { return "" }
+        if summary.failed == summary.recipients { return "failed" }
+        if summary.pending == summary.recipients { return "pending" }
+        var parts: [String] = []
+        if group {
+            parts.append(summary.delivered == 0 ? "sent" : "delivered to \(summary.delivered) of \(summary.total)")
+            if summary.read > 0 { parts.append("read by \(summary.read) of \(summary.total)") }
+        } else if summary.perDevice {
+            parts.append(summary.delivered == 0 ? "sent" : "delivered \(summary.delivered)/\(summary.total)")
+            if summary.read > 0 { parts.append("read \(summary.read)/\(summary.total)") }
+        } else {
+            parts.append(summary.read > 0 ? "read" : summary.delivered > 0 ? "delivered" : "sent")
+        }
+        if summary.failed > 0 { parts.append("failed for \(summary.failed)") }
+        if summary.pending > 0 { parts.append("pending for \(summary.pending)") }
+        return parts.joined(separator: ", ")
+    }
+
+    func message(_ message: StoredMessage, conversation: String, me: String, receipts: ReceiptSummary? = nil) {
         if message.notice {
             // A group change ("#team alice removed carol"), or a local event of a 1:1 conversation
             // ("-- your safety number with bob changed").
@@ -45,9 +65,21 @@ struct Output: Sendable {
             !message.couldNotDecrypt ? (message.body ?? "<unreadable>")
             : message.repairUnavailable ? "<could not decrypt; the sender could not resend it>"
             : "<could not decrypt; repairing the session>"
-        let statuses = message.outgoing && !message.statuses.isEmpty
-            ? "  [" + message.statuses.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.rawValue)" }.joined(separator: ", ") + "]"
-            : ""
+        let statuses: String
+        if let receipts, message.outgoing, receipts.recipients > 0 {
+            statuses = "  [" + Self.compact(receipts, group: isGroup) + "]"
+        } else if message.outgoing && !message.statuses.isEmpty {
+            statuses = "  [" + message.statuses.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.rawValue)" }.joined(separator: ", ") + "]"
+        } else {
+            statuses = ""
+        }
+        var receiptFields: JSONValue = .null
+        if let receipts, message.outgoing, receipts.recipients > 0 {
+            receiptFields = .object([
+                "total": .int(Int64(receipts.total)), "delivered": .int(Int64(receipts.delivered)), "read": .int(Int64(receipts.read)),
+                "per": .string(receipts.perDevice ? "device" : "account"),
+            ])
+        }
         emit(
             "[\(Self.time(message.sentAt ?? message.receivedAt))] \(who): \(body)\(statuses)",
             [
@@ -56,7 +88,7 @@ struct Output: Sendable {
                 "body": message.body.map(JSONValue.string) ?? .null, "undecryptable": .bool(message.couldNotDecrypt),
                 "lost": .bool(message.repairUnavailable),
                 "sentAt": message.sentAt.map(JSONValue.int) ?? .null,
-                "statuses": .object(message.statuses.mapValues { .string($0.rawValue) }),
+                "statuses": .object(message.statuses.mapValues { .string($0.rawValue) }), "receipts": receiptFields,
             ])
     }
 

@@ -3,9 +3,31 @@ import Foundation
 import ParleyClient
 import ParleyProtocol
 import ParleyWire
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 @main
 struct Parley: AsyncParsableCommand {
+    /// Exit status of `sync` when it received everything but left outbox entries queued (a temporary failure:
+    /// the next command that reaches the relay sends them). sysexits.h's EX_TEMPFAIL.
+    static let exitQueued: Int32 = 75
+
+    /// The entry point: a closed standard output (`parley sync | head -1`) must not kill the process, and the
+    /// global options may come before the subcommand (`parley --json sync`).
+    static func main() async {
+        // Without this a write to a closed pipe kills the process with SIGPIPE; with it the write fails with
+        // EPIPE, and `Console` stops writing to standard output while the command finishes its work.
+        signal(SIGPIPE, SIG_IGN)
+        await main(GlobalArguments.reordered(Array(CommandLine.arguments.dropFirst())))
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "parley",
         abstract: "End-to-end encrypted messaging from the terminal. One --home folder is one device.",
@@ -16,7 +38,7 @@ struct Parley: AsyncParsableCommand {
             """,
         subcommands: [
             Register.self, Whoami.self, Devices.self, Link.self, Send.self, Sync.self, Listen.self, Chat.self,
-            History.self, Search.self, Read.self, Typing.self, Group.self, Presence.self, SafetyNumberCommand.self, Verify.self, Trust.self,
+            History.self, Info.self, Search.self, Read.self, Typing.self, Group.self, Presence.self, SafetyNumberCommand.self, Verify.self, Trust.self,
         ])
 }
 
@@ -24,7 +46,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "This device's folder; its store is <home>/device.sqlite. Default: $PARLEY_HOME or ~/.parley.")
     var home: String?
 
-    @Option(help: "Relay URL, e.g. http://127.0.0.1:8080 (for register and link; remembered in the store).")
+    @Option(help: "Relay URL, http:// or https://, e.g. http://127.0.0.1:8080 (for register and link; remembered in the store).")
     var server: String?
 
     @Flag(help: "Machine-readable output: one JSON object per line.")
@@ -44,16 +66,30 @@ struct GlobalOptions: ParsableArguments {
 
     var output: Output { Output(json: json) }
 
+    /// `--server`, checked: an http or https URL with a host (the relay's address for `register` and
+    /// `link join`), else one clear line.
+    func serverURL(for command: String) throws -> String {
+        guard let raw = server else { throw CLIError("\(command) needs --server URL (e.g. --server http://127.0.0.1:8080)") }
+        guard let url = URL(string: raw), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil, url.user == nil
+        else {
+            throw CLIError("--server must be an http:// or https:// URL such as http://127.0.0.1:8080, not \"\(raw)\"")
+        }
+        CLIError.relayURL.withLock { $0 = raw }
+        return raw
+    }
+
     /// Opens this home's device, or fails with one clear line.
     func openDevice() throws -> ParleyDevice {
         guard FileManager.default.fileExists(atPath: storePath) else {
             throw CLIError("no device in \(homePath): run `parley register NAME --server URL` or `parley link join LINK` first")
         }
         let device = try CLIError.wrap { try ParleyDevice.open(storePath: storePath, passphrase: passphrase, rateLimit: Self.rateLimit) }
+        CLIError.relayURL.withLock { $0 = device.account.serverURL }
         if let reset = device.rollbackReset {
-            FileHandle.standardError.write(Data(
-                ("warning: this device's store was restored from an older copy; \(reset.sessions) sessions and "
-                    + "\(reset.senderKeys) sender keys were reset (new sessions start with the next messages)\n").utf8))
+            Console.error(
+                "warning: this device's store was restored from an older copy; \(reset.sessions) sessions and "
+                    + "\(reset.senderKeys) sender keys were reset (new sessions start with the next messages)")
         }
         return device
     }
@@ -61,7 +97,7 @@ struct GlobalOptions: ParsableArguments {
     /// The relay's rate limits are waited out (bounded) with a line on standard error per wait, so that a
     /// slow command says why it is slow; it is never reported as an unreachable relay.
     static let rateLimit = RateLimitPolicy(onWait: { seconds in
-        FileHandle.standardError.write(Data("parley: rate limited by the relay; retrying in \(seconds) s\n".utf8))
+        Console.error("parley: rate limited by the relay; retrying in \(seconds) s")
     })
 
     func ensureHome() throws {
@@ -74,6 +110,16 @@ struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 
+    /// The relay this command talks to (set when a device is opened or `--server` is read), so that a
+    /// transport failure reads "cannot reach the relay at http://…: connection refused".
+    static let relayURL = Mutex<String?>(nil)
+
+    /// "cannot reach the relay at URL: reason".
+    static func unreachable(_ reason: String) -> String {
+        let url = relayURL.withLock { $0 } ?? "(no relay configured)"
+        return "cannot reach the relay at \(url): \(reason)"
+    }
+
     static func wrap<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as CLIError { throw error } catch { throw CLIError(describe(error)) }
     }
@@ -84,6 +130,8 @@ struct CLIError: Error, CustomStringConvertible {
 
     static func describe(_ error: any Error) -> String {
         switch error {
+        case let error where TransportFailure.reason(error) != nil: return unreachable(TransportFailure.reason(error) ?? "")
+        case ClientError.relay(let inner) where TransportFailure.reason(inner) != nil: return unreachable(TransportFailure.reason(inner) ?? "")
         case let error as ClientError: return error.description
         case let error as DeviceStoreError: return "store: \(error)"
         case let error as RelayClientError:
@@ -109,8 +157,78 @@ extension AsyncParsableCommand {
             throw error
         } catch {
             let line = (error as? CLIError)?.description ?? CLIError.describe(error)
-            FileHandle.standardError.write(Data("parley: \(line)\n".utf8))
+            Console.error("parley: \(line)")
             throw ExitCode.failure
+        }
+    }
+}
+
+/// The global options (`--json`, `--home`, `--server`) belong to each subcommand; written before it
+/// (`parley --json sync`) they are moved to just after the subcommand's name, so they work in either place.
+enum GlobalArguments {
+    static let flags: Set<String> = ["--json"]
+    static let options: Set<String> = ["--home", "--server"]
+
+    static func reordered(_ arguments: [String]) -> [String] {
+        var command: any ParsableCommand.Type = Parley.self
+        var path: [String] = []
+        var moved: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if flags.contains(argument) || options.contains(where: { argument.hasPrefix($0 + "=") }) {
+                moved.append(argument)
+                index += 1
+            } else if options.contains(argument), index + 1 < arguments.count {
+                moved += [argument, arguments[index + 1]]
+                index += 2
+            } else if let sub = command.configuration.subcommands.first(where: { $0._commandName == argument }) {
+                path.append(argument)
+                command = sub
+                index += 1
+            } else {
+                break
+            }
+        }
+        guard !path.isEmpty, !moved.isEmpty else { return arguments }
+        return path + moved + arguments[index...]
+    }
+}
+
+/// Standard output and error, written with `write(2)`: a reader that went away (`parley sync | head -1`)
+/// makes writes fail with EPIPE (SIGPIPE is ignored), after which standard output is left alone and the
+/// command finishes quietly (Foundation's `FileHandle.write` would trap on the error instead).
+enum Console {
+    private static let outputClosed = Atomic<Bool>(false)
+    private static let errorClosed = Atomic<Bool>(false)
+
+    static func out(_ line: String) { write(line + "\n", to: 1, closed: outputClosed) }
+
+    static func error(_ line: String) { write(line + "\n", to: 2, closed: errorClosed) }
+
+    private static func write(_ text: String, to descriptor: Int32, closed: borrowing Atomic<Bool>) {
+        guard !closed.load(ordering: .relaxed) else { return }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                #if canImport(Glibc)
+                return Glibc.write(descriptor, base + offset, raw.count - offset)
+                #elseif canImport(Musl)
+                return Musl.write(descriptor, base + offset, raw.count - offset)
+                #else
+                return Darwin.write(descriptor, base + offset, raw.count - offset)
+                #endif
+            }
+            if written > 0 {
+                offset += written
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else {
+                closed.store(true, ordering: .relaxed)  // EPIPE (or another failure): nobody reads any more
+                return
+            }
         }
     }
 }

@@ -36,7 +36,8 @@ public enum ClientEvent: Sendable, Equatable {
 public enum SendDeferral: Sendable, Equatable, CustomStringConvertible {
     /// The relay answered `429` and asked for a longer wait than a request waits (`RateLimitPolicy`).
     case rateLimited(retryAfterSeconds: Int)
-    /// No answer from the relay (connection refused, timeout, TLS failure): `reason` says which.
+    /// No answer from the relay (connection refused, timeout, TLS failure): `reason` says which, in a few
+    /// words where it is a known transport failure ("connection refused"; `TransportFailure`).
     case relayUnreachable(String)
     /// The relay answered but could not take the message now (a full queue, `5xx`, a group changing under
     /// the send): `reason` says what.
@@ -56,7 +57,7 @@ public enum SendDeferral: Sendable, Equatable, CustomStringConvertible {
         case RelayClientError.rateLimited(let seconds, _): return .rateLimited(retryAfterSeconds: seconds)
         case let error as RelayClientError: return .relayBusy("\(error)")
         case let error as ClientError: return .relayBusy(error.description)
-        default: return .relayUnreachable("\(error)")
+        default: return .relayUnreachable(TransportFailure.reason(error) ?? "\(error)")
         }
     }
 }
@@ -77,6 +78,12 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     case groupUnsettled(String)
     /// A parameter is not acceptable (`what` says which).
     case invalidArgument(String)
+    /// The relay knows no account of this name (nothing was stored: no contact, no message).
+    case unknownAccount(String)
+    /// A message with no text (empty or only white space) is not sent.
+    case emptyMessage
+    /// The text is longer than `ParleyDevice.maxMessageTextBytes` (UTF-8 bytes).
+    case messageTooLong(bytes: Int, limit: Int)
     /// The link or registration step failed at the relay.
     case relay(RelayClientError)
     /// This device removed itself from its account (or the relay refused its credential): it sends nothing.
@@ -93,6 +100,10 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case .deviceListUnsettled(let account): return "the device list of \(account) kept changing; try again"
         case .groupUnsettled(let id): return "the members of group \(id) kept changing; the message stays queued"
         case .invalidArgument(let what): return what
+        case .unknownAccount(let name): return "no account named \(name) at the relay (nothing was sent)"
+        case .emptyMessage: return "refusing to send an empty message"
+        case .messageTooLong(let bytes, let limit):
+            return "the message is \(bytes) bytes; the limit is \(limit) bytes (\(limit / 1024) KiB) of UTF-8 text"
         case .relay(let error): return "relay: \(error)"
         case .deviceRemoved: return "this device was removed from the account"
         }

@@ -37,6 +37,7 @@ extension ParleyDevice {
     @discardableResult
     public func sendGroup(_ text: String, to groupId: String) async throws -> String {
         let groupId = groupId.lowercased()
+        try Self.checkText(text)
         guard try store.groupMembers(groupId: groupId).contains(account.name) else { throw ClientError.notAGroupMember(groupId) }
         var data = DataMessage()
         data.messageID = UUID().uuidString.lowercased()

@@ -204,9 +204,15 @@ extension ParleyDevice {
                 return []
             }
             let status: DeliveryStatus = receipt.kind == .read ? .read : .delivered
+            // When the recipient device says it delivered or read it (its clock, end-to-end authenticated),
+            // never later than now; without one, now.
+            let now = Self.nowMillis()
+            let at = receipt.timestamp > 0 ? min(Int64(clamping: receipt.timestamp), now) : now
             var events: [ClientEvent] = []
             for uid in receipt.messageIds {
                 guard let id = try store.message(uid: uid, sender: account.name) else { continue }
+                // Per device (client.md §4), then the account's status as before.
+                try store.recordReceipt(status, from: sender, of: id, at: at)
                 if try store.setStatus(status, for: sender.name, of: id) {
                     events.append(.status(messageUid: uid, recipient: sender.name, status: status))
                 }

@@ -10,6 +10,18 @@ extension ParleyDevice {
     static let maxPermanentAttempts = 1
     /// How often a send is repaired (mismatched/stale devices) before giving up for now.
     static let maxRepairRounds = 5
+    /// The longest message text, in UTF-8 bytes: 64 KiB. Parley has no attachments, so a text travels inline;
+    /// padded, framed and encrypted it stays far inside the relay's 256 KiB per-ciphertext cap
+    /// (`RelayLimits.maxCiphertextBytes`), and a history row or a search-index entry stays small. (Signal's
+    /// clients move text beyond a few KiB into an attachment; 64 KiB is its long-text limit.)
+    public static let maxMessageTextBytes = 64 * 1024
+
+    /// Refuses text that is empty (or only white space) or longer than `maxMessageTextBytes`.
+    static func checkText(_ text: String) throws {
+        guard !text.allSatisfy(\.isWhitespace) else { throw ClientError.emptyMessage }
+        let bytes = text.utf8.count
+        guard bytes <= maxMessageTextBytes else { throw ClientError.messageTooLong(bytes: bytes, limit: maxMessageTextBytes) }
+    }
 
     // MARK: public sending API
 
@@ -19,6 +31,8 @@ extension ParleyDevice {
     @discardableResult
     public func send(_ text: String, to peer: String) async throws -> String {
         guard !peer.isEmpty else { throw ClientError.invalidArgument("empty recipient") }
+        try Self.checkText(text)
+        try await checkRecipientExists(peer)
         let uid = UUID().uuidString.lowercased()
         var data = DataMessage()
         data.messageID = uid
@@ -27,6 +41,22 @@ extension ParleyDevice {
         try enqueueDirect(data, to: peer)
         await flushOutbox()
         return uid
+    }
+
+    /// A recipient this device has never seen (no contact row) is looked up at the relay first: an account the
+    /// relay does not know (no devices) is refused before anything is stored, so a typo does not become a
+    /// contact and a message that can only fail. If the relay cannot be reached the message is queued as any
+    /// other (the lookup happens with the send); contacts are not looked up again.
+    func checkRecipientExists(_ peer: String) async throws {
+        guard peer != account.name, try store.contact(account: peer) == nil else { return }
+        let listed: [DeviceInfo]
+        do { listed = try await relay.devices(of: peer) } catch RelayClientError.rejected(404, _, _) {
+            throw ClientError.unknownAccount(peer)
+        } catch {
+            if Self.isTransient(error) { return }
+            throw error
+        }
+        if listed.isEmpty { throw ClientError.unknownAccount(peer) }
     }
 
     /// Writes a 1:1 DataMessage to the history and the outbox in one transaction.
@@ -72,15 +102,25 @@ extension ParleyDevice {
     /// Sends everything in the outbox, oldest first. Stops at the first entry that fails for a
     /// transient reason (relay unreachable, rate limited): it and those after it stay queued.
     /// Entries refused for good are removed, their messages marked `failed`.
+    ///
+    /// A call while a flush is running does not return at once: it asks that flush to go round once more
+    /// (for entries queued meanwhile) and waits for it, so that whoever awaits `flushOutbox` (`syncOnce`
+    /// before it disconnects, `send`) knows the outbox was tried up to its own entries.
     public func flushOutbox() async {
         // A removed device sends nothing: its outbox stays as it is (the relay would refuse every entry).
         if closed || removedFromAccount { return }
         if flushing {
             flushAgain = true
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in flushWaiters.append(continuation) }
             return
         }
         flushing = true
-        defer { flushing = false }
+        defer {
+            flushing = false
+            let waiters = flushWaiters
+            flushWaiters = []
+            for waiter in waiters { waiter.resume() }
+        }
         repeat {
             flushAgain = false
             while true {
@@ -103,13 +143,14 @@ extension ParleyDevice {
     /// Sends one entry. Returns false when it stays queued (a transient failure).
     private func deliver(_ entry: OutboxEntry) async -> Bool {
         var recipients: [String] = []
+        var devicesSentTo: [UInt32] = []
         do {
             recipients = try recipientsOf(entry)  // (a group's members as of this send)
             switch entry.destination {
             case .direct(let peer):
                 let timestamp = try entry.clientTimestamp ?? store.nextSendTimestamps(now: Self.nowMillis())
                 try logDirectSend(entry, to: peer, timestamp: timestamp)
-                _ = try await deliverDirect(
+                devicesSentTo = try await deliverDirect(
                     to: peer, content: entry.content, ownContent: entry.ownContent, clientTimestamp: timestamp)
             case .group(let groupId):
                 try await deliverGroup(groupId: groupId, content: entry.content, clientTimestamp: entry.clientTimestamp)
@@ -149,7 +190,13 @@ extension ParleyDevice {
             try store.transaction { store in
                 try store.removeOutgoing(id: entry.id)
                 if let uid = entry.messageUid, let id = try store.message(uid: uid, sender: account.name) {
-                    for recipient in recipients { try store.setStatus(.sent, for: recipient, of: id) }
+                    let now = Self.nowMillis()
+                    for recipient in recipients {
+                        try store.setStatus(.sent, for: recipient, of: id)
+                        // 1:1: the devices it was encrypted for, each to be delivered to; a group's member
+                        // devices are known only from their receipts (`devicesSentTo` stays empty).
+                        try store.recordSent(id, to: recipient, devices: devicesSentTo, at: now)
+                    }
                 }
             }
         } catch {

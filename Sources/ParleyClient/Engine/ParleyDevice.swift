@@ -33,6 +33,8 @@ public actor ParleyDevice {
     var flushing = false
     var closed = false
     var flushAgain = false
+    /// Callers of `flushOutbox` waiting for the flush that was running when they called.
+    var flushWaiters: [CheckedContinuation<Void, Never>] = []
     var connection: RelayConnection?
     var lastFrameAt = ContinuousClock.now
     /// Accounts whose presence is watched (nil: the contacts).
@@ -395,6 +397,26 @@ extension ParleyDevice {
         } else {
             try store.forgetDevice(account: account.name, deviceId: deviceId)
             try? await refreshDevices(of: account.name)
+        }
+    }
+
+    /// The receipts of this account's outgoing message `uid`: per recipient account (each member of a group)
+    /// its status, when the relay took it, and per device when it was sent to, delivered to and read on it.
+    /// Empty when no such outgoing message is stored.
+    public nonisolated func receipts(ofMessage uid: String) throws -> [RecipientReceipts] {
+        guard let id = try store.message(uid: uid, sender: account.name) else { return [] }
+        return try store.receipts(of: id)
+    }
+
+    /// Whether the relay answers at all (`GET /healthz`): nil when it does, else why it cannot be reached in
+    /// a few words ("connection refused"; `TransportFailure`). A relay that answers, even with an error, is
+    /// reachable.
+    public func probeRelay() async -> String? {
+        do {
+            _ = try await relay.health()
+            return nil
+        } catch {
+            return TransportFailure.reason(error)
         }
     }
 }

@@ -150,10 +150,12 @@ extension DeviceStore {
                 }
                 guard known.mayChange(to: status) else { return false }
             }
+            // An upsert, not INSERT OR REPLACE: the row's other columns (`sent_at`, client-v7-receipts) stay.
             try db.execute(
                 sql: """
-                    INSERT OR REPLACE INTO message_status (message_id, recipient_account, status, updated_at)
+                    INSERT INTO message_status (message_id, recipient_account, status, updated_at)
                     VALUES (?, ?, ?, ?)
+                    ON CONFLICT (message_id, recipient_account) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at
                     """,
                 arguments: [message.rawValue, recipient, status.rawValue, now])
             return true

@@ -30,6 +30,10 @@ import GRDB
 /// * `client-v6-identity-notice`: contacts whose safety number changed (`identity_change`): the
 ///   key the history line was written for, when, and whether the user has looked at the new
 ///   safety number since (until then every command that sends to or shows the contact warns).
+/// * `client-v7-receipts`: receipts per recipient device (`message_receipt`: for an outgoing
+///   message, each recipient account's device, when it was sent to it, delivered and read), and
+///   when each recipient account's copy left the outbox (`message_status.sent_at`). Existing
+///   statuses stay as they are (rows sent before have no device rows and no `sent_at`).
 ///
 /// Conventions: timestamps are INTEGER milliseconds since 1970 UTC; uint32 ids are INTEGER;
 /// columns named `*_sealed` hold `ValueProtection` output (sealed or clear, see `meta.sealing`).
@@ -53,6 +57,9 @@ enum StoreSchema {
         }
         migrator.registerMigration("client-v6-identity-notice") { db in
             try createIdentityNotice(db)
+        }
+        migrator.registerMigration("client-v7-receipts") { db in
+            try createVersion7Receipts(db)
         }
         return migrator
     }
@@ -264,6 +271,23 @@ enum StoreSchema {
                 ALTER TABLE message ADD COLUMN repair_state TEXT;
                 ALTER TABLE message ADD COLUMN repair_requests INTEGER NOT NULL DEFAULT 0;
                 CREATE INDEX message_placeholder ON message (sender_account, sender_device_id, sent_at) WHERE undecryptable = 1;
+                """)
+    }
+
+    private static func createVersion7Receipts(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE message_receipt (
+                    message_id INTEGER NOT NULL REFERENCES message(id) ON DELETE CASCADE,
+                    recipient_account TEXT NOT NULL,
+                    device_id INTEGER NOT NULL,
+                    sent_at INTEGER,
+                    delivered_at INTEGER,
+                    read_at INTEGER,
+                    PRIMARY KEY (message_id, recipient_account, device_id)
+                ) WITHOUT ROWID;
+
+                ALTER TABLE message_status ADD COLUMN sent_at INTEGER;
                 """)
     }
 
