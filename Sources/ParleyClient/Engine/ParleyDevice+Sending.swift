@@ -31,6 +31,7 @@ extension ParleyDevice {
     @discardableResult
     public func send(_ text: String, to peer: String) async throws -> String {
         guard !peer.isEmpty else { throw ClientError.invalidArgument("empty recipient") }
+        guard !removedFromAccount else { throw ClientError.deviceRemoved }
         try Self.checkText(text)
         try await checkRecipientExists(peer)
         let uid = UUID().uuidString.lowercased()
@@ -52,6 +53,10 @@ extension ParleyDevice {
         let listed: [DeviceInfo]
         do { listed = try await relay.devices(of: peer) } catch RelayClientError.rejected(404, _, _) {
             throw ClientError.unknownAccount(peer)
+        } catch RelayClientError.deviceRemoved {
+            // Found out here first: this device can send nothing (see `deliver`).
+            removedFromAccount = true
+            throw ClientError.deviceRemoved
         } catch {
             if Self.isTransient(error) { return }
             throw error
