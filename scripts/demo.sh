@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: an end-to-end demo on one machine. A relay on its embedded SQLite database in a
 # temporary folder; alice with two devices (a phone and a laptop, linked end to end) and bob;
-# 1:1 and group messages with delivery and read receipts, presence, bob recovering his account
+# 1:1 and group messages with delivery and read receipts, a member removed from a group (new
+# sender keys: she cannot read what follows), presence, bob recovering his account
 # on a new phone with its recovery code (alice is warned that his safety number changed), a look
 # into the relay's database to show that it holds only ciphertext, and at the end the laptop's
 # removal from the account. Everything is removed afterwards.
@@ -105,6 +106,25 @@ run "$PHONE" sync
 run "$LAPTOP" sync
 run "$PHONE" history --group "$GROUP"
 
+step "carol joins the group, then alice removes her: the next message goes under new sender keys, which carol never gets"
+CAROL="$WORK/carol"; CAROLNAME="carol$SUFFIX"
+run "$CAROL" register "$CAROLNAME" --server "$SERVER" --device-name carol-phone
+run "$LAPTOP" group add "$GROUP" "$CAROLNAME"
+run "$LAPTOP" send --group "$GROUP" "Welcome, Carol"
+run "$CAROL" sync
+run "$LAPTOP" group remove "$GROUP" "$CAROLNAME"
+run "$LAPTOP" send --group "$GROUP" "Carol has left the group"
+run "$BOB" sync
+run "$CAROL" sync
+printf '[%s]$ parley %s\n' "$(basename "$CAROL")" "history --group $GROUP"
+CAROL_HISTORY="$(PARLEY_HOME="$CAROL" "$PARLEY" history --group "$GROUP" 2>&1)"
+echo "$CAROL_HISTORY" | sed 's/^/    /'
+echo "$CAROL_HISTORY" | grep -q "Welcome, Carol" || { echo "carol did not get the message sent while she was a member"; exit 1; }
+if echo "$CAROL_HISTORY" | grep -q "Carol has left the group"; then
+  echo "carol read a message sent after her removal"; exit 1
+fi
+run "$BOB" history --group "$GROUP"
+
 step "safety numbers: alice and bob compare them out of band"
 run "$PHONE" safety-number "$BOBNAME"
 run "$BOB" safety-number "$ALICE"
@@ -145,7 +165,7 @@ run "$PHONE" send "$BOBNAME" "Got it, thanks"
 run "$LAPTOP" sync
 
 step "what the relay stored: only ciphertext (and no recovery code: only its SHA-256)"
-python3 - "$WORK/relay.sqlite" "$BOB_CODE" "${BOB_CODE//-/}" "See you soon" "Hi Bob, dinner at 8?" "Sounds good, see you there" "I'll be there at 8" "Perfect" "I booked a table for three" "Great, I'll bring dessert" "dinner" <<'PY'
+python3 - "$WORK/relay.sqlite" "$BOB_CODE" "${BOB_CODE//-/}" "See you soon" "Hi Bob, dinner at 8?" "Sounds good, see you there" "I'll be there at 8" "Perfect" "I booked a table for three" "Great, I'll bring dessert" "Welcome, Carol" "Carol has left the group" "dinner" <<'PY'
 import sqlite3, sys, glob
 db, secrets = sys.argv[1], sys.argv[2:]
 raw = b"".join(open(f, "rb").read() for f in glob.glob(db + "*"))
