@@ -118,19 +118,7 @@ final class PostgresRelayStore: RelayStore {
     /// PostgreSQL aborted it to break a deadlock or a serialization conflict.
     @discardableResult
     func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        guard health.isUp else { throw RelayError.unavailable }
-        var attempt = 0
-        while true {
-            do {
-                return try await leased { [self] connection in try await inTransaction(connection, body) }
-            } catch {
-                if attempt < PostgresStoreLimits.transactionRetries, Self.isRetryable(error) {
-                    attempt += 1
-                    continue
-                }
-                throw Self.mapped(error)
-            }
-        }
+        try await retrying { [self] in try await leased { [self] connection in try await inTransaction(connection, body) } }
     }
 
     /// Runs `body`, a single statement, outside an explicit transaction (the statement is its own transaction: no
@@ -138,14 +126,20 @@ final class PostgresRelayStore: RelayStore {
     /// serialization conflict.
     @discardableResult
     func statement<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await retrying { [self] in try await leased(body) }
+    }
+
+    /// Runs `attempt` (503 at once while the database is down); again, up to `PostgresStoreLimits.transactionRetries`
+    /// times, when PostgreSQL aborted it to break a deadlock or a serialization conflict. Other errors are mapped.
+    private func retrying<T: Sendable>(_ attempt: () async throws -> T) async throws -> T {
         guard health.isUp else { throw RelayError.unavailable }
-        var attempt = 0
+        var retries = 0
         while true {
             do {
-                return try await leased(body)
+                return try await attempt()
             } catch {
-                if attempt < PostgresStoreLimits.transactionRetries, Self.isRetryable(error) {
-                    attempt += 1
+                if retries < PostgresStoreLimits.transactionRetries, Self.isRetryable(error) {
+                    retries += 1
                     continue
                 }
                 throw Self.mapped(error)
