@@ -9,14 +9,20 @@ import Testing
 /// others (issue 12).
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct CLIDeviceTests {
-    @Test func removedDeviceDoesNotStopTheOtherDevicesSends() async throws {
-        let harness = try await EngineHarness()
+    /// alice registered on "phone" with "laptop" and "tablet" linked to it, bob registered on "bob".
+    static func aliceWithThreeDevicesAndBob(_ harness: EngineHarness) async throws -> (CLIHomes, String, String) {
         let homes = CLIHomes(harness)
         let (alice, bob) = (homes.name("alice"), homes.name("bob"))
         #expect(try await homes.run("phone", ["register", alice, "--server", harness.baseURL]).0 == 0)
         #expect(try await homes.run("bob", ["register", bob, "--server", harness.baseURL]).0 == 0)
         try await homes.link(from: "phone", to: "laptop")
         try await homes.link(from: "phone", to: "tablet")
+        return (homes, alice, bob)
+    }
+
+    @Test func removedDeviceDoesNotStopTheOtherDevicesSends() async throws {
+        let harness = try await EngineHarness()
+        let (homes, alice, bob) = try await Self.aliceWithThreeDevicesAndBob(harness)
 
         // The tablet is removed behind the phone's back (from the tablet itself, straight at the relay).
         let tablet = try ParleyDevice.open(storePath: homes.home("tablet") + "/device.sqlite")
@@ -43,12 +49,7 @@ struct CLIDeviceTests {
     /// from its folder, history stays readable).
     @Test func devicesRemoveAndTheRemovedDeviceSaysSo() async throws {
         let harness = try await EngineHarness()
-        let homes = CLIHomes(harness)
-        let (alice, bob) = (homes.name("alice"), homes.name("bob"))
-        #expect(try await homes.run("phone", ["register", alice, "--server", harness.baseURL]).0 == 0)
-        #expect(try await homes.run("bob", ["register", bob, "--server", harness.baseURL]).0 == 0)
-        try await homes.link(from: "phone", to: "laptop")
-        try await homes.link(from: "phone", to: "tablet")
+        let (homes, alice, bob) = try await Self.aliceWithThreeDevicesAndBob(harness)
         let laptopId = try await homes.deviceId("laptop"), tabletId = try await homes.deviceId("tablet")
         #expect(try await homes.run("bob", ["send", alice, "hello"]).0 == 0)
 
