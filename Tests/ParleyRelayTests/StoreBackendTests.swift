@@ -258,14 +258,9 @@ struct StoreBackendTests {
     /// Many fetches of one bundle at the same instant: every one-time prekey goes to exactly one of them.
     @Test(arguments: TestBackend.available)
     func concurrentFetchesNeverShareAOneTimePreKey(_ backend: TestBackend) async throws {
-        let database = try backend.freshDatabase()
-        // Two stores on one database: on PostgreSQL, two relay nodes.
-        let first = try await TestBackend.openStore(database)
-        let second = backend == .postgres ? try await TestBackend.openStore(database) : first
-        defer {
-            TestBackend.closeLater(first)
-            if backend == .postgres { TestBackend.closeLater(second) }
-        }
+        let stores = try await backend.makeStorePair()  // on PostgreSQL, two relay nodes
+        defer { stores.closeLater() }
+        let (first, second) = (stores.first, stores.second)
         let bob = try await Self.account(first, "bob", oneTime: 0)[0]
         let keys = (1...20).map { OneTimePreKey(keyId: UInt32($0), publicKey: Fixtures.bytes(33)) }
         _ = try await first.storePreKeys(bob.address, identityKey: nil, signed: nil, oneTime: keys)
@@ -372,13 +367,9 @@ struct StoreBackendTests {
     /// prekey goes to exactly one of them, and every other fetch gets the last-resort key.
     @Test(arguments: TestBackend.available)
     func concurrentFetchesNeverShareAOneTimeKyberPreKey(_ backend: TestBackend) async throws {
-        let database = try backend.freshDatabase()
-        let first = try await TestBackend.openStore(database)
-        let second = backend == .postgres ? try await TestBackend.openStore(database) : first
-        defer {
-            TestBackend.closeLater(first)
-            if backend == .postgres { TestBackend.closeLater(second) }
-        }
+        let stores = try await backend.makeStorePair()  // on PostgreSQL, two relay nodes
+        defer { stores.closeLater() }
+        let (first, second) = (stores.first, stores.second)
         let identity = Fixtures.identity()
         let lastResort = try KyberPreKeyTests.kyberPreKey(id: 500, signer: identity)
         let bob = try await Self.kyberAccount(first, identity: identity, lastResort: lastResort)

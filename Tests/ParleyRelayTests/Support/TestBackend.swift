@@ -58,6 +58,27 @@ enum TestBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     func makeStore() async throws -> any RelayStore {
         try await Self.openStore(try freshDatabase())
     }
+
+    /// Two stores on one fresh database: on PostgreSQL two relay nodes (each its own pool and node row); on SQLite
+    /// the one store twice (one process owns the file).
+    func makeStorePair() async throws -> StorePair {
+        let database = try freshDatabase()
+        let first = try await Self.openStore(database)
+        let second = self == .postgres ? try await Self.openStore(database) : first
+        return StorePair(first: first, second: second, distinct: self == .postgres)
+    }
+
+    struct StorePair: Sendable {
+        let first: any RelayStore
+        let second: any RelayStore
+        let distinct: Bool
+
+        /// `TestBackend.closeLater` for each store.
+        func closeLater() {
+            TestBackend.closeLater(first)
+            if distinct { TestBackend.closeLater(second) }
+        }
+    }
 }
 
 /// The EC-only prekey calls of the store tests written before Kyber prekeys: no Kyber keys, the one-time EC count.
