@@ -43,11 +43,6 @@ enum RecoveryCode {
 
     /// Whether a normalized code matches a stored hash (constant-time comparison of the hashes).
     static func verify(_ normalized: String, against stored: String) -> Bool {
-        let expected = Array(hash(normalized).utf8)
-        let actual = Array(stored.utf8)
-        guard expected.count == actual.count else { return false }
-        var difference: UInt8 = 0
-        for index in expected.indices { difference |= expected[index] ^ actual[index] }
-        return difference == 0
+        Credentials.sameHash(Data(hash(normalized).utf8), Data(stored.utf8))
     }
 }
