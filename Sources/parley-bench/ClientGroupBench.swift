@@ -22,6 +22,8 @@ struct ClientGroupSend: AsyncParsableCommand {
     var firstPosts = false
     @Option(help: "With --first-posts: members whose first post is timed.") var sample = 5
     @Option(help: "With --first-posts: later messages timed.") var later = 100
+    @Option(help: "With --first-posts: members running the whole client (the creator, the sampled posters, observers); the others only receive at their sockets.")
+    var fullMembers = 8
 
     func run() async throws {
         let dir = work.map { URL(fileURLWithPath: $0) }
@@ -29,7 +31,7 @@ struct ClientGroupSend: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { if work == nil { try? FileManager.default.removeItem(at: dir) } }
         if firstPosts {
-            try await GroupFirstPostBench(members: members, sample: sample, later: later, dir: dir).run()
+            try await GroupFirstPostBench(members: members, sample: sample, later: later, fullMembers: fullMembers, dir: dir).run()
             return
         }
         var limits = RelayLimits()

@@ -522,6 +522,14 @@ func connectBenchSocket(
     let ready = eventLoop.makePromise(of: Void.self)
     let socket = BenchSocket(
         stats: stats, eventLoop: eventLoop, payload: payload, ackBatch: ackBatch, ackDelay: ackDelay, ready: ready)
+    return connectWebSocket(on: eventLoop, host: host, port: port, authorization: authorization, handler: socket, ready: ready)
+}
+
+/// Opens one authenticated WebSocket to the relay's `/v1/ws` with `handler` on it once upgraded; the future
+/// completes when `ready` does (the handler completes it, e.g. on `queueEmpty`) and fails if the upgrade does.
+func connectWebSocket<Handler: ChannelInboundHandler & Sendable>(
+    on eventLoop: any EventLoop, host: String, port: Int, authorization: String, handler: Handler, ready: EventLoopPromise<Void>
+) -> EventLoopFuture<Handler> where Handler.InboundIn == WebSocketFrame {
     let bootstrap = ClientBootstrap(group: eventLoop)
         .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
         .channelInitializer { channel in
@@ -530,7 +538,7 @@ func connectBenchSocket(
                 channel.eventLoop.makeCompletedFuture {
                     request.done = true
                     channel.pipeline.syncOperations.removeHandler(request, promise: nil)
-                    try channel.pipeline.syncOperations.addHandler(socket)
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
             let configuration: NIOHTTPClientUpgradeSendableConfiguration = (upgraders: [upgrader], completionHandler: { _ in })
@@ -543,5 +551,5 @@ func connectBenchSocket(
         }
     let connected = bootstrap.connect(host: host, port: port)
     connected.whenFailure { ready.fail($0) }
-    return ready.futureResult.map { socket }
+    return ready.futureResult.map { handler }
 }
