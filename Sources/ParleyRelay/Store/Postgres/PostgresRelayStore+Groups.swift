@@ -111,10 +111,13 @@ extension PostgresRelayStore {
         for row in try await rows(
             connection,
             """
-            SELECT d.account_id, d.device_id, d.queue_count, d.queue_bytes, d.queue_seq, a.name FROM device d
+            SELECT d.account_id, d.device_id, d.queue_count - COALESCE(r.count, 0), d.queue_bytes - COALESCE(r.bytes, 0),
+                d.queue_seq, a.name
+            FROM device d
             JOIN unnest(\(unique.map(\.accountId)), \(unique.map { Int64($0.deviceId) })) AS t(a, v)
                 ON d.account_id = t.a AND d.device_id = t.v
             JOIN account a ON a.id = d.account_id
+            LEFT JOIN queue_release r ON r.account_id = d.account_id AND r.device_id = d.device_id
             ORDER BY d.account_id, d.device_id FOR NO KEY UPDATE OF d
             """)
         {

@@ -55,8 +55,9 @@ extension PostgresRelayStore {
         var bytes = 0
     }
 
-    /// The stored shares of `senders` in the queues of `candidates` (read after the devices' rows were locked:
-    /// a share changes only under its device's lock, so it stays as read until the transaction ends).
+    /// The stored shares of `senders` in the queues of `candidates`, less what acks released (read after the
+    /// devices' rows were locked: a share grows only under its device's lock; acks committed since only make it
+    /// smaller than read, so the check errs on the full side).
     func loadShares(_ connection: PostgresConnection, candidates: [DeviceAddress], senders: Set<Int64>) async throws
         -> [ShareKey: Room]
     {
@@ -65,9 +66,12 @@ extension PostgresRelayStore {
         for row in try await rows(
             connection,
             """
-            SELECT s.account_id, s.device_id, s.sender_id, s.count, s.bytes FROM queue_share s
+            SELECT s.account_id, s.device_id, s.sender_id, s.count - COALESCE(r.count, 0), s.bytes - COALESCE(r.bytes, 0)
+            FROM queue_share s
             JOIN unnest(\(candidates.map(\.accountId)), \(candidates.map { Int64($0.deviceId) })) AS t(a, v)
                 ON s.account_id = t.a AND s.device_id = t.v
+            LEFT JOIN queue_share_release r
+                ON r.account_id = s.account_id AND r.device_id = s.device_id AND r.sender_id = s.sender_id
             WHERE s.sender_id = ANY(\(Array(senders)))
             """)
         {
@@ -136,14 +140,18 @@ extension PostgresRelayStore {
             var senders = Set<Int64>()
             // What the whole batch could add to one device queue at most (each message addresses a device once).
             var batchRoom = Room()
+            // Accounts whose devices get copies: their device rows are locked for update (sequence numbers, counters).
+            var targetAccounts = Set<Int64>()
             for submission in submissions {
-                // The sender's devices are read (and locked) too: a send is stored only if its device still
-                // exists, and a removal, which deletes the device row, waits for this transaction or went first.
+                // The sender's devices are read (and key-share locked when they get no copy) too: a send is stored
+                // only if its device still exists, and a removal, which deletes the device row, waits for this
+                // transaction or went first.
                 accountIds.insert(submission.sender.accountId)
                 senders.insert(submission.sender.accountId)
                 switch submission.payload {
                 case .direct(let recipient, let messages, let own):
                     names.insert(recipient)
+                    if !own.isEmpty { targetAccounts.insert(submission.sender.accountId) }
                     for message in messages + own {
                         batchRoom.count += 1
                         batchRoom.bytes += message.content.count
@@ -160,6 +168,7 @@ extension PostgresRelayStore {
                     let (id, name) = try row.decode((Int64, String).self)
                     idsByName[name] = id
                     accountIds.insert(id)
+                    targetAccounts.insert(id)
                 }
             }
             var members: [UUID: [Int64]] = [:]
@@ -184,32 +193,51 @@ extension PostgresRelayStore {
                         let (groupId, member) = try row.decode((UUID, Int64).self)
                         members[groupId, default: []].append(member)
                         accountIds.insert(member)
+                        targetAccounts.insert(member)
                     }
                 }
             }
             var devices: [DeviceAddress: LockedDevice] = [:]
             var accountNames: [Int64: String] = [:]
+            var active: [Int64: [UInt32: UInt32]] = [:]
             if !accountIds.isEmpty {
+                // Devices that get copies: locked for update, in key order. Senders' devices that get none: locked
+                // only against their deletion (FOR KEY SHARE), so that sends to them, from any node, do not wait
+                // for this transaction. A queue's size is its counters less what acks released (not locked: see
+                // relay-pg-v7-queue-release).
+                let sharedOnly = Array(accountIds.subtracting(targetAccounts))
                 for row in try await rows(
                     connection,
                     """
-                    SELECT d.account_id, d.device_id, d.registration_id, d.state, d.queue_count, d.queue_bytes, d.queue_seq, a.name
-                    FROM device d JOIN account a ON a.id = d.account_id
-                    WHERE d.account_id = ANY(\(Array(accountIds)))
-                    ORDER BY d.account_id, d.device_id FOR NO KEY UPDATE OF d
+                    WITH targets AS (
+                        SELECT d.account_id, d.device_id, d.registration_id, d.state, d.queue_count, d.queue_bytes, d.queue_seq
+                        FROM device d WHERE d.account_id = ANY(\(Array(targetAccounts)))
+                        ORDER BY d.account_id, d.device_id FOR NO KEY UPDATE OF d
+                    ), senders AS (
+                        SELECT d.account_id, d.device_id, d.registration_id, d.state, d.queue_count, d.queue_bytes, d.queue_seq
+                        FROM device d WHERE d.account_id = ANY(\(sharedOnly))
+                        ORDER BY d.account_id, d.device_id FOR KEY SHARE OF d
+                    )
+                    SELECT x.account_id, x.device_id, x.registration_id, x.state, x.queue_count - COALESCE(r.count, 0),
+                        x.queue_bytes - COALESCE(r.bytes, 0), x.queue_seq, a.name, x.target
+                    FROM (SELECT *, TRUE AS target FROM targets UNION ALL SELECT *, FALSE FROM senders) x
+                    JOIN account a ON a.id = x.account_id
+                    LEFT JOIN queue_release r ON r.account_id = x.account_id AND r.device_id = x.device_id
                     """)
                 {
-                    let (accountId, deviceId, registrationId, state, count, bytes, seq, name) =
-                        try row.decode((Int64, Int64, Int64, String, Int64, Int64, Int64, String).self)
-                    devices[DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))] = LockedDevice(
-                        registrationId: UInt32(truncatingIfNeeded: registrationId), active: state == "active", count: Int(count),
-                        bytes: Int(bytes), seq: seq)
+                    let (accountId, deviceId, registrationId, state, count, bytes, seq, name, target) =
+                        try row.decode((Int64, Int64, Int64, String, Int64, Int64, Int64, String, Bool).self)
+                    let address = DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))
+                    if state == "active" {
+                        active[accountId, default: [:]][address.deviceId] = UInt32(truncatingIfNeeded: registrationId)
+                    }
+                    if target {
+                        devices[address] = LockedDevice(
+                            registrationId: UInt32(truncatingIfNeeded: registrationId), active: state == "active", count: Int(count),
+                            bytes: Int(bytes), seq: seq)
+                    }
                     accountNames[accountId] = name
                 }
-            }
-            var active: [Int64: [UInt32: UInt32]] = [:]
-            for (address, device) in devices where device.active {
-                active[address.accountId, default: [:]][address.deviceId] = device.registrationId
             }
             var shares = try await loadShares(
                 connection, candidates: Self.shareCandidates(devices, adding: batchRoom, limits: limits), senders: senders)
@@ -587,8 +615,8 @@ extension PostgresRelayStore {
             }
         }
         guard !messageIds.isEmpty else { return batch.map { _ in 0 } }
-        // One statement (`parley_ack`, migration relay-pg-v5-ack-function): the devices' rows are held for the
-        // server's work only, not for a round trip per step.
+        // One statement (`parley_ack`, migrations relay-pg-v5-ack-function and relay-pg-v7-queue-release): no
+        // device row is locked, the released room is added to rows no send locks.
         let removed = try await statement { [self, accounts, deviceIds, messageIds] connection in
             var removed: [(DeviceAddress, UUID)] = []
             for row in try await rows(
@@ -738,14 +766,82 @@ extension PostgresRelayStore {
                 expired = removed.count
                 for (address, _) in removed { affected.insert(address) }
             }
+            try await foldReleases(connection)
             try await deleteStaleLinks(connection, now: now)
             return ExpiryResult(expiredMessages: expired, affected: Array(affected))
         }
     }
 
+    /// Folds what acks released (`queue_release`, `queue_share_release`) back into the devices' counters and the
+    /// senders' shares, for up to `RelayLimits.expiryBatchSize` devices per sweep, under the devices' locks; shares
+    /// that reach zero go. Without it both tables would keep a row for every queue and share ever acked. Release rows
+    /// are locked in the order `parley_ack` writes them (shares first, each in key order), so the two never wait for
+    /// each other in a cycle.
+    private func foldReleases(_ connection: PostgresConnection) async throws {
+        var accounts: [Int64] = []
+        var deviceIds: [Int64] = []
+        for row in try await rows(
+            connection,
+            "SELECT account_id, device_id FROM queue_release ORDER BY account_id, device_id LIMIT \(Int64(RelayLimits.expiryBatchSize))")
+        {
+            let (accountId, deviceId) = try row.decode((Int64, Int64).self)
+            accounts.append(accountId)
+            deviceIds.append(deviceId)
+        }
+        guard !accounts.isEmpty else { return }
+        try await lockDevices(connection, zip(accounts, deviceIds).map { DeviceAddress(accountId: $0, deviceId: UInt32(truncatingIfNeeded: $1)) })
+        try await rows(
+            connection,
+            """
+            SELECT 1 FROM queue_share_release q JOIN unnest(\(accounts), \(deviceIds)) AS t(a, v)
+                ON q.account_id = t.a AND q.device_id = t.v
+            ORDER BY q.account_id, q.device_id, q.sender_id FOR UPDATE OF q
+            """)
+        try await rows(
+            connection,
+            """
+            SELECT 1 FROM queue_release q JOIN unnest(\(accounts), \(deviceIds)) AS t(a, v)
+                ON q.account_id = t.a AND q.device_id = t.v
+            ORDER BY q.account_id, q.device_id FOR UPDATE OF q
+            """)
+        try await rows(
+            connection,
+            """
+            WITH r AS (
+                DELETE FROM queue_share_release q USING unnest(\(accounts), \(deviceIds)) AS t(a, v)
+                WHERE q.account_id = t.a AND q.device_id = t.v
+                RETURNING q.account_id, q.device_id, q.sender_id, q.count, q.bytes)
+            UPDATE queue_share s SET count = s.count - r.count, bytes = s.bytes - r.bytes
+            FROM r WHERE s.account_id = r.account_id AND s.device_id = r.device_id AND s.sender_id = r.sender_id
+            """)
+        try await rows(
+            connection,
+            """
+            WITH r AS (
+                DELETE FROM queue_release q USING unnest(\(accounts), \(deviceIds)) AS t(a, v)
+                WHERE q.account_id = t.a AND q.device_id = t.v
+                RETURNING q.account_id, q.device_id, q.count, q.bytes)
+            UPDATE device d SET queue_count = d.queue_count - r.count, queue_bytes = d.queue_bytes - r.bytes
+            FROM r WHERE d.account_id = r.account_id AND d.device_id = r.device_id
+            """)
+        try await rows(
+            connection,
+            """
+            DELETE FROM queue_share s USING unnest(\(accounts), \(deviceIds)) AS t(a, v)
+            WHERE s.account_id = t.a AND s.device_id = t.v AND s.count <= 0
+            """)
+    }
+
     func totalQueued() async throws -> Int {
         try await read { [self] connection in
-            Int(try await rows(connection, "SELECT COALESCE(SUM(queue_count), 0)::BIGINT FROM device").first?.decode(Int64.self) ?? 0)
+            Int(
+                try await rows(
+                    connection,
+                    """
+                    SELECT (COALESCE((SELECT SUM(queue_count) FROM device), 0)
+                        - COALESCE((SELECT SUM(count) FROM queue_release), 0))::BIGINT
+                    """
+                ).first?.decode(Int64.self) ?? 0)
         }
     }
 }

@@ -25,7 +25,86 @@ enum PostgresSchema {
         Migration(name: "relay-pg-v4-kyber-prekeys", statements: v4KyberPreKeys()),
         Migration(name: "relay-pg-v5-ack-function", statements: v5AckFunction()),
         Migration(name: "relay-pg-v6-account-recovery", statements: v6AccountRecovery()),
+        Migration(name: "relay-pg-v7-queue-release", statements: v7QueueRelease()),
     ]
+
+    /// `relay-pg-v7-queue-release` (no SQLite counterpart: one SQLite writer has no lock conflicts to avoid). Acks no
+    /// longer touch the rows sends lock. A device's queue size was one pair of counters on its `device` row, which
+    /// every send to the device and every ack of the device changed, so each ack batch waited for the send batches
+    /// holding those rows and the other way round (with two nodes, one node's sends and the other's acks lock the
+    /// same devices). Now `device.queue_count`/`queue_bytes` and `queue_share.count`/`bytes` count what sends
+    /// added (less what expiry removed, under the device's lock), and acks add what they removed to
+    /// `queue_release`/`queue_share_release`, rows no send locks: a queue's size is the difference. A send reads
+    /// the release rows without locking them; an ack committed meanwhile only makes the queue smaller than the
+    /// send counted (the check errs on the full side). The expiry sweep folds release rows back into the counters
+    /// under the devices' locks, so neither table keeps rows for queues that emptied long ago. `parley_ack` is
+    /// replaced by one that takes no device lock.
+    private static func v7QueueRelease() -> [String] {
+        [
+            """
+            CREATE TABLE queue_release (
+                account_id BIGINT NOT NULL,
+                device_id BIGINT NOT NULL,
+                count BIGINT NOT NULL,
+                bytes BIGINT NOT NULL,
+                PRIMARY KEY (account_id, device_id),
+                FOREIGN KEY (account_id, device_id) REFERENCES device(account_id, device_id) ON DELETE CASCADE
+            ) WITH (fillfactor = 70)
+            """,
+            """
+            CREATE TABLE queue_share_release (
+                account_id BIGINT NOT NULL,
+                device_id BIGINT NOT NULL,
+                sender_id BIGINT NOT NULL,
+                count BIGINT NOT NULL,
+                bytes BIGINT NOT NULL,
+                PRIMARY KEY (account_id, device_id, sender_id),
+                FOREIGN KEY (account_id, device_id) REFERENCES device(account_id, device_id) ON DELETE CASCADE
+            ) WITH (fillfactor = 70)
+            """,
+            """
+            CREATE OR REPLACE FUNCTION parley_ack(p_accounts BIGINT[], p_devices BIGINT[], p_ids UUID[])
+            RETURNS TABLE (removed_account BIGINT, removed_device BIGINT, removed_message UUID)
+            LANGUAGE plpgsql AS $fn$
+            DECLARE
+                r_accounts BIGINT[];
+                r_devices BIGINT[];
+                r_ids UUID[];
+                r_sizes INTEGER[];
+                r_senders BIGINT[];
+            BEGIN
+                WITH removed AS (
+                    DELETE FROM queue_entry q USING unnest(p_accounts, p_devices, p_ids) AS t(a, v, i)
+                    WHERE q.message_id = t.i AND q.account_id = t.a AND q.device_id = t.v
+                    RETURNING q.account_id, q.device_id, q.message_id, q.size, q.sender_id)
+                SELECT array_agg(r.account_id), array_agg(r.device_id), array_agg(r.message_id), array_agg(r.size),
+                       array_agg(r.sender_id)
+                    INTO r_accounts, r_devices, r_ids, r_sizes, r_senders FROM removed r;
+                IF r_ids IS NULL THEN
+                    RETURN;
+                END IF;
+                PERFORM 1 FROM message m WHERE m.id = ANY(r_ids) ORDER BY m.id FOR UPDATE;
+                WITH refs AS (SELECT t.i, count(*) AS n FROM unnest(r_ids) AS t(i) GROUP BY t.i)
+                DELETE FROM message m USING refs WHERE m.id = refs.i AND m.ref_count <= refs.n;
+                WITH refs AS (SELECT t.i, count(*) AS n FROM unnest(r_ids) AS t(i) GROUP BY t.i)
+                UPDATE message m SET ref_count = m.ref_count - refs.n FROM refs WHERE m.id = refs.i;
+                INSERT INTO queue_share_release AS q (account_id, device_id, sender_id, count, bytes)
+                    SELECT t.a, t.v, t.s, count(*), sum(t.z)
+                    FROM unnest(r_accounts, r_devices, r_senders, r_sizes) AS t(a, v, s, z)
+                    WHERE t.s IS NOT NULL AND t.s <> t.a GROUP BY t.a, t.v, t.s ORDER BY t.a, t.v, t.s
+                    ON CONFLICT (account_id, device_id, sender_id)
+                    DO UPDATE SET count = q.count + excluded.count, bytes = q.bytes + excluded.bytes;
+                INSERT INTO queue_release AS q (account_id, device_id, count, bytes)
+                    SELECT t.a, t.v, count(*), sum(t.z) FROM unnest(r_accounts, r_devices, r_sizes) AS t(a, v, z)
+                    GROUP BY t.a, t.v ORDER BY t.a, t.v
+                    ON CONFLICT (account_id, device_id)
+                    DO UPDATE SET count = q.count + excluded.count, bytes = q.bytes + excluded.bytes;
+                RETURN QUERY SELECT t.a, t.v, t.i FROM unnest(r_accounts, r_devices, r_ids) AS t(a, v, i);
+            END
+            $fn$
+            """,
+        ]
+    }
 
     /// `relay-pg-v5-ack-function` (no SQLite counterpart: SQLite runs in the relay's process, with no round trips):
     /// `parley_ack`, one batch of device acks as one statement. The same steps `PostgresRelayStore.removeEntries`
