@@ -86,7 +86,16 @@ final class EngineChurnRun: @unchecked Sendable {
         var done = 0
         while done < config.operations {
             if let duration = config.duration, ContinuousClock.now - started > duration { break }
-            try await step()
+            do {
+                try await step()
+            } catch {
+                if let process = relayProcess, let exit = process.termination {
+                    throw CLIFailure(
+                        "the relay process had exited (\(exit)) while the run took it for up; the step failed with \(error). "
+                            + "Its output: \(process.output().suffix(2_000))")
+                }
+                throw error
+            }
             done += 1
         }
         try await quiesce()
@@ -342,12 +351,23 @@ final class EngineChurnRun: @unchecked Sendable {
         let binary = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("parley-relay").path
         let process = try ChildProcess.spawn(
             binary, ["--port", String(harness.port), "--database", harness.databasePath, "--log-level", "error"],
-            environment: ProcessInfo.processInfo.environment)
+            environment: ProcessInfo.processInfo.environment, captureOutput: true)
         relayProcess = process
-        // Wait until it answers.
+        // Wait until it answers, and check that the answer is this process's: the port is fixed for the whole run
+        // (the devices' stores name it), and on a shared machine another program may have taken it while the relay
+        // was down, in which case this relay exits at once and the run would go on talking to the other program.
         let relay = RelayClient(baseURL: harness.baseURL)
         for _ in 0..<200 {
-            if (try? await relay.health()) != nil { return }
+            if (try? await relay.health()) != nil {
+                if let exit = await process.wait(timeout: .milliseconds(300)) {
+                    throw CLIFailure("parley-relay exited (\(exit)) right after starting on port \(harness.port), which answered anyway: "
+                        + "another program holds the port. Its output: \(process.output().suffix(2_000))")
+                }
+                return
+            }
+            if let exit = process.termination {
+                throw CLIFailure("parley-relay exited (\(exit)) on port \(harness.port): \(process.output().suffix(2_000))")
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw CLIFailure("parley-relay did not start on port \(harness.port)")
