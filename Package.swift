@@ -141,6 +141,8 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                // P-256 point validation of the relay's VAPID key (BoringSSL's libcrypto).
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
         .executableTarget(
@@ -149,11 +151,22 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: tests
-        .target(name: "ParleyTestSupport", path: "Tests/ParleyTestSupport", swiftSettings: strict),
+        .target(
+            name: "ParleyTestSupport",
+            dependencies: [
+                // PushReceiver: a local Web Push service for the relay's and the client's tests.
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/ParleyTestSupport",
+            swiftSettings: strict),
         .testTarget(
             name: "ParleyClientTests",
             dependencies: [
                 "ParleyClient", "ParleyRelay", "ParleyWire", "ParleyTestSupport", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
         .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto", "ParleyConformance"], swiftSettings: strict),

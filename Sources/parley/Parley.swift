@@ -39,6 +39,7 @@ struct Parley: AsyncParsableCommand {
         subcommands: [
             Register.self, Whoami.self, Devices.self, Link.self, Send.self, Sync.self, Listen.self, Chat.self,
             History.self, Info.self, Search.self, Read.self, Typing.self, Group.self, Presence.self, SafetyNumberCommand.self, Verify.self, Trust.self,
+            Push.self,
         ])
 }
 

@@ -34,6 +34,10 @@ import GRDB
 ///   message, each recipient account's device, when it was sent to it, delivered and read), and
 ///   when each recipient account's copy left the outbox (`message_status.sent_at`). Existing
 ///   statuses stay as they are (rows sent before have no device rows and no `sent_at`).
+/// * `client-v8-push`: this device's Web Push registration (`push_state`, one row): the relay's
+///   VAPID key the device accepted (pinned at first use; kept after `unregister`), and, while
+///   registered, the endpoint (sealed: it is a capability at its push service) and when it was
+///   registered. A store without the row has never used push.
 ///
 /// Conventions: timestamps are INTEGER milliseconds since 1970 UTC; uint32 ids are INTEGER;
 /// columns named `*_sealed` hold `ValueProtection` output (sealed or clear, see `meta.sealing`).
@@ -60,6 +64,9 @@ enum StoreSchema {
         }
         migrator.registerMigration("client-v7-receipts") { db in
             try createVersion7Receipts(db)
+        }
+        migrator.registerMigration("client-v8-push") { db in
+            try createPush(db)
         }
         return migrator
     }
@@ -330,6 +337,20 @@ enum StoreSchema {
                     refused INTEGER NOT NULL CHECK (refused IN (0, 1)),
                     acknowledged INTEGER NOT NULL DEFAULT 0 CHECK (acknowledged IN (0, 1))
                 ) WITHOUT ROWID;
+                """)
+    }
+
+    private static func createPush(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE push_state (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    vapid_key BLOB NOT NULL CHECK (length(vapid_key) = 65),
+                    vapid_key_seen_at INTEGER NOT NULL,
+                    endpoint_sealed BLOB,
+                    registered_at INTEGER,
+                    CHECK ((endpoint_sealed IS NULL) = (registered_at IS NULL))
+                );
                 """)
     }
 }

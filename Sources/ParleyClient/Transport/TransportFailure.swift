@@ -18,7 +18,7 @@ public enum TransportFailure {
     /// a store or protocol error).
     public static func reason(_ error: any Error) -> String? {
         switch error {
-        case is RelayClientError, is ClientError, is DeviceStoreError: return nil
+        case is RelayClientError, is ClientError, is DeviceStoreError, is PushError: return nil
         case let error as IOError: return describe(errno: error.errnoCode)
         case let error as HTTPClientError:
             if error == .connectTimeout { return "connection timed out" }
