@@ -116,7 +116,7 @@ struct CLIErrorTests {
         #expect(atLimit == 0, "\(atLimitOutput)")
         #expect(atLimitOutput.contains("sent: message"), "\(atLimitOutput)")
 
-        let alice = try ParleyDevice.open(storePath: home + "/device.sqlite")
+        let alice = try CLI.openDevice(home: home)
         #expect(try alice.store.contact(account: stranger) == nil)
         #expect(try alice.store.conversations().count == 1)  // bob's only
         let sent = try alice.store.messages(in: try alice.store.directConversation(with: bob.account.name).id, limit: 10).messages
@@ -146,7 +146,7 @@ struct CLIErrorTests {
         #expect(lines.count == 2, "\(output)")
         #expect(lines.last == "exit=0", "\(output)")
         // The command did all its work: every message stored, every receipt sent.
-        let bob = try ParleyDevice.open(storePath: home + "/device.sqlite")
+        let bob = try CLI.openDevice(home: home)
         #expect(try bob.store.messages(in: try bob.store.directConversation(with: alice.account.name).id, limit: 500).messages.count == count)
         #expect(try bob.store.outboxCount() == 0)
         await bob.close()
