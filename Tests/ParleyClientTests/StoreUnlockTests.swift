@@ -51,10 +51,11 @@ import Testing
         defer { dir.remove() }
         let device = try Self.filledStore(in: dir)
         try device.store.close()
-        let before = fileBytes(device.path)
+        let before = try storeRows(device.path)
         #expect(throws: DeviceStoreError.wrongPassphrase) { try DeviceStore.open(at: device.path, passphrase: Passphrase("not it")) }
-        #expect(fileBytes(device.path) == before)
-        #expect(!FileManager.default.fileExists(atPath: device.path + "-wal") || fileBytes(device.path + "-wal").isEmpty)
+        let unchanged = try storeRows(device.path) == before
+        #expect(unchanged)
+        #expect(before.count > 10)
     }
 
     @Test func changingThePassphraseKeepsEverythingAndOnlyTheNewOneOpens() throws {
