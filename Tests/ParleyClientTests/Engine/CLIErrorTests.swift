@@ -159,7 +159,7 @@ struct CLIErrorTests {
         let suffix = UUID().uuidString.prefix(6).lowercased()
         let home = harness.dir.appendingPathComponent("dave-home").path
         #expect(try await CLI.run(CLI.binary, home: home, ["register", "dave\(suffix)", "--server", harness.baseURL]).0 == 0)
-        let expected = "{\"account\":\"dave\(suffix)\",\"device\":1,\"server\":\"\(harness.baseURL)\"}\n"
+        let expected = "{\"account\":\"dave\(suffix)\",\"device\":1,\"sealed\":true,\"server\":\"\(harness.baseURL)\"}\n"
         for arguments in [["--json", "whoami"], ["whoami", "--json"], ["--home", home, "--json", "whoami"], ["--json", "whoami", "--home", home]] {
             let (status, output) = try await CLI.run(CLI.binary, home: "/nonexistent-\(suffix)", arguments + (arguments.contains("--home") ? [] : ["--home", home]))
             #expect(status == 0, "\(arguments): \(output)")
