@@ -3,8 +3,8 @@ import CSodium
 /// How much work Argon2id does to turn a passphrase into the store key. The parameters are
 /// stored in the file at creation, so opening always uses the ones the store was made with.
 ///
-/// The default is `.standard`: 2 passes over 192 MiB (about 0.4 s and 230 MB of peak memory for
-/// `parley unlock` on the reference 2-core machine; Specs/storage.md has the figures). The passphrase
+/// The default is `.standard`: 2 passes over 192 MiB (about 0.35-0.4 s, and under 240 MB of peak memory
+/// for `parley unlock`, on the reference 2-core machine; BENCHMARKS.md has the figures). The passphrase
 /// only matters once the file has been stolen, so the attacker guesses offline and every guess should
 /// cost as much as a user will wait for once per login session; memory is what makes guessing on GPUs
 /// and ASICs expensive, so the budget goes to memory rather than passes (RFC 9106 sec. 4: choose the
