@@ -96,6 +96,8 @@ let package = Package(
         .target(name: "ParleyWire", swiftSettings: strict),
         // The C allocator's accounting and trim (glibc's malloc.h is not in Swift's Glibc module).
         .target(name: "CParleyHeap", path: "Sources/CParleyHeap"),
+        // The Linux kernel keyring (add_key/keyctl syscalls): `parley unlock` keeps the store key there.
+        .target(name: "CParleyKeyring", path: "Sources/CParleyKeyring"),
         .target(
             name: "ParleyRelay",
             dependencies: [
@@ -137,7 +139,8 @@ let package = Package(
         .target(
             name: "ParleyClient",
             dependencies: [
-                "ParleyFormats", "ParleyProtocol", "ParleyCrypto", "ParleyWire", "CSodium", .product(name: "GRDB", package: "GRDB.swift"),
+                "ParleyFormats", "ParleyProtocol", "ParleyCrypto", "ParleyWire", "CSodium", "CParleyKeyring",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

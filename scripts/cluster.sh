@@ -20,6 +20,7 @@ NODE1_PID=""
 NODE2_PID=""
 LISTEN_PID=""
 cleanup() {
+  for home in "$WORK"/*/; do [ -f "$home/device.sqlite" ] && PARLEY_HOME="$home" "$PARLEY" lock >/dev/null 2>&1; done
   [ -n "$LISTEN_PID" ] && kill "$LISTEN_PID" 2>/dev/null || true
   for pid in $NODE1_PID $NODE2_PID; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
   scripts/pg-throwaway.sh stop "$PG_DIR" 2>/dev/null || true
@@ -60,12 +61,17 @@ expect_in() { # expect_in FILE TEXT: fails the demo unless FILE holds TEXT
 }
 
 PHONE="$WORK/alice-phone"; LAPTOP="$WORK/alice-laptop"; BOB="$WORK/bob"
+# The device stores are sealed under a passphrase (scripts give it in a file); each is unlocked once.
+printf '%s\n' "cluster passphrase $RANDOM$RANDOM" >"$WORK/passphrase"
+chmod 600 "$WORK/passphrase"
+export PARLEY_PASSPHRASE_FILE="$WORK/passphrase"
 SUFFIX="$RANDOM"
 ALICE="alice$SUFFIX"; BOBNAME="bob$SUFFIX"
 
 step "alice registers her phone on node 1, bob registers on node 2"
 run "$PHONE" register "$ALICE" --server "$NODE1" --device-name phone
 run "$BOB" register "$BOBNAME" --server "$NODE2" --device-name bob-phone
+for home in "$PHONE" "$BOB"; do PARLEY_HOME="$home" "$PARLEY" unlock >/dev/null; done
 
 step "bob goes online on node 2 (a listener in the background); alice, on node 1, sees him online"
 PARLEY_HOME="$BOB" "$PARLEY" listen >"$WORK/bob-listen.out" 2>&1 &

@@ -20,6 +20,8 @@ WORK="$(mktemp -d /tmp/parley-demo.XXXXXX)"
 RELAY_PID=""
 LISTEN_PID=""
 cleanup() {
+  # Forget the store keys `parley unlock` left in the session keyring.
+  for home in "$WORK"/*/; do [ -f "$home/device.sqlite" ] && PARLEY_HOME="$home" "$PARLEY" lock >/dev/null 2>&1; done
   [ -n "$LISTEN_PID" ] && kill "$LISTEN_PID" 2>/dev/null || true
   [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null || true
   rm -rf "$WORK"
@@ -42,6 +44,13 @@ run() { # run HOME ARGS...: show and run a parley command as one device (PARLEY_
   PARLEY_HOME="$home" "$PARLEY" "$@" 2>&1 | sed 's/^/    /'
 }
 
+# Every device store is sealed (encrypted at rest) under a passphrase; a script gives it in a file (first line).
+# `parley unlock` derives each store's key once and keeps it in the kernel's session keyring (15 minutes).
+printf '%s\n' "demo passphrase $RANDOM$RANDOM" >"$WORK/passphrase"
+chmod 600 "$WORK/passphrase"
+export PARLEY_PASSPHRASE_FILE="$WORK/passphrase"
+unlock() { PARLEY_HOME="$1" "$PARLEY" unlock 2>&1 | sed 's/^/    /'; }
+
 PHONE="$WORK/alice-phone"; LAPTOP="$WORK/alice-laptop"; BOB="$WORK/bob"; BOB2="$WORK/bob-new-phone"
 SUFFIX="$RANDOM"
 ALICE="alice$SUFFIX"; BOBNAME="bob$SUFFIX"
@@ -53,6 +62,9 @@ BOB_REGISTERED="$(PARLEY_HOME="$BOB" "$PARLEY" register "$BOBNAME" --server "$SE
 echo "$BOB_REGISTERED" | sed 's/^/    /'
 BOB_CODE="$(echo "$BOB_REGISTERED" | grep -Eo '([0-9a-f]{4}-){7}[0-9a-f]{4}' | head -1)"
 [ -n "$BOB_CODE" ] || { echo "register showed no recovery code"; exit 1; }
+echo "(each store is sealed under the passphrase in \$PARLEY_PASSPHRASE_FILE; unlocked once for this session)"
+run "$PHONE" unlock
+unlock "$BOB"
 
 step "bob goes online (a listener in the background); alice sends from her phone; bob's device receives it and answers with a delivery receipt"
 PARLEY_HOME="$BOB" "$PARLEY" listen >"$WORK/bob-listen.out" 2>&1 &
@@ -82,6 +94,7 @@ LINKER=$!
 for _ in $(seq 1 100); do grep -q 'parley-link:' "$WORK/link.out" 2>/dev/null && break; sleep 0.1; done
 LINK="$(grep -o 'parley-link:[^ ]*' "$WORK/link.out" | head -1)"
 run "$LAPTOP" link join "$LINK" --server "$SERVER" --device-name laptop
+unlock "$LAPTOP"
 wait "$LINKER"
 sed 's/^/    [alice-phone] /' "$WORK/link.out"
 run "$PHONE" devices
@@ -109,6 +122,7 @@ run "$PHONE" history --group "$GROUP"
 step "carol joins the group, then alice removes her: the next message goes under new sender keys, which carol never gets"
 CAROL="$WORK/carol"; CAROLNAME="carol$SUFFIX"
 run "$CAROL" register "$CAROLNAME" --server "$SERVER" --device-name carol-phone
+unlock "$CAROL"
 run "$LAPTOP" group add "$GROUP" "$CAROLNAME"
 run "$LAPTOP" send --group "$GROUP" "Welcome, Carol"
 run "$CAROL" sync
@@ -150,6 +164,7 @@ run "$LAPTOP" sync
 step "bob loses his phone: on a new one he takes his name back with the recovery code (kept in a file here; a terminal prompts without echo)"
 printf '%s\n' "$BOB_CODE" >"$WORK/bob-recovery-code"
 run "$BOB2" register "$BOBNAME" --server "$SERVER" --device-name new-phone --recover --recovery-code-file "$WORK/bob-recovery-code"
+unlock "$BOB2"
 echo "(the old phone's credentials no longer work:)"
 run "$BOB" devices || true
 echo "(alice writes to bob: his new phone has a new identity key, so she is warned, and her history records it)"
@@ -182,6 +197,17 @@ for t in tables:
             print(f"    a stored {t}.{blob}: {bytes(row[0])[:48].hex()}... ({len(row[0])} bytes)")
 if any(s.encode() in raw for s in secrets):
     sys.exit("the relay's database holds a plaintext")
+PY
+
+step "what alice's phone stored: sealed at rest (no message text, not even in its search index or WAL)"
+python3 - "$PHONE/device.sqlite" "Hi Bob, dinner at 8?" "Sounds good, see you there" "Got it, thanks" <<'PY'
+import sys, glob
+db, secrets = sys.argv[1], sys.argv[2:]
+raw = b"".join(open(f, "rb").read() for f in glob.glob(db + "*"))
+for s in secrets:
+    print(f"    plaintext {s!r}: {'FOUND' if s.encode() in raw else 'absent'} in the phone's store files")
+if any(s.encode() in raw for s in secrets):
+    sys.exit("the phone's store holds a plaintext")
 PY
 
 step "alice removes her laptop from the account (on her phone): the phone keeps sending; the laptop says it was removed"

@@ -29,6 +29,7 @@ struct Register: AsyncParsableCommand {
     @Option(help: "A name for this device, shown in device lists.") var deviceName: String?
     @Flag(help: "Recover an existing account whose devices are all lost, with its recovery code.") var recover = false
     @Option(help: "With --recover: read the recovery code from this file (for scripts).") var recoveryCodeFile: String?
+    @Flag(help: "Create a store that is NOT encrypted at rest (no passphrase). Without it the store is sealed.") var noPassphrase = false
 
     func run() async throws {
         try await guarded {
@@ -36,22 +37,23 @@ struct Register: AsyncParsableCommand {
             if let violation = AccountNameRule.violation(in: name) {
                 throw CLIError("\"\(name)\" cannot be an account name: \(violation) (\(AccountNameRule.summary))")
             }
-            try options.ensureHome()
             guard !FileManager.default.fileExists(atPath: options.storePath) else {
                 throw CLIError("\(options.homePath) already holds a device; use another --home")
             }
+            let passphrase = try StoreAccess.passphraseForNewStore(options: options, noPassphrase: noPassphrase, command: "register")
+            try options.ensureHome()
             let device: ParleyDevice
             if recover {
                 let code = try RecoveryCodeInput.read(file: recoveryCodeFile)
                 device = try await CLIError.wrap {
                     try await ParleyDevice.recover(
-                        name: name, recoveryCode: code, serverURL: server, storePath: options.storePath, passphrase: options.passphrase,
+                        name: name, recoveryCode: code, serverURL: server, storePath: options.storePath, passphrase: passphrase,
                         deviceName: deviceName, rateLimit: GlobalOptions.rateLimit)
                 }
             } else {
                 do {
                     device = try await ParleyDevice.register(
-                        name: name, serverURL: server, storePath: options.storePath, passphrase: options.passphrase, deviceName: deviceName,
+                        name: name, serverURL: server, storePath: options.storePath, passphrase: passphrase, deviceName: deviceName,
                         rateLimit: GlobalOptions.rateLimit)
                 } catch RelayClientError.rejected(_, .nameTaken?, _) {
                     throw CLIError(
@@ -118,9 +120,14 @@ struct Whoami: AsyncParsableCommand {
         try await guarded {
             let device = try options.openDevice()
             let account = device.account
+            let sealed = device.store.isSealed
             options.output.emit(
-                "\(account.name) (device \(account.deviceId)) at \(account.serverURL)",
-                ["account": .string(account.name), "device": .int(Int64(account.deviceId)), "server": .string(account.serverURL)])
+                "\(account.name) (device \(account.deviceId)) at \(account.serverURL)"
+                    + (sealed ? "" : " (store not sealed: not encrypted at rest)"),
+                [
+                    "account": .string(account.name), "device": .int(Int64(account.deviceId)), "server": .string(account.serverURL),
+                    "sealed": .bool(sealed),
+                ])
             await device.close()
         }
     }

@@ -46,14 +46,16 @@ struct Link: AsyncParsableCommand {
         @Argument(help: "The link shown by `parley link start`.") var link: String
         @Option(help: "A name for this device.") var deviceName: String?
         @Option(help: "Seconds to wait for the approval.") var timeout = 300
+        @Flag(help: "Create a store that is NOT encrypted at rest (no passphrase). Without it the store is sealed.") var noPassphrase = false
 
         func run() async throws {
             try await guarded {
                 let server = try options.serverURL(for: "link join")
+                let passphrase = try StoreAccess.passphraseForNewStore(options: options, noPassphrase: noPassphrase, command: "link join")
                 try options.ensureHome()
                 let (device, imported) = try await CLIError.wrap {
                     try await ParleyDevice.join(
-                        linkString: link, serverURL: server, storePath: options.storePath, passphrase: options.passphrase,
+                        linkString: link, serverURL: server, storePath: options.storePath, passphrase: passphrase,
                         deviceName: deviceName, timeout: .seconds(timeout))
                 }
                 options.output.emit(

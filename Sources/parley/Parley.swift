@@ -18,6 +18,9 @@ struct Parley: AsyncParsableCommand {
     /// Exit status of `sync` when it received everything but left outbox entries queued (a temporary failure:
     /// the next command that reaches the relay sends them). sysexits.h's EX_TEMPFAIL.
     static let exitQueued: Int32 = 75
+    /// Exit status when the store passphrase is wrong (sysexits.h's EX_NOPERM), so scripts can tell it from
+    /// other failures.
+    static let exitWrongPassphrase: Int32 = 77
 
     /// The entry point: a closed standard output (`parley sync | head -1`) must not kill the process, and the
     /// global options may come before the subcommand (`parley --json sync`).
@@ -34,12 +37,15 @@ struct Parley: AsyncParsableCommand {
         discussion: """
             Start with `parley register NAME --server http://127.0.0.1:8080`, or link this device to an
             existing account with `parley link join LINK` (the link comes from `parley link start` on a
-            device you already have). The store passphrase, if any, is read from PARLEY_PASSPHRASE.
+            device you already have). The store is sealed (encrypted at rest) under a passphrase: it comes from
+            --passphrase-file or PARLEY_PASSPHRASE_FILE (the file's first line), else PARLEY_PASSPHRASE (for scripts;
+            the environment of a process is visible to the same user's processes), else a no-echo prompt on a
+            terminal. `parley unlock` derives the store key once and keeps it for the login session.
             """,
         subcommands: [
             Register.self, Whoami.self, Devices.self, Link.self, Send.self, Sync.self, Listen.self, Chat.self,
             History.self, Info.self, Search.self, Read.self, Typing.self, Group.self, Presence.self, SafetyNumberCommand.self, Verify.self, Trust.self,
-            Push.self,
+            Push.self, Unlock.self, Lock.self, PassphraseCommand.self,
         ])
 }
 
@@ -53,17 +59,15 @@ struct GlobalOptions: ParsableArguments {
     @Flag(help: "Machine-readable output: one JSON object per line.")
     var json = false
 
+    @Option(help: "Read the store passphrase from the first line of this file (also $PARLEY_PASSPHRASE_FILE).")
+    var passphraseFile: String?
+
     var homePath: String {
         let raw = home ?? ProcessInfo.processInfo.environment["PARLEY_HOME"] ?? "~/.parley"
         return (raw as NSString).expandingTildeInPath
     }
 
     var storePath: String { homePath + "/device.sqlite" }
-
-    var passphrase: Passphrase? {
-        guard let text = ProcessInfo.processInfo.environment["PARLEY_PASSPHRASE"], !text.isEmpty else { return nil }
-        return Passphrase(text)
-    }
 
     var output: Output { Output(json: json) }
 
@@ -85,7 +89,7 @@ struct GlobalOptions: ParsableArguments {
         guard FileManager.default.fileExists(atPath: storePath) else {
             throw CLIError("no device in \(homePath): run `parley register NAME --server URL` or `parley link join LINK` first")
         }
-        let device = try CLIError.wrap { try ParleyDevice.open(storePath: storePath, passphrase: passphrase, rateLimit: Self.rateLimit) }
+        let device = try CLIError.wrap { try StoreAccess.open(storePath: storePath, passphraseFile: passphraseFile) }
         CLIError.relayURL.withLock { $0 = device.account.serverURL }
         if let reset = device.rollbackReset {
             Console.error(
@@ -122,11 +126,15 @@ struct CLIError: Error, CustomStringConvertible {
     }
 
     static func wrap<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch let error as CLIError { throw error } catch { throw CLIError(describe(error)) }
+        do { return try body() } catch let error as CLIError { throw error } catch DeviceStoreError.wrongPassphrase {
+            throw DeviceStoreError.wrongPassphrase  // its own exit status (`guarded`)
+        } catch { throw CLIError(describe(error)) }
     }
 
     static func wrap<T>(_ body: () async throws -> T) async throws -> T {
-        do { return try await body() } catch let error as CLIError { throw error } catch { throw CLIError(describe(error)) }
+        do { return try await body() } catch let error as CLIError { throw error } catch DeviceStoreError.wrongPassphrase {
+            throw DeviceStoreError.wrongPassphrase
+        } catch { throw CLIError(describe(error)) }
     }
 
     static func describe(_ error: any Error) -> String {
@@ -156,6 +164,9 @@ extension AsyncParsableCommand {
             try await body()
         } catch let error as ExitCode {
             throw error
+        } catch DeviceStoreError.wrongPassphrase {
+            Console.error("parley: wrong passphrase for this device's store (nothing was changed)")
+            throw ExitCode(Parley.exitWrongPassphrase)
         } catch {
             let line = (error as? CLIError)?.description ?? CLIError.describe(error)
             Console.error("parley: \(line)")
@@ -168,7 +179,7 @@ extension AsyncParsableCommand {
 /// (`parley --json sync`) they are moved to just after the subcommand's name, so they work in either place.
 enum GlobalArguments {
     static let flags: Set<String> = ["--json"]
-    static let options: Set<String> = ["--home", "--server"]
+    static let options: Set<String> = ["--home", "--server", "--passphrase-file"]
 
     static func reordered(_ arguments: [String]) -> [String] {
         var command: any ParsableCommand.Type = Parley.self

@@ -146,16 +146,34 @@ import Testing
         #expect(sealedA?.count == 73)
     }
 
-    /// The default cost is libsodium's MODERATE preset (3 passes, 256 MiB), recorded in the file
-    /// and used again when opening.
-    @Test func theDefaultCostIsModerateAndIsRecorded() throws {
+    /// The default cost is `.standard` (2 passes, 192 MiB: one unlock under about 0.5 s and 300 MB on the
+    /// reference machine, Specs/storage.md), recorded in the file and used again when opening.
+    @Test func theDefaultCostIsStandardAndIsRecorded() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("standard.sqlite")
+        let store = try DeviceStore.create(
+            at: path, identity: try IdentityKeyPair.generate(), registrationId: 3, passphrase: testPassphrase)
+        try store.close()
+        #expect(try Self.limits(path) == ["kdf_memlimit=201326592", "kdf_opslimit=2", "sealing=\"argon2id13+xchacha20poly1305\""])
+        #expect(try DeviceStore.open(at: path, passphrase: testPassphrase).localRegistrationId() == 3)
+    }
+
+    /// A store made with the former default (libsodium's MODERATE: 3 passes, 256 MiB) keeps its parameters
+    /// and keeps opening with them.
+    @Test func aStoreMadeWithTheFormerModerateCostStillOpens() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let path = dir.file("moderate.sqlite")
         let store = try DeviceStore.create(
-            at: path, identity: try IdentityKeyPair.generate(), registrationId: 3, passphrase: testPassphrase)
+            at: path, identity: try IdentityKeyPair.generate(), registrationId: 4, passphrase: testPassphrase, cost: .moderate)
         try store.close()
-        let limits = try withRawDatabase(path) { db in
+        #expect(try Self.limits(path) == ["kdf_memlimit=268435456", "kdf_opslimit=3", "sealing=\"argon2id13+xchacha20poly1305\""])
+        #expect(try DeviceStore.open(at: path, passphrase: testPassphrase).localRegistrationId() == 4)
+    }
+
+    static func limits(_ path: String) throws -> [String] {
+        try withRawDatabase(path) { db in
             try Row.fetchAll(db, sql: "SELECT name, value FROM meta WHERE name IN ('kdf_opslimit', 'kdf_memlimit', 'sealing') ORDER BY name")
                 .map { row -> String in
                     let name: String = row["name"]
@@ -163,7 +181,5 @@ import Testing
                     return "\(name)=\(value)"
                 }
         }
-        #expect(limits == ["kdf_memlimit=268435456", "kdf_opslimit=3", "sealing=\"argon2id13+xchacha20poly1305\""])
-        #expect(try DeviceStore.open(at: path, passphrase: testPassphrase).localRegistrationId() == 3)
     }
 }

@@ -134,3 +134,14 @@ func withRawDatabase<T>(_ path: String, _ body: (Database) throws -> T) throws -
     defer { try? queue.close() }
     return try queue.writeWithoutTransaction { db in try body(db) }
 }
+
+/// Every row of every table of the store file, as text: what "the store is unchanged" compares (SQLite may
+/// reorganise pages on an open that writes no row).
+func storeRows(_ path: String) throws -> [String] {
+    try withRawDatabase(path) { db in
+        let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        return try tables.flatMap { table in
+            try Row.fetchAll(db, sql: "SELECT * FROM \"\(table)\"").map { "\(table): \($0)" }.sorted()
+        }
+    }
+}

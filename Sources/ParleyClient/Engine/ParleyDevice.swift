@@ -81,7 +81,7 @@ public actor ParleyDevice {
     /// as its first device and publishes its prekeys. On failure no store is left behind.
     public static func register(
         name: String, serverURL: String, storePath: String, passphrase: Passphrase? = nil,
-        deviceName: String? = nil, cost: KeyDerivationCost = .moderate, http: HTTPClient = ParleyHTTP.shared,
+        deviceName: String? = nil, cost: KeyDerivationCost = .standard, http: HTTPClient = ParleyHTTP.shared,
         rateLimit: RateLimitPolicy = RateLimitPolicy()
     ) async throws -> ParleyDevice {
         try await establish(
@@ -98,7 +98,7 @@ public actor ParleyDevice {
     /// attempts: `.rateLimited`. On failure no store is left behind.
     public static func recover(
         name: String, recoveryCode: String, serverURL: String, storePath: String, passphrase: Passphrase? = nil,
-        deviceName: String? = nil, cost: KeyDerivationCost = .moderate, http: HTTPClient = ParleyHTTP.shared,
+        deviceName: String? = nil, cost: KeyDerivationCost = .standard, http: HTTPClient = ParleyHTTP.shared,
         rateLimit: RateLimitPolicy = RateLimitPolicy()
     ) async throws -> ParleyDevice {
         try await establish(
@@ -154,13 +154,22 @@ public actor ParleyDevice {
         storePath: String, passphrase: Passphrase? = nil, http: HTTPClient = ParleyHTTP.shared,
         rateLimit: RateLimitPolicy = RateLimitPolicy()
     ) throws -> ParleyDevice {
+        try open(storePath: storePath, unlock: passphrase.map(StoreUnlock.passphrase), http: http, rateLimit: rateLimit)
+    }
+
+    /// `open(storePath:passphrase:)` with a passphrase or a `StoreKey` from an earlier unlock (no Argon2id).
+    public static func open(
+        storePath: String, unlock: StoreUnlock?, http: HTTPClient = ParleyHTTP.shared,
+        rateLimit: RateLimitPolicy = RateLimitPolicy()
+    ) throws -> ParleyDevice {
         let store: DeviceStore
         var reset: RollbackReset? = nil
         do {
-            store = try DeviceStore.open(at: storePath, passphrase: passphrase)
+            store = try DeviceStore.open(at: storePath, unlock: unlock)
         } catch .storeRolledBack {
-            reset = try DeviceStore.resetAfterRollback(at: storePath, passphrase: passphrase)
-            store = try DeviceStore.open(at: storePath, passphrase: passphrase)
+            // The key the first attempt established opens it again without a second Argon2id run.
+            reset = try DeviceStore.resetAfterRollback(at: storePath, unlock: unlock)
+            store = try DeviceStore.open(at: storePath, unlock: unlock)
         }
         guard let account = try store.account() else {
             try? store.close()

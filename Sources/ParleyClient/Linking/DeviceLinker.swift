@@ -77,7 +77,7 @@ public struct DeviceLinker: Sendable {
 
     public init(
         pollInterval: Duration = .milliseconds(500), keyManager: KeyManager = KeyManager(),
-        storeCost: KeyDerivationCost = .moderate
+        storeCost: KeyDerivationCost = .standard
     ) {
         self.pollInterval = pollInterval
         self.keyManager = keyManager

@@ -72,7 +72,12 @@ extension DeviceStore {
     /// next message to each peer starts a new session from its bundle, and messages the peers
     /// send under the old sessions are repaired by decryption-error reports.
     public static func resetAfterRollback(at path: String, passphrase: Passphrase? = nil) throws(DeviceStoreError) -> RollbackReset {
-        let store = try open(at: path, passphrase: passphrase, clock: SystemStoreClock.now, verifyLedger: false)
+        try resetAfterRollback(at: path, unlock: passphrase.map(StoreUnlock.passphrase))
+    }
+
+    /// `resetAfterRollback(at:passphrase:)` with a passphrase or a cached `StoreKey`.
+    public static func resetAfterRollback(at path: String, unlock: StoreUnlock?) throws(DeviceStoreError) -> RollbackReset {
+        let store = try open(at: path, unlock: unlock, clock: SystemStoreClock.now, verifyLedger: false)
         defer { try? store.close() }
         return try store.write { db in
             let sessions = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM session") ?? 0

@@ -41,6 +41,42 @@ public final class DeviceStore: Sendable {
     /// Whether secret values are sealed under a passphrase.
     public var isSealed: Bool { protection.isSealed }
 
+    /// The key this sealed store's values are sealed under (nil for an unsealed store): what
+    /// `open(at:unlock: .key(...))` takes to open it again without Argon2id. Keep it only where the
+    /// user's own processes can reach it (`parley unlock` puts it in the kernel's session keyring).
+    public var storeKey: StoreKey? {
+        if case .sealed(let key) = protection { return StoreKey(key) }
+        return nil
+    }
+
+    // MARK: passphrase change
+
+    /// Makes `newPassphrase` the one that opens this sealed store (the old one stops working).
+    ///
+    /// The store key the values are sealed under stays the same: Argon2id (at `cost`, with a fresh salt)
+    /// turns the new passphrase into a key-encryption key, the store key is sealed under it (`wrapped_key`),
+    /// and the new parameters, salt and wrapped key replace the old ones in **one SQLite transaction**: a
+    /// crash or an error half-way leaves the old passphrase working, a commit makes the new one work, never
+    /// neither. The WAL is then checkpointed and truncated so the old salt and wrapped key leave `-wal`
+    /// (`secure_delete` zeroes their pages in the database). An unsealed store: `notSealed` (sealing an
+    /// existing unsealed store is not supported: create a sealed one).
+    public func changePassphrase(to newPassphrase: Passphrase, cost: KeyDerivationCost = .standard) throws(DeviceStoreError) {
+        try changePassphrase(to: newPassphrase, cost: cost, interruptAfter: nil)
+    }
+
+    /// `interruptAfter`: tests only, fails the transaction after that many of the rows are written.
+    func changePassphrase(to newPassphrase: Passphrase, cost: KeyDerivationCost, interruptAfter: Int?) throws(DeviceStoreError) {
+        guard case .sealed(let storeKey) = protection else { throw .notSealed }
+        // Argon2id runs before the write transaction, not holding the store's lock for it.
+        let parameters = try KeyDerivationParameters.fresh(cost: cost)
+        let keyEncryptionKey = try parameters.deriveKey(from: newPassphrase)
+        let wrapped = try ValueProtection.seal(storeKey, key: keyEncryptionKey, context: StoreMetadata.wrappedKeyContext)
+        try write { db in
+            try StoreMetadata.putPassphrase(db, parameters: parameters, wrapped: wrapped, interruptAfter: interruptAfter)
+        }
+        try scrub()
+    }
+
     // MARK: create and open
 
     /// Creates a new store at `path` (which must not exist) for a device with `identity` and
@@ -48,7 +84,7 @@ public final class DeviceStore: Sendable {
     /// seals secret values; without, stores them in the clear.
     public static func create(
         at path: String, identity: IdentityKeyPair, registrationId: UInt32, passphrase: Passphrase? = nil,
-        cost: KeyDerivationCost = .moderate, clock: @escaping StoreClock = SystemStoreClock.now
+        cost: KeyDerivationCost = .standard, clock: @escaping StoreClock = SystemStoreClock.now
     ) throws(DeviceStoreError) -> DeviceStore {
         let files = StoreFiles(path: path)
         try files.createExclusive()
@@ -93,11 +129,20 @@ public final class DeviceStore: Sendable {
     public static func open(
         at path: String, passphrase: Passphrase? = nil, clock: @escaping StoreClock = SystemStoreClock.now
     ) throws(DeviceStoreError) -> DeviceStore {
-        try open(at: path, passphrase: passphrase, clock: clock, verifyLedger: true)
+        try open(at: path, unlock: passphrase.map(StoreUnlock.passphrase), clock: clock, verifyLedger: true)
+    }
+
+    /// Opens the existing store at `path` with `unlock`: its passphrase, or a `StoreKey` from an earlier
+    /// unlock (`storeKey`), which skips Argon2id. A key that does not open it: `storeKeyMismatch`; an
+    /// unsealed store given either: `notSealed`. Otherwise as `open(at:passphrase:clock:)`.
+    public static func open(
+        at path: String, unlock: StoreUnlock?, clock: @escaping StoreClock = SystemStoreClock.now
+    ) throws(DeviceStoreError) -> DeviceStore {
+        try open(at: path, unlock: unlock, clock: clock, verifyLedger: true)
     }
 
     static func open(
-        at path: String, passphrase: Passphrase?, clock: @escaping StoreClock, verifyLedger: Bool
+        at path: String, unlock: StoreUnlock?, clock: @escaping StoreClock, verifyLedger: Bool
     ) throws(DeviceStoreError) -> DeviceStore {
         let files = StoreFiles(path: path)
         guard files.exists() else { throw .notFound(path: path) }
@@ -116,7 +161,7 @@ public final class DeviceStore: Sendable {
                 guard unknown.isEmpty else { throw DeviceStoreError.schemaTooNew(unknownMigrations: unknown.sorted()) }
                 guard !applied.isEmpty else { throw DeviceStoreError.notInitialised }
                 try migrator.migrate(queue)
-                return try queue.read { db in try StoreMetadata.unlock(db, passphrase: passphrase) }
+                return try queue.read { db in try StoreMetadata.unlock(db, unlock: unlock) }
             }
             let ledger = try RollbackLedger(protection: protection)
             try run {

@@ -3,6 +3,9 @@
 public enum DeviceStoreError: Error, Equatable, Sendable {
     /// The passphrase does not open this store (the sealed check value did not verify).
     case wrongPassphrase
+    /// A `StoreKey` (e.g. one cached by `parley unlock`) was given that does not open this store (the
+    /// store was replaced or its key changed); unlock it with the passphrase instead.
+    case storeKeyMismatch
     /// The store is sealed with a passphrase and none was given.
     case passphraseRequired
     /// A passphrase was given for a store that was created without one (values are in the clear).
@@ -47,6 +50,7 @@ extension DeviceStoreError: CustomStringConvertible {
     public var description: String {
         switch self {
         case .wrongPassphrase: return "wrong passphrase"
+        case .storeKeyMismatch: return "the cached store key does not open this store"
         case .passphraseRequired: return "the store is sealed: a passphrase is required"
         case .notSealed: return "the store is not sealed with a passphrase"
         case .alreadyExists(let path): return "a file already exists at \(path)"

@@ -13,6 +13,12 @@ public struct Passphrase: Sendable {
         secret = SecretBytes(copying: bytes)
     }
 
+    /// The bytes of `bytes` (for example read from a terminal or a file), which are then zeroed.
+    public init(wiping bytes: inout [UInt8]) {
+        secret = SecretBytes(copying: bytes)
+        for i in bytes.indices { bytes[i] = 0 }
+    }
+
     /// Raw passphrase bytes (for example from a platform keychain).
     public init(bytes: SecretBytes) {
         secret = bytes

@@ -61,7 +61,7 @@ final class CLIChurnRun: @unchecked Sendable {
         var stores: [ProtocolAddress: DeviceStore] = [:]
         var opened: [ParleyDevice] = []
         for home in names.flatMap({ homes[$0] ?? [] }) {
-            let device = try ParleyDevice.open(storePath: home + "/device.sqlite")
+            let device = try CLI.openDevice(home: home)
             opened.append(device)
             stores[device.account.address] = device.store
         }
@@ -75,11 +75,13 @@ final class CLIChurnRun: @unchecked Sendable {
     // MARK: the CLI
 
     private func cli(_ home: String, _ arguments: [String]) async throws -> (Int32, String) {
-        try await ChildProcess.run(CLI.binary, arguments, environment: CLI.environment(home: home), timeout: .seconds(180))
+        let result = try await ChildProcess.run(CLI.binary, arguments, environment: CLI.environment(home: home), timeout: .seconds(180))
+        try await CLI.unlockAfterCreation(arguments, status: result.status, home: home)
+        return result
     }
 
     private func address(of home: String) async throws -> ProtocolAddress {
-        let device = try ParleyDevice.open(storePath: home + "/device.sqlite")
+        let device = try CLI.openDevice(home: home)
         await device.close()
         return device.account.address
     }
@@ -184,7 +186,7 @@ final class CLIChurnRun: @unchecked Sendable {
     }
 
     private func recordView(_ groupId: String, home: String) async throws {
-        let device = try ParleyDevice.open(storePath: home + "/device.sqlite")
+        let device = try CLI.openDevice(home: home)
         let view = try device.store.groupView(groupId: groupId)
         await device.close()
         oracle.recordGroup(groupId, epoch: view.epoch, members: view.members, admins: view.admins)
@@ -295,7 +297,7 @@ final class CLIChurnRun: @unchecked Sendable {
     }
 
     private func processed(_ home: String) async throws -> (count: Int, outbox: Int) {
-        let device = try ParleyDevice.open(storePath: home + "/device.sqlite")
+        let device = try CLI.openDevice(home: home)
         let result = (try device.store.processedEnvelopeCount(), try device.store.outboxCount())
         await device.close()
         return result

@@ -25,7 +25,7 @@ struct CLIDeviceTests {
         let (homes, alice, bob) = try await Self.aliceWithThreeDevicesAndBob(harness)
 
         // The tablet is removed behind the phone's back (from the tablet itself, straight at the relay).
-        let tablet = try ParleyDevice.open(storePath: homes.home("tablet") + "/device.sqlite")
+        let tablet = try CLI.openDevice(home: homes.home("tablet"))
         let credentials = tablet.account.credentials
         await tablet.close()
         #expect(try await EngineDeviceRemovalTests.removeDevice(credentials.deviceId, as: credentials, harness: harness) == 204)
@@ -100,7 +100,7 @@ struct CLIHomes {
 
     /// The device id of a home (from its store).
     func deviceId(_ label: String) async throws -> UInt32 {
-        let device = try ParleyDevice.open(storePath: home(label) + "/device.sqlite")
+        let device = try CLI.openDevice(home: home(label))
         let id = device.account.deviceId
         await device.close()
         return id

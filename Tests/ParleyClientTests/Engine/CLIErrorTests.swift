@@ -116,7 +116,7 @@ struct CLIErrorTests {
         #expect(atLimit == 0, "\(atLimitOutput)")
         #expect(atLimitOutput.contains("sent: message"), "\(atLimitOutput)")
 
-        let alice = try ParleyDevice.open(storePath: home + "/device.sqlite")
+        let alice = try CLI.openDevice(home: home)
         #expect(try alice.store.contact(account: stranger) == nil)
         #expect(try alice.store.conversations().count == 1)  // bob's only
         let sent = try alice.store.messages(in: try alice.store.directConversation(with: bob.account.name).id, limit: 10).messages
@@ -146,7 +146,7 @@ struct CLIErrorTests {
         #expect(lines.count == 2, "\(output)")
         #expect(lines.last == "exit=0", "\(output)")
         // The command did all its work: every message stored, every receipt sent.
-        let bob = try ParleyDevice.open(storePath: home + "/device.sqlite")
+        let bob = try CLI.openDevice(home: home)
         #expect(try bob.store.messages(in: try bob.store.directConversation(with: alice.account.name).id, limit: 500).messages.count == count)
         #expect(try bob.store.outboxCount() == 0)
         await bob.close()
@@ -159,7 +159,7 @@ struct CLIErrorTests {
         let suffix = UUID().uuidString.prefix(6).lowercased()
         let home = harness.dir.appendingPathComponent("dave-home").path
         #expect(try await CLI.run(CLI.binary, home: home, ["register", "dave\(suffix)", "--server", harness.baseURL]).0 == 0)
-        let expected = "{\"account\":\"dave\(suffix)\",\"device\":1,\"server\":\"\(harness.baseURL)\"}\n"
+        let expected = "{\"account\":\"dave\(suffix)\",\"device\":1,\"sealed\":true,\"server\":\"\(harness.baseURL)\"}\n"
         for arguments in [["--json", "whoami"], ["whoami", "--json"], ["--home", home, "--json", "whoami"], ["--json", "whoami", "--home", home]] {
             let (status, output) = try await CLI.run(CLI.binary, home: "/nonexistent-\(suffix)", arguments + (arguments.contains("--home") ? [] : ["--home", home]))
             #expect(status == 0, "\(arguments): \(output)")

@@ -31,7 +31,7 @@ struct CLISyncTests {
             return try alice.store.message(id: id)?.statuses["bob\(suffix)"] == .delivered
         }
         #expect(delivered.count == count, "\(delivered.count) of \(count) delivered")
-        let bob = try ParleyDevice.open(storePath: bobHome + "/device.sqlite")
+        let bob = try CLI.openDevice(home: bobHome)
         #expect(try bob.store.outboxCount() == 0)
         await bob.close()
         await alice.close()
@@ -83,7 +83,7 @@ struct CLISyncTests {
         try await harness.startRelay()
         let (status, rest) = try await CLI.run(CLI.binary, home: bobHome, ["sync"])
         #expect(status == 0, "\(rest)")
-        let reopened = try ParleyDevice.open(storePath: bobHome + "/device.sqlite")
+        let reopened = try CLI.openDevice(home: bobHome)
         #expect(try reopened.store.outboxCount() == 0)
         await reopened.close()
         await alice.close()

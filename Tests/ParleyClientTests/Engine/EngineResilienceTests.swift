@@ -76,8 +76,8 @@ struct EngineResilienceTests {
         #expect(try await CLI.run(binary, home: aliceHome, ["sync"]).0 == 0)
         #expect(try await CLI.run(binary, home: bobHome, ["sync"]).0 == 0)
 
-        let alice = try ParleyDevice.open(storePath: aliceHome + "/device.sqlite")
-        let bob = try ParleyDevice.open(storePath: bobHome + "/device.sqlite")
+        let alice = try CLI.openDevice(home: aliceHome)
+        let bob = try CLI.openDevice(home: bobHome)
         let sent = try alice.store.messages(in: try alice.store.directConversation(with: bob.account.name).id, limit: 100).messages
         let received = try bob.store.messages(in: try bob.store.directConversation(with: alice.account.name).id, limit: 100).messages
         #expect(try alice.store.outboxCount() == 0)
@@ -91,15 +91,24 @@ struct EngineResilienceTests {
 }
 
 /// Runs the real `parley` executable (never blocking a concurrency thread: see `ChildProcess`).
+///
+/// Stores are created sealed, as by default: the passphrase is `passphrase`, given in `PARLEY_PASSPHRASE`
+/// (scripts' way). After a `register` or `link join` that succeeded, `parley unlock` runs once for the new
+/// store, so that later commands take the store key from the session keyring instead of running Argon2id
+/// each time (where the keyring is not available they derive it per command, as the product does).
 enum CLI {
     static let binary = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent(".build/debug/parley").path
 
+    /// The passphrase of every store the CLI tests create.
+    static let passphrase = "correct horse battery staple (tests)"
+
     static func environment(home: String) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
         environment["PARLEY_HOME"] = home
-        environment["PARLEY_PASSPHRASE"] = nil
+        environment["PARLEY_PASSPHRASE"] = passphrase
+        for name in ["PARLEY_PASSPHRASE_FILE", "PARLEY_NEW_PASSPHRASE", "PARLEY_NEW_PASSPHRASE_FILE"] { environment[name] = nil }
         return environment
     }
 
@@ -117,7 +126,28 @@ enum CLI {
             throw CLIFailure("\(binary) is missing: build every product first (swift build --build-tests)")
         }
         let result = try await ChildProcess.run(binary, arguments, environment: environment(home: home))
+        try await unlockAfterCreation(arguments, status: result.status, home: home)
         return (result.status, result.output)
+    }
+
+    /// After a `register` or `link join` that succeeded: one `parley unlock` for the new store.
+    static func unlockAfterCreation(_ arguments: [String], status: Int32, home: String) async throws {
+        let creates = arguments.first == "register" || arguments.starts(with: ["link", "join"])
+        guard creates, status == 0, !arguments.contains("--no-passphrase"), !arguments.contains("--help") else { return }
+        let unlock = try await ChildProcess.run(binary, ["unlock"], environment: environment(home: home))
+        guard unlock.status == 0 else { throw CLIFailure("parley unlock failed (\(unlock.status)): \(unlock.output)") }
+    }
+
+    /// Opens a home's store in the test process as the CLI does: an unsealed one (made by the engine) as it is,
+    /// a sealed one with the key `parley unlock` cached, else the passphrase.
+    static func openDevice(home: String) throws -> ParleyDevice {
+        let path = home + "/device.sqlite"
+        do {
+            return try ParleyDevice.open(storePath: path, unlock: nil)
+        } catch DeviceStoreError.passphraseRequired {
+            let unlock = SessionKeyring.lookup(forStore: path).map(StoreUnlock.key) ?? .passphrase(Passphrase(passphrase))
+            return try ParleyDevice.open(storePath: path, unlock: unlock)
+        }
     }
 }
 
