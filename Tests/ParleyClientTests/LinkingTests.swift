@@ -232,6 +232,18 @@ struct LinkingTests {
         return conversation.id
     }
 
+    /// Every message of `conversation`, newest first, page by page.
+    static func allMessages(_ store: DeviceStore, _ conversation: ConversationID) throws -> [StoredMessage] {
+        var all: [StoredMessage] = []
+        var cursor: MessageCursor? = nil
+        repeat {
+            let page = try store.messages(in: conversation, before: cursor, limit: DeviceStore.maxPageSize)
+            all += page.messages
+            cursor = page.next
+        } while cursor != nil
+        return all
+    }
+
     /// Records the progress reports of one side.
     final class ProgressLog: @unchecked Sendable {
         private let lock = NSLock()
@@ -277,8 +289,8 @@ struct LinkingTests {
         #expect(device.store.isSealed)
         #expect(device.archivedMessages == total)
         #expect(device.importedMessages == total)
-        let copied = try device.store.messages(in: try device.store.directConversation(with: peer).id, limit: total + 10).messages
-        let original = try alice.store.messages(in: conversation, limit: total + 10).messages
+        let copied = try Self.allMessages(device.store, try device.store.directConversation(with: peer).id)
+        let original = try Self.allMessages(alice.store, conversation)
         #expect(copied.count == total)
         #expect(copied.map(\.body) == original.map(\.body))
         #expect(copied.map(\.receivedAt) == original.map(\.receivedAt))
@@ -307,8 +319,8 @@ struct LinkingTests {
         #expect((uploads.last?.totalBytes ?? 0) > 6 * 1024 * 1024)
         #expect(device.archivedMessages == total)
         #expect(device.importedMessages == total)
-        let copied = try device.store.messages(in: try device.store.directConversation(with: "dave").id, limit: total + 10).messages
-        let original = try alice.store.messages(in: conversation, limit: total + 10).messages
+        let copied = try Self.allMessages(device.store, try device.store.directConversation(with: "dave").id)
+        let original = try Self.allMessages(alice.store, conversation)
         #expect(copied.count == total)
         #expect(copied.map(\.body) == original.map(\.body))
         try device.store.close()
@@ -625,8 +637,11 @@ struct LinkFormatTests {
             _ = try ProvisioningPayload.decode(SecretBytes(copying: bytes + [0]))
         }
         var version = bytes
+        version[4] = 3
+        #expect(throws: LinkError.unsupportedPayloadVersion(3)) { _ = try ProvisioningPayload.decode(SecretBytes(copying: version)) }
+        // Version 2 must carry the history upload's header after the archive.
         version[4] = 2
-        #expect(throws: LinkError.unsupportedPayloadVersion(2)) { _ = try ProvisioningPayload.decode(SecretBytes(copying: version)) }
+        #expect(throws: LinkError.payloadMalformed("truncated")) { _ = try ProvisioningPayload.decode(SecretBytes(copying: version)) }
         var magic = bytes
         magic[0] ^= 0xFF
         #expect(throws: LinkError.payloadMalformed("not a provisioning payload")) {
