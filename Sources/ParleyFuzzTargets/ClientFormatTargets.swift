@@ -79,7 +79,7 @@ enum ClientFormatTargets {
         guard let again = try? ProvisioningPayload.decode(encoded) else { return .violation("a re-encoded payload does not decode") }
         guard again.accountName == payload.accountName, again.identity.identityKey == payload.identity.identityKey,
             again.existingDeviceId == payload.existingDeviceId, again.contacts == payload.contacts,
-            again.identities == payload.identities, again.archive == payload.archive
+            again.identities == payload.identities, again.archive == payload.archive, again.historyUpload == payload.historyUpload
         else { return .violation("a payload does not survive re-encoding") }
         return .accepted(
             "contacts=\(payload.contacts.count) identities=\(payload.identities.count) "

@@ -234,8 +234,19 @@ public enum SeedCorpus {
         let encoded = try payload.encode().bytes.copyBytes()
         add("provisioning-payload", "two-contacts-history", encoded, "accepted contacts=2 identities=1 conversations=2 messages=3", nil)
         var newer = encoded
-        newer[4] = 2
-        add("provisioning-payload", "version-2", newer, "rejected unsupportedPayloadVersion", nil)
+        newer[4] = 3
+        add("provisioning-payload", "version-3", newer, "rejected unsupportedPayloadVersion", nil)
+        // Version 2: the history travels as a separate upload; the payload carries its header.
+        var withUpload = payload
+        withUpload.archive = HistoryArchive()
+        withUpload.historyUpload = HistoryUploadHeader(
+            messageCount: 3, plaintextBytes: UInt64(try archive.encoded().count), chunkBytes: 65_536, digest: Array(repeating: 0xAB, count: 32))
+        add(
+            "provisioning-payload", "version-2-history-upload", try withUpload.encode().bytes.copyBytes(),
+            "accepted contacts=2 identities=1 conversations=0 messages=0", nil)
+        var headerless = encoded
+        headerless[4] = 2
+        add("provisioning-payload", "version-2-without-header", headerless, "rejected payloadMalformed", nil)
         add("provisioning-payload", "trailing-byte", encoded + [0], "rejected payloadMalformed", nil)
         let archiveBytes = try archive.encoded().copyBytes()
         add("history-archive", "two-conversations", archiveBytes, "accepted conversations=2 messages=3", nil)

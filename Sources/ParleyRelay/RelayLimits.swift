@@ -54,6 +54,13 @@ public struct RelayLimits: Sendable {
     /// many, then this many per `recoveryWindowSeconds`. Bounds what one source can try across many accounts.
     public static let recoveryAttemptsPerSource = 20
 
+    /// Bytes of one stored piece of a link history archive (a row of `link_history_piece`): the relay holds at
+    /// most one piece per upload or download in memory, and a piece is one database round trip.
+    public static let linkHistoryPieceBytes = 1024 * 1024
+    /// An approved link's history archive is kept this long past the link code's expiry (the new device
+    /// downloads right after the approval; a large archive on a slow line needs a while), then swept.
+    public static let linkHistoryKeepSeconds: Int64 = 3600
+
     /// Devices per account (active + pending link).
     public var maxDevicesPerAccount: Int = 6
     /// Queued messages per device before senders get `queueFull`.
@@ -68,6 +75,13 @@ public struct RelayLimits: Sendable {
     public var maxGroupMembers: Int = 500
     /// Lifetime of a device link code.
     public var linkCodeTTLSeconds: Int64 = 600
+    /// Bytes of one link's history archive (`PUT /v1/devices/links/{code}/history`): 128 MiB holds years of text
+    /// messages (some 400,000 at ~300 bytes each); a larger `Content-Length` is refused before the body is read, a
+    /// chunked body is cut off as it passes it.
+    public var maxLinkHistoryBytes: Int = RelayLimits.defaultMaxLinkHistoryBytes
+    public static let defaultMaxLinkHistoryBytes = 128 * 1024 * 1024
+    /// Bytes of all history archives of one account at once (several links in flight): twice one archive.
+    public var maxLinkHistoryBytesPerAccount: Int = 2 * RelayLimits.defaultMaxLinkHistoryBytes
     /// Prekey bundles per requesting device: bucket size, in device bundles (a `*` or batched fetch takes one token
     /// per device it returns). 3,000 = a 500-member group of 6-device accounts, fetched at once when it is set up.
     public var bundleFetchBurst: Int = 3_000

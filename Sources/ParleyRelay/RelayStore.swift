@@ -6,6 +6,14 @@ import ParleyWire
 /// Implementations must make each method atomic (one transaction), and `commit(_:)` must validate every
 /// submission against the device lists and queue limits *inside* the transaction that stores it.
 /// Errors meant for the client are thrown as `RelayError`; anything else is an internal failure.
+/// A complete link history archive, as `RelayStore.linkHistory` finds it.
+struct LinkHistoryInfo: Sendable {
+    /// The hash of its link code (the archive's key).
+    let key: Data
+    let bytes: Int
+    let pieces: Int
+}
+
 protocol RelayStore: Sendable {
     /// Releases the storage (after the server stopped); no method may be called afterwards. Must not block a
     /// thread of Swift's cooperative pool while it waits for work in flight (run blocking waits elsewhere).
@@ -93,6 +101,26 @@ protocol RelayStore: Sendable {
         accountId: Int64, code: String, provisioningBlob: Data, awaitIdentityUpload: Bool, now: Int64
     ) async throws
     func linkStatus(_ address: DeviceAddress) async throws -> LinkStatusResponse
+
+    // MARK: link history archive (relay-protocol.md §4.5.1)
+    /// Starts the history upload of link `code` by `uploader`, which must be the device that created the code, while
+    /// the code is claimed and not expired (else `.notFound` / `.linkCodeUnavailable`). A previous upload of the same
+    /// link is dropped first (one archive per link). Returns the bytes this upload may take: `maxBytes`, less when
+    /// the account's other archives leave less of `maxAccountBytes` (`.payloadTooLarge` when nothing is left).
+    func beginLinkHistory(_ uploader: DeviceAddress, code: String, now: Int64, maxBytes: Int, maxAccountBytes: Int) async throws -> Int
+    /// Appends piece `seq` (0, 1, ...) of the upload started by `beginLinkHistory`.
+    func appendLinkHistory(code: String, seq: Int, data: Data) async throws
+    /// Marks the upload complete (downloadable). `.linkCodeUnavailable` if its link is no longer claimed.
+    func finishLinkHistory(code: String, now: Int64) async throws
+    /// Drops the archive of link `code`, complete or not.
+    func abortLinkHistory(code: String) async throws
+    /// The complete archive of the link that created `device` (the new device): its key, size and pieces.
+    /// `.notFound` when there is none (not uploaded, acknowledged or swept).
+    func linkHistory(_ device: DeviceAddress) async throws -> LinkHistoryInfo
+    /// Piece `seq` of an archive found with `linkHistory`; nil if it is gone since.
+    func linkHistoryPiece(_ key: Data, seq: Int) async throws -> Data?
+    /// The new device acknowledged its download: the archive goes. False when there was none.
+    func deleteLinkHistory(_ device: DeviceAddress) async throws -> Bool
 
     // MARK: queues
     /// Validates and stores all submissions in ONE transaction; one result per submission, in order. A group

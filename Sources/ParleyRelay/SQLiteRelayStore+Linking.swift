@@ -134,6 +134,7 @@ extension SQLiteRelayStore {
         try db.execute(
             sql: "DELETE FROM link_code WHERE (state IN ('open', 'claimed') AND expires_at < ?) OR expires_at < ?",
             arguments: [now, now - 24 * 3600 * 1000])
+        try deleteStaleLinkHistory(db, now: now)
     }
 
     func linkStatus(_ address: DeviceAddress) async throws -> LinkStatusResponse {

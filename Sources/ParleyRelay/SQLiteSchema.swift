@@ -186,6 +186,28 @@ enum SQLiteSchema {
                 );
                 """)
         }
+        migrator.registerMigration("relay-v8-history-archive") { db in
+            // A link's history archive (relay-protocol.md §4.5.1): opaque bytes sealed end to end by the approving
+            // device, kept in pieces of at most 1 MiB so that neither upload nor download holds it whole. One row
+            // per link (keyed by its code's hash), dropped with the link (sweep) or when the new device acknowledges.
+            try db.execute(sql: """
+                CREATE TABLE link_history (
+                    code_hash BLOB PRIMARY KEY,
+                    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                    bytes INTEGER NOT NULL,
+                    pieces INTEGER NOT NULL,
+                    complete INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL
+                );
+                CREATE INDEX link_history_by_account ON link_history(account_id);
+                CREATE TABLE link_history_piece (
+                    code_hash BLOB NOT NULL REFERENCES link_history(code_hash) ON DELETE CASCADE,
+                    seq INTEGER NOT NULL,
+                    data BLOB NOT NULL,
+                    PRIMARY KEY (code_hash, seq)
+                );
+                """)
+        }
         return migrator
     }
 

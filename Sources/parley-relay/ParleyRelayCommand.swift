@@ -23,6 +23,8 @@ struct ParleyRelayCommand: AsyncParsableCommand {
     @Option(help: "Max queued ciphertext bytes per device.") var maxQueuedBytes = RelayLimits().maxQueuedBytesPerDevice
     @Option(help: "Retention of undelivered messages, in days.") var retentionDays = 30
     @Option(help: "Max members per group.") var maxGroupMembers = RelayLimits().maxGroupMembers
+    @Option(help: "Max bytes of one link's history archive (a new device's history).") var maxLinkHistoryBytes =
+        RelayLimits().maxLinkHistoryBytes
     @Option(help: "Prekey bundles (one per device returned): burst per requesting device.") var bundleFetchBurst =
         RelayLimits().bundleFetchBurst
     @Option(help: "Prekey bundles: refill per second per requesting device.") var bundleFetchRate = RelayLimits().bundleFetchPerSecond
@@ -62,7 +64,7 @@ struct ParleyRelayCommand: AsyncParsableCommand {
             bundleFetchBurst >= 1, bundleFetchRate > 0, requestsPerSecondPerAddress >= 1, creationsPerMinutePerAddress > 0,
             clientFramesPerSecond > 0, maxConnectionsPerAddress >= 1, (maxConnections ?? 1) >= 1,
             prekeyHandoutBurst >= 1, prekeyHandoutsPerHour > 0, maxQueuedMessagesPerSender >= 1,
-            maxQueuedBytesPerSender >= 1, pushesPerSecondPerOrigin > 0
+            maxQueuedBytesPerSender >= 1, pushesPerSecondPerOrigin > 0, maxLinkHistoryBytes >= 1
         else { throw ValidationError("limits must be positive (max-group-members at least 2)") }
         var limits = RelayLimits()
         limits.maxDevicesPerAccount = maxDevices
@@ -70,6 +72,9 @@ struct ParleyRelayCommand: AsyncParsableCommand {
         limits.maxQueuedBytesPerDevice = maxQueuedBytes
         limits.retentionSeconds = Int64(retentionDays) * 24 * 3600
         limits.maxGroupMembers = maxGroupMembers
+        limits.maxLinkHistoryBytes = maxLinkHistoryBytes
+        // The account's bound on archives at once stays twice one archive.
+        limits.maxLinkHistoryBytesPerAccount = 2 * maxLinkHistoryBytes
         limits.bundleFetchBurst = bundleFetchBurst
         limits.bundleFetchPerSecond = bundleFetchRate
         limits.oneTimePreKeyHandoutBurst = prekeyHandoutBurst

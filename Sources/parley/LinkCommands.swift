@@ -31,7 +31,11 @@ struct Link: AsyncParsableCommand {
                         throw CLIError("not approved")
                     }
                 }
-                try await CLIError.wrap { try await device.approve(link, claim: claim) }
+                let progress = HistoryProgressLine(output: options.output)
+                try await CLIError.wrap {
+                    defer { progress.end() }
+                    try await device.approve(link, claim: claim, linker: DeviceLinker(onHistoryProgress: progress.callback))
+                }
                 options.output.emit(
                     "approved \(label): it now has this account's identity, contacts and history",
                     ["event": "approved", "device": claim.deviceId.map { .int(Int64($0)) } ?? .null])
@@ -53,16 +57,64 @@ struct Link: AsyncParsableCommand {
                 let server = try options.serverURL(for: "link join")
                 let passphrase = try StoreAccess.passphraseForNewStore(options: options, noPassphrase: noPassphrase, command: "link join")
                 try options.ensureHome()
-                let (device, imported) = try await CLIError.wrap {
-                    try await ParleyDevice.join(
+                let progress = HistoryProgressLine(output: options.output)
+                let (device, imported, archived) = try await CLIError.wrap {
+                    defer { progress.end() }
+                    return try await ParleyDevice.join(
                         linkString: link, serverURL: server, storePath: options.storePath, passphrase: passphrase,
-                        deviceName: deviceName, timeout: .seconds(timeout))
+                        deviceName: deviceName, timeout: .seconds(timeout), linker: DeviceLinker(onHistoryProgress: progress.callback))
                 }
                 options.output.emit(
-                    "linked: \(device.account.name), device \(device.account.deviceId); \(imported) message(s) of history imported",
-                    ["event": "linked", "account": .string(device.account.name), "device": .int(Int64(device.account.deviceId)), "imported": .int(Int64(imported))])
+                    "linked: \(device.account.name), device \(device.account.deviceId)\nimported \(imported) of \(archived) messages",
+                    [
+                        "event": "linked", "account": .string(device.account.name), "device": .int(Int64(device.account.deviceId)),
+                        "imported": .int(Int64(imported)), "archived": .int(Int64(archived)),
+                    ])
                 await device.close()
             }
         }
+    }
+}
+
+/// The history transfer's progress, "history: 12.3 of 48.0 MiB", on one line rewritten in place; only on a
+/// terminal and without `--json` (a pipe or a script gets the final lines only). Redrawn when the figure
+/// shown changes.
+final class HistoryProgressLine: @unchecked Sendable {
+    private let enabled: Bool
+    private let lock = NSLock()
+    private var shown: String?
+
+    init(output: Output) {
+        enabled = !output.json && isatty(STDOUT_FILENO) == 1
+    }
+
+    var callback: (@Sendable (HistoryProgress) -> Void)? {
+        guard enabled else { return nil }
+        return { [self] progress in self.draw(progress) }
+    }
+
+    static func text(_ progress: HistoryProgress) -> String {
+        let mib = 1024.0 * 1024.0
+        let done = String(format: "%.1f", Double(progress.bytes) / mib)
+        let total = String(format: "%.1f", Double(progress.totalBytes) / mib)
+        return "history: \(done) of \(total) MiB"
+    }
+
+    private func draw(_ progress: HistoryProgress) {
+        let text = Self.text(progress)
+        lock.lock()
+        defer { lock.unlock() }
+        guard text != shown else { return }
+        shown = text
+        Console.outRaw("\r" + text + "\u{1B}[K")
+    }
+
+    /// Ends the progress line (a newline) if one was drawn.
+    func end() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard shown != nil else { return }
+        shown = nil
+        Console.outRaw("\n")
     }
 }

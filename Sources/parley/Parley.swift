@@ -216,6 +216,9 @@ enum Console {
 
     static func out(_ line: String) { write(line + "\n", to: 1, closed: outputClosed) }
 
+    /// Writes `text` to standard output as is (no newline: a progress line rewritten with `\r`).
+    static func outRaw(_ text: String) { write(text, to: 1, closed: outputClosed) }
+
     static func error(_ line: String) { write(line + "\n", to: 2, closed: errorClosed) }
 
     private static func write(_ text: String, to descriptor: Int32, closed: borrowing Atomic<Bool>) {

@@ -215,16 +215,13 @@ struct LinkingTests {
         try? FileManager.default.removeItem(at: fixture.dir)
     }
 
-    // MARK: a history larger than the blob
+    // MARK: a history larger than the blob (issue 12: it was cut at 256 KiB without a word)
 
-    @Test func largeHistoryIsCutToTheNewestMessagesThatFit() async throws {
-        let fixture = try await Fixture.start()
-        let alice = try await Self.client("alice", registrationId: 31, fixture: fixture)
-        let peer = "carol"
-        let conversation = try alice.store.directConversation(with: peer)
-        let total = 3_000
-        let body = String(repeating: "0123456789", count: 20)  // 200 bytes: ~640 KB in all, over the 256 KiB blob
-        try alice.store.transaction { store in
+    /// Fills alice's store with `total` incoming messages of about `bodyBytes` bytes each, in one conversation.
+    static func fillHistory(_ store: DeviceStore, peer: String, total: Int, bodyBytes: Int) throws -> ConversationID {
+        let conversation = try store.directConversation(with: peer)
+        let body = String(repeating: "0123456789", count: max(1, bodyBytes / 10))
+        try store.transaction { store in
             for index in 0..<total {
                 _ = try store.insertMessage(
                     NewMessage(
@@ -232,31 +229,153 @@ struct LinkingTests {
                         outgoing: false, sentAt: Int64(index), receivedAt: Int64(10_000 + index), body: "\(index) \(body)"))
             }
         }
-        let link = try await Self.linker.startLink(relay: alice.relay)
-        let linker = Self.linker
+        return conversation.id
+    }
+
+    /// Every message of `conversation`, newest first, page by page.
+    static func allMessages(_ store: DeviceStore, _ conversation: ConversationID) throws -> [StoredMessage] {
+        var all: [StoredMessage] = []
+        var cursor: MessageCursor? = nil
+        repeat {
+            let page = try store.messages(in: conversation, before: cursor, limit: DeviceStore.maxPageSize)
+            all += page.messages
+            cursor = page.next
+        } while cursor != nil
+        return all
+    }
+
+    /// Records the progress reports of one side.
+    final class ProgressLog: @unchecked Sendable {
+        private let lock = NSLock()
+        private var reports: [HistoryProgress] = []
+        func add(_ report: HistoryProgress) { lock.withLock { reports.append(report) } }
+        var all: [HistoryProgress] { lock.withLock { reports } }
+    }
+
+    /// Links a second device of alice through the relay with the default linker settings (but for the poll
+    /// interval); returns the new device and both sides' progress reports.
+    static func linkWithHistory(
+        fixture: Fixture, alice: Client, passphrase: Passphrase? = nil
+    ) async throws -> (LinkedDevice, upload: [HistoryProgress], download: [HistoryProgress]) {
+        let uploads = ProgressLog()
+        let downloads = ProgressLog()
+        var approving = Self.linker
+        approving.onHistoryProgress = { uploads.add($0) }
+        var joining = Self.linker
+        joining.onHistoryProgress = { downloads.add($0) }
+        let link = try await approving.startLink(relay: alice.relay)
         let baseURL = fixture.baseURL
         let linkString = link.linkString
-        let newPath = fixture.path("alice-2.sqlite")
-        async let joined = linker.join(
-            linkString: linkString, baseURL: baseURL, storePath: newPath, passphrase: testPassphrase, deviceName: nil,
-            timeout: .seconds(60))
-        let claim = try await Self.linker.awaitClaim(link, relay: alice.relay, timeout: .seconds(60))
-        try await Self.linker.approve(link, claim: claim, store: alice.store, accountName: alice.account, ownDeviceId: 1, relay: alice.relay)
+        let newPath = fixture.path("alice-2-\(UUID().uuidString.prefix(6)).sqlite")
+        let joiner = joining
+        async let joined = joiner.join(
+            linkString: linkString, baseURL: baseURL, storePath: newPath, passphrase: passphrase, deviceName: nil,
+            timeout: .seconds(120))
+        let claim = try await approving.awaitClaim(link, relay: alice.relay, timeout: .seconds(120))
+        try await approving.approve(link, claim: claim, store: alice.store, accountName: alice.account, ownDeviceId: 1, relay: alice.relay)
         let device = try await joined
+        return (device, uploads.all, downloads.all)
+    }
+
+    /// 3,000 messages (~640 KB of archive, well over the 256 KiB blob that cut it to ~970 on main): every
+    /// message arrives, in order, and the new device counts N of N.
+    @Test func wholeHistoryOverTheBlobLimitTransfers() async throws {
+        let fixture = try await Fixture.start()
+        let alice = try await Self.client("alice", registrationId: 31, fixture: fixture)
+        let peer = "carol"
+        let total = 3_000
+        let conversation = try Self.fillHistory(alice.store, peer: peer, total: total, bodyBytes: 200)
+        let (device, uploads, downloads) = try await Self.linkWithHistory(fixture: fixture, alice: alice, passphrase: testPassphrase)
         #expect(device.store.isSealed)
-        // About 270 bytes per message in the payload: some 970 of the 3,000 fit in 256 KiB.
-        #expect(device.importedMessages > 900)
-        #expect(device.importedMessages < total)
-        // Exactly the newest ones, in the same order.
-        let copied = try device.store.messages(in: try device.store.directConversation(with: peer).id, limit: 1_000).messages
-        let original = try alice.store.messages(in: conversation.id, limit: 1_000).messages
-        #expect(copied.count == device.importedMessages)
-        let sameBodies = copied.map(\.body) == original.prefix(copied.count).map(\.body)
-        let sameTimes = copied.map(\.receivedAt) == original.prefix(copied.count).map(\.receivedAt)
-        #expect(sameBodies)
-        #expect(sameTimes)
-        #expect(copied.first?.receivedAt == Int64(10_000 + total - 1))
+        #expect(device.archivedMessages == total)
+        #expect(device.importedMessages == total)
+        let copied = try Self.allMessages(device.store, try device.store.directConversation(with: peer).id)
+        let original = try Self.allMessages(alice.store, conversation)
+        #expect(copied.count == total)
+        #expect(copied.map(\.body) == original.map(\.body))
+        #expect(copied.map(\.receivedAt) == original.map(\.receivedAt))
+        #expect(copied.map(\.serverId) == original.map(\.serverId))
+        // Progress: from 0 to the whole sealed size, never backwards, on both sides.
+        for log in [uploads, downloads] {
+            #expect(log.first?.bytes == 0)
+            #expect(log.last.map { $0.bytes == $0.totalBytes } == true)
+            #expect(zip(log, log.dropFirst()).allSatisfy { $0.bytes <= $1.bytes })
+            #expect((log.last?.totalBytes ?? 0) > 256 * 1024)
+        }
+        // The relay dropped the archive once the new device acknowledged it.
+        let relay = RelayClient(baseURL: fixture.baseURL).authenticated(as: device.credentials)
+        await #expect(throws: RelayClientError.self) { try await relay.downloadLinkHistory(maxBytes: 1 << 30) { _ in } }
         try device.store.close()
+        try await fixture.stop()
+    }
+
+    /// A history of several MiB (6,000 messages of ~1 KiB: ~6.4 MiB sealed, over a hundred chunks) arrives whole.
+    @Test func severalMiBHistoryTransfersWhole() async throws {
+        let fixture = try await Fixture.start()
+        let alice = try await Self.client("alice", registrationId: 32, fixture: fixture)
+        let total = 6_000
+        let conversation = try Self.fillHistory(alice.store, peer: "dave", total: total, bodyBytes: 1_000)
+        let (device, uploads, _) = try await Self.linkWithHistory(fixture: fixture, alice: alice)
+        #expect((uploads.last?.totalBytes ?? 0) > 6 * 1024 * 1024)
+        #expect(device.archivedMessages == total)
+        #expect(device.importedMessages == total)
+        let copied = try Self.allMessages(device.store, try device.store.directConversation(with: "dave").id)
+        let original = try Self.allMessages(alice.store, conversation)
+        #expect(copied.count == total)
+        #expect(copied.map(\.body) == original.map(\.body))
+        try device.store.close()
+        try await fixture.stop()
+    }
+
+    /// The approving device's upload is altered on its way (one byte of chunk 1 flipped; chunks 0 and 1 swapped;
+    /// the last chunk dropped): the new device refuses it with a typed error, imports nothing and leaves no store.
+    @Test(arguments: ["tampered", "reordered", "truncated"])
+    func alteredHistoryIsRefusedAndNothingIsImported(_ alteration: String) async throws {
+        let fixture = try await Fixture.start()
+        let alice = try await Self.client("alice", registrationId: 33, fixture: fixture)
+        _ = try Self.fillHistory(alice.store, peer: "erin", total: 1_000, bodyBytes: 200)
+        let link = try await Self.linker.startLink(relay: alice.relay)
+        let linkString = link.linkString
+        let baseURL = fixture.baseURL
+        let linker = Self.linker
+        let storePath = fixture.path("alice-2.sqlite")
+        let task = Task {
+            try await linker.join(
+                linkString: linkString, baseURL: baseURL, storePath: storePath, passphrase: nil, deviceName: nil, timeout: .seconds(60))
+        }
+        let claim = try await linker.awaitClaim(link, relay: alice.relay, timeout: .seconds(60))
+        // What `approve` does, with the upload altered.
+        let ephemeral = try #require(link.takeEphemeral())
+        let provisioning = try PublicKey(serialized: Array(try #require(claim.identityKey)))
+        let archive = try alice.store.historyArchive(messageLimit: 100_000)
+        let sealer = try HistorySealer(
+            archive: try archive.encoded(), messageCount: archive.messages.count,
+            key: try HistoryUpload.key(own: ephemeral, their: provisioning, code: link.code), code: link.code)
+        #expect(sealer.header.chunkCount >= 3)
+        var chunks = try (0..<sealer.header.chunkCount).map { try sealer.chunk($0) }
+        switch alteration {
+        case "tampered": chunks[1][100] ^= 0x01
+        case "reordered": chunks.swapAt(0, 1)
+        default: chunks.removeLast()
+        }
+        let upload = chunks
+        try await alice.relay.uploadLinkHistory(
+            code: link.code, size: upload.reduce(0) { $0 + $1.count }, pieceCount: upload.count, piece: { upload[$0] })
+        let payload = ProvisioningPayload(
+            accountName: alice.account, identity: try alice.store.identityKeyPair(), existingDeviceId: 1, contacts: [], identities: [],
+            archive: HistoryArchive(), historyUpload: sealer.header)
+        let key = try LinkCrypto.key(own: ephemeral, their: provisioning, code: link.code)
+        let blob = try LinkCrypto.seal(
+            try payload.encode().bytes, key: key,
+            associatedData: LinkCrypto.associatedData(code: link.code, ephemeral: ephemeral.publicKey, provisioning: provisioning))
+        try await alice.relay.approveLink(code: link.code, ApproveLinkRequest(provisioningBlob: blob, awaitIdentityUpload: true))
+        let error = await #expect(throws: LinkError.self) { try await task.value }
+        switch alteration {
+        case "tampered": #expect(error == .historyAuthenticationFailed(chunk: 1))
+        case "reordered": #expect(error == .historyAuthenticationFailed(chunk: 0))
+        default: #expect(error == .historyTruncated(chunk: sealer.header.chunkCount - 1, of: sealer.header.chunkCount))
+        }
+        #expect(!FileManager.default.fileExists(atPath: storePath))
         try await fixture.stop()
     }
 
@@ -453,6 +572,61 @@ struct LinkFormatTests {
         if case .payloadTooLarge = error {} else { Issue.record("expected payloadTooLarge") }
     }
 
+    /// Version 2 carries the history upload's header; it round-trips, and a version 1 payload still decodes.
+    @Test func payloadWithHistoryUploadHeaderRoundTrips() throws {
+        var payload = try Self.payload(messages: 0)
+        let header = HistoryUploadHeader(messageCount: 7, plaintextBytes: 200_000, chunkBytes: 65_536, digest: Array(repeating: 9, count: 32))
+        payload.historyUpload = header
+        let encoded = try payload.encode().bytes
+        #expect(encoded.withBytes { $0[4] } == ProvisioningPayload.versionWithHistoryUpload)
+        let decoded = try ProvisioningPayload.decode(encoded)
+        #expect(decoded.historyUpload == header)
+        #expect(decoded.archive == payload.archive)
+        #expect(header.chunkCount == 4)
+        #expect(header.sealedBytes == 200_000 + 4 * LinkCrypto.overhead)
+        payload.historyUpload = nil
+        #expect(try ProvisioningPayload.decode(try payload.encode().bytes).historyUpload == nil)
+    }
+
+    /// The chunked seal opens in any split of the received bytes, and only under its own key, code and order.
+    @Test func historyUploadOpensInAnySplitAndOnlyWhole() throws {
+        let archive = try Self.payload(messages: 1_500).archive
+        let plaintext = try archive.encoded()
+        let key = SecretBytes(copying: Array(repeating: 7, count: 32))
+        let code = "AAAAAAAAAAAAAAAAAAAAAA"
+        let sealer = try HistorySealer(archive: plaintext, messageCount: archive.messages.count, key: key, code: code)
+        #expect(sealer.header.chunkCount > 2)
+        var upload = Data()
+        for index in 0..<sealer.header.chunkCount { upload.append(try sealer.chunk(index)) }
+        #expect(upload.count == sealer.header.sealedBytes)
+        for split in [1, 977, 65_536 + 41, upload.count] {
+            var opener = try HistoryOpener(header: sealer.header, key: key, code: code)
+            var offset = 0
+            while offset < upload.count {
+                let end = min(upload.count, offset + split)
+                try upload[offset..<end].withUnsafeBytes { try opener.append($0) }
+                offset = end
+            }
+            let opened = try opener.finish()
+            #expect(opened == plaintext)
+            #expect(try HistoryArchive.decode(opened) == archive)
+        }
+        // Another key or another code: chunk 0 does not open.
+        for (otherKey, otherCode) in [(SecretBytes(copying: Array(repeating: 8, count: 32)), code), (key, "BAAAAAAAAAAAAAAAAAAAAA")] {
+            var opener = try HistoryOpener(header: sealer.header, key: otherKey, code: otherCode)
+            #expect(throws: LinkError.historyAuthenticationFailed(chunk: 0)) { try upload.withUnsafeBytes { try opener.append($0) } }
+        }
+        // A wrong digest in the header: every chunk opens, the whole is refused.
+        var forged = sealer.header
+        forged.digest[0] ^= 1
+        var opener = try HistoryOpener(header: forged, key: key, code: code)
+        try upload.withUnsafeBytes { try opener.append($0) }
+        #expect(throws: LinkError.historyAuthenticationFailed(chunk: sealer.header.chunkCount)) { _ = try opener.finish() }
+        // One byte more than announced.
+        var longer = try HistoryOpener(header: sealer.header, key: key, code: code)
+        #expect(throws: LinkError.historyTooLong) { try (upload + [0]).withUnsafeBytes { try longer.append($0) } }
+    }
+
     @Test func malformedPayloadsAreRefused() throws {
         let bytes = try Self.payload(messages: 2).encode().bytes.copyBytes()
         // Every truncation fails cleanly.
@@ -463,8 +637,11 @@ struct LinkFormatTests {
             _ = try ProvisioningPayload.decode(SecretBytes(copying: bytes + [0]))
         }
         var version = bytes
+        version[4] = 3
+        #expect(throws: LinkError.unsupportedPayloadVersion(3)) { _ = try ProvisioningPayload.decode(SecretBytes(copying: version)) }
+        // Version 2 must carry the history upload's header after the archive.
         version[4] = 2
-        #expect(throws: LinkError.unsupportedPayloadVersion(2)) { _ = try ProvisioningPayload.decode(SecretBytes(copying: version)) }
+        #expect(throws: LinkError.payloadMalformed("truncated")) { _ = try ProvisioningPayload.decode(SecretBytes(copying: version)) }
         var magic = bytes
         magic[0] ^= 0xFF
         #expect(throws: LinkError.payloadMalformed("not a provisioning payload")) {

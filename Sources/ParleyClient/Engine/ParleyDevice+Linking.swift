@@ -28,11 +28,12 @@ extension ParleyDevice {
         }
     }
 
-    /// Joins an account as a new device from a link string shown by one of its devices.
+    /// Joins an account as a new device from a link string shown by one of its devices. Returns the device,
+    /// the messages imported and the messages the approving device archived ("imported N of M").
     public static func join(
         linkString: String, serverURL: String, storePath: String, passphrase: Passphrase? = nil, deviceName: String? = nil,
         timeout: Duration = .seconds(120), linker: DeviceLinker = DeviceLinker(), http: HTTPClient = ParleyHTTP.shared
-    ) async throws -> (device: ParleyDevice, importedMessages: Int) {
+    ) async throws -> (device: ParleyDevice, importedMessages: Int, archivedMessages: Int) {
         let linked = try await linker.join(
             linkString: linkString, baseURL: serverURL, storePath: storePath, passphrase: passphrase, deviceName: deviceName, timeout: timeout)
         try linked.store.saveAccount(
@@ -41,7 +42,7 @@ extension ParleyDevice {
                 serverURL: serverURL))
         let device = try ParleyDevice.attach(store: linked.store, http: http)
         try? await device.refreshGroups()
-        return (device, linked.importedMessages)
+        return (device, linked.importedMessages, linked.archivedMessages)
     }
 
     /// Records the groups the relay lists for this account, with their members.

@@ -48,13 +48,24 @@ public final class PendingLink: @unchecked Sendable {
     }
 }
 
-/// A device that has been linked: its store (open), credentials, the account name and how many
-/// archived messages it imported.
+/// A device that has been linked: its store (open), credentials, the account name, how many messages
+/// the approving device archived and how many of them were imported (fewer only when some were already
+/// stored).
 public struct LinkedDevice: Sendable {
     public let store: DeviceStore
     public let credentials: DeviceCredentials
     public let accountName: String
     public let importedMessages: Int
+    public let archivedMessages: Int
+}
+
+/// How far the history archive's transfer is: sealed bytes sent (`upload`, approving device) or received
+/// (`download`, new device) of `totalBytes`.
+public struct HistoryProgress: Sendable, Equatable {
+    public enum Phase: String, Sendable { case upload, download }
+    public let phase: Phase
+    public let bytes: Int
+    public let totalBytes: Int
 }
 
 /// Links a new device to an account (Specs/client-content.md §7 and relay-protocol.md §4.5):
@@ -74,14 +85,17 @@ public struct DeviceLinker: Sendable {
     public var keyManager: KeyManager
     /// Argon2id cost for a sealed store created by `join`.
     public var storeCost: KeyDerivationCost
+    /// Told as the history archive goes up (`approve`) or comes down (`join`), after each piece.
+    public var onHistoryProgress: (@Sendable (HistoryProgress) -> Void)?
 
     public init(
         pollInterval: Duration = .milliseconds(500), keyManager: KeyManager = KeyManager(),
-        storeCost: KeyDerivationCost = .standard
+        storeCost: KeyDerivationCost = .standard, onHistoryProgress: (@Sendable (HistoryProgress) -> Void)? = nil
     ) {
         self.pollInterval = pollInterval
         self.keyManager = keyManager
         self.storeCost = storeCost
+        self.onHistoryProgress = onHistoryProgress
     }
 
     // MARK: existing device
@@ -109,8 +123,10 @@ public struct DeviceLinker: Sendable {
         }
     }
 
-    /// Encrypts the provisioning payload for the claimed device and approves it. The newest
-    /// messages of `store` are archived, as many as fit under the relay's blob limit.
+    /// Approves the claimed device: uploads the whole history, sealed in chunks under a key derived from the
+    /// link's key agreement (`HistoryUpload`), then approves with the provisioning payload (account identity,
+    /// contacts, the archive's header). The upload goes first: the relay takes it only while the code is
+    /// claimed, and the new device reads the header only once approved.
     public func approve(
         _ link: PendingLink, claim: LinkClaimInfo, store: DeviceStore, accountName: String, ownDeviceId: UInt32,
         relay: RelayClient
@@ -121,17 +137,30 @@ public struct DeviceLinker: Sendable {
             throw LinkError.unexpectedClaim("the claim has no usable identity key")
         }
         guard let ephemeral = link.takeEphemeral() else { throw LinkError.unexpectedClaim("the link is already finished") }
+        let archive = try store.historyArchive(messageLimit: Int(Int32.max))
+        let sealer = try HistorySealer(
+            archive: try archive.encoded(), messageCount: archive.messages.count,
+            key: try HistoryUpload.key(own: ephemeral, their: provisioningKey, code: link.code), code: link.code)
         let payload = try ProvisioningPayload(
             accountName: accountName, identity: store.identityKeyPair(), existingDeviceId: ownDeviceId,
             contacts: store.contacts().map { ArchivedContact(account: $0.account, displayName: $0.displayName, createdAt: $0.createdAt) },
-            identities: store.archivedIdentities(),
-            // Every message would need at least ~24 bytes: no more than that can ever fit.
-            archive: store.historyArchive(messageLimit: ProvisioningPayload.maxPayloadBytes / 24))
+            identities: store.archivedIdentities(), archive: HistoryArchive(), historyUpload: sealer.header)
         let encoded = try payload.encode(limit: ProvisioningPayload.maxPayloadBytes)
         let key = try LinkCrypto.key(own: ephemeral, their: provisioningKey, code: link.code)
         let blob = try LinkCrypto.seal(
             encoded.bytes, key: key,
             associatedData: LinkCrypto.associatedData(code: link.code, ephemeral: ephemeral.publicKey, provisioning: provisioningKey))
+        let total = sealer.header.sealedBytes
+        let report = onHistoryProgress
+        report?(HistoryProgress(phase: .upload, bytes: 0, totalBytes: total))
+        let onSent: (@Sendable (Int) -> Void)? = report.map { report in
+            { @Sendable sent in report(HistoryProgress(phase: .upload, bytes: sent, totalBytes: total)) }
+        }
+        try await Self.mapRelayErrors {
+            try await relay.uploadLinkHistory(
+                code: link.code, size: total, pieceCount: sealer.header.chunkCount, piece: { index in try sealer.chunk(index) },
+                progress: onSent)
+        }
         try await Self.mapRelayErrors {
             try await relay.approveLink(code: link.code, ApproveLinkRequest(provisioningBlob: blob, awaitIdentityUpload: true))
         }
@@ -189,13 +218,21 @@ public struct DeviceLinker: Sendable {
         guard payload.accountName == credentials.account else {
             throw LinkError.payloadMalformed("the payload is for another account")
         }
+        // The history, downloaded and verified whole before anything is written to disk.
+        var archive = payload.archive
+        var archived = archive.messages.count
+        if let header = payload.historyUpload {
+            let historyKey = try HistoryUpload.key(own: provisioning.privateKey, their: link.ephemeralPublicKey, code: link.code)
+            archive = try await downloadHistory(header: header, key: historyKey, code: link.code, relay: relay)
+            archived = Int(header.messageCount)
+        }
 
         let store = try Self.createStore(
             at: storePath, identity: payload.identity, registrationId: registrationId, passphrase: passphrase, cost: storeCost)
         do {
             let imported = try store.transaction { store in
                 let count = try store.importArchive(
-                    contacts: payload.contacts, identities: payload.identities, archive: payload.archive)
+                    contacts: payload.contacts, identities: payload.identities, archive: archive)
                 // The existing device shares the account identity.
                 let sibling = ProtocolAddress(name: payload.accountName, deviceId: payload.existingDeviceId)
                 try store.saveIdentity(payload.identity.identityKey, for: sibling)
@@ -225,12 +262,52 @@ public struct DeviceLinker: Sendable {
                 _ = try await Self.mapRelayErrors { try await relay.uploadPreKeys(UploadPreKeysRequest(oneTimePreKeys: chunk)) }
                 offset += batch
             }
-            return LinkedDevice(store: store, credentials: credentials, accountName: payload.accountName, importedMessages: imported)
+            if payload.historyUpload != nil {
+                // Imported: the relay may drop the archive now (else it is swept with the link).
+                try? await relay.acknowledgeLinkHistory()
+            }
+            return LinkedDevice(
+                store: store, credentials: credentials, accountName: payload.accountName, importedMessages: imported,
+                archivedMessages: archived)
         } catch {
             try? store.close()
             StoreFiles(path: storePath).removeAll()
             throw error
         }
+    }
+
+    /// Downloads the archive `header` announces, opens and checks every chunk as it arrives and the digest at
+    /// the end, and parses it. Any failure is a typed `LinkError` and returns nothing: no part of an archive is
+    /// ever imported.
+    func downloadHistory(header: HistoryUploadHeader, key: SecretBytes, code: String, relay: RelayClient) async throws -> HistoryArchive {
+        var opener = try HistoryOpener(header: header, key: key, code: code)
+        defer { opener.wipe() }
+        let total = header.sealedBytes
+        let report = onHistoryProgress
+        report?(HistoryProgress(phase: .download, bytes: 0, totalBytes: total))
+        do {
+            try await relay.downloadLinkHistory(maxBytes: total) { buffer in
+                try buffer.withUnsafeReadableBytes { raw in try opener.append(raw) }
+                report?(HistoryProgress(phase: .download, bytes: opener.received, totalBytes: total))
+            }
+        } catch RelayClientError.rejected(404, _, _) {
+            throw LinkError.historyMissing
+        } catch RelayClientError.badResponse {
+            throw LinkError.historyTooLong
+        } catch let error as LinkError {
+            throw error
+        } catch let error as RelayClientError {
+            throw error
+        } catch {
+            // The connection ended early: what arrived is checked below and refused as cut short.
+            guard opener.received < total else { throw error }
+        }
+        let plaintext = try opener.finish()
+        let archive = try HistoryArchive.decode(plaintext)
+        guard archive.messages.count == Int(header.messageCount) else {
+            throw LinkError.historyMalformed("\(archive.messages.count) messages where \(header.messageCount) were announced")
+        }
+        return archive
     }
 
     /// `DeviceStore.create`, with "a file is already there" as `LinkError.storeExists`.

@@ -132,6 +132,16 @@ extension HistoryArchive {
         }
     }
 
+    /// Parses an archive on its own from wiped memory (the plaintext of a history upload).
+    public static func decode(_ bytes: SecretBytes) throws(LinkError) -> HistoryArchive {
+        try bytes.withBytes { (raw) throws(LinkError) -> HistoryArchive in
+            var reader = PayloadReader(raw)
+            let archive = try decode(from: &reader)
+            guard reader.isAtEnd else { throw .payloadMalformed("trailing bytes") }
+            return archive
+        }
+    }
+
     /// Appends the conversations and then, newest first, the messages that keep the writer within
     /// `limit` bytes; returns how many messages were included. Throws `payloadTooLarge` when even
     /// the part without messages exceeds `limit`.

@@ -25,6 +25,19 @@ public enum LinkError: Error, Equatable, Sendable, CustomStringConvertible {
     case storeExists(path: String)
     /// The relay refused a request (HTTP status, relay error code name, message).
     case relayRejected(status: Int, code: String?, message: String)
+    /// A chunk of the history archive did not authenticate at its place (tampered with, reordered, from
+    /// another link), or the whole archive's digest did not match (`chunk` = the chunk count). Nothing imported.
+    case historyAuthenticationFailed(chunk: Int)
+    /// The history archive ended before its last chunk (`chunk` chunks of `of` arrived). Nothing imported.
+    case historyTruncated(chunk: Int, of: Int)
+    /// The relay sent more history bytes than the provisioning payload announced. Nothing imported.
+    case historyTooLong
+    /// The payload announced a history archive the relay does not have (never uploaded, or already swept).
+    case historyMissing
+    /// The history archive (or its header) does not follow the format. Nothing imported.
+    case historyMalformed(String)
+    /// The approving device's history is larger than one archive may be (`limit` sealed bytes).
+    case historyTooLarge(bytes: Int, limit: Int)
 
     public var description: String {
         switch self {
@@ -40,6 +53,15 @@ public enum LinkError: Error, Equatable, Sendable, CustomStringConvertible {
         case .storeExists(let path): return "a store already exists at \(path)"
         case .relayRejected(let status, let code, let message):
             return "relay refused (\(status) \(code ?? "-")): \(message)"
+        case .historyAuthenticationFailed(let chunk):
+            return "the history archive failed verification at chunk \(chunk) (tampered with or reordered): nothing was imported"
+        case .historyTruncated(let chunk, let total):
+            return "the history archive was cut short (\(chunk) of \(total) chunks): nothing was imported"
+        case .historyTooLong: return "the relay sent more history than the approving device announced: nothing was imported"
+        case .historyMissing: return "the relay has no history archive for this link: nothing was imported"
+        case .historyMalformed(let why): return "malformed history archive: \(why): nothing was imported"
+        case .historyTooLarge(let bytes, let limit):
+            return "the history (\(bytes) bytes) is larger than one archive may be (\(limit) bytes): nothing was sent"
         }
     }
 }

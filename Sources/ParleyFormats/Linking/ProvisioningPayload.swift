@@ -11,7 +11,10 @@ import ParleyProtocol
 /// refused.
 public struct ProvisioningPayload: Sendable {
     public static let magic: [UInt8] = Array("PLNK".utf8)
+    /// Version 1: the archive inline (cut to the blob limit). Version 2 (written when `historyUpload` is set):
+    /// the same fields, then the header of the history archive uploaded beside the blob.
     public static let version: UInt8 = 1
+    public static let versionWithHistoryUpload: UInt8 = 2
     /// The relay's limit on the provisioning blob (`RelayLimits.maxCiphertextBytes`, 256 KiB).
     public static let maxBlobBytes = 256 * 1024
     /// The payload limit: the blob limit minus the encryption's overhead.
@@ -29,11 +32,14 @@ public struct ProvisioningPayload: Sendable {
     public var contacts: [ArchivedContact]
     public var identities: [ArchivedIdentity]
     public var archive: HistoryArchive
+    /// The history archive uploaded separately (version 2); nil: the history is `archive` (version 1).
+    public var historyUpload: HistoryUploadHeader?
 
     public init(
         accountName: String, identity: IdentityKeyPair, existingDeviceId: UInt32, contacts: [ArchivedContact],
-        identities: [ArchivedIdentity], archive: HistoryArchive
+        identities: [ArchivedIdentity], archive: HistoryArchive, historyUpload: HistoryUploadHeader? = nil
     ) {
+        self.historyUpload = historyUpload
         self.accountName = accountName
         self.identity = identity
         self.existingDeviceId = existingDeviceId
@@ -53,7 +59,7 @@ public struct ProvisioningPayload: Sendable {
         var writer = PayloadWriter(capacity: min(limit, Self.maxPayloadBytes))
         defer { writer.wipe() }
         writer.bytes(Self.magic)
-        writer.u8(Self.version)
+        writer.u8(historyUpload == nil ? Self.version : Self.versionWithHistoryUpload)
         try writer.string(accountName, max: Self.maxAccountBytes)
         writer.bytes(identity.identityKey.serialized)
         identity.privateKey.rawBytes().withBytes { writer.raw($0) }
@@ -75,6 +81,14 @@ public struct ProvisioningPayload: Sendable {
         }
         // The archive goes last: its messages are taken newest first while they fit.
         let included = try archive.encode(into: &writer, limit: limit)
+        if let header = historyUpload {
+            guard header.digest.count == HistoryUpload.digestBytes else { throw .historyMalformed("digest size") }
+            writer.u32(header.messageCount)
+            writer.i64(Int64(bitPattern: header.plaintextBytes))
+            writer.u32(header.chunkBytes)
+            writer.bytes(header.digest)
+            guard writer.count <= limit else { throw .payloadTooLarge(writer.count) }
+        }
         return (writer.secret(), included)
     }
 
@@ -87,7 +101,9 @@ public struct ProvisioningPayload: Sendable {
             var reader = PayloadReader(raw)
             guard try reader.bytes(magic.count) == magic else { throw .payloadMalformed("not a provisioning payload") }
             let version = try reader.u8()
-            guard version == Self.version else { throw .unsupportedPayloadVersion(version) }
+            guard version == Self.version || version == Self.versionWithHistoryUpload else {
+                throw .unsupportedPayloadVersion(version)
+            }
             let account = try reader.string(max: maxAccountBytes)
             guard !account.isEmpty else { throw .payloadMalformed("empty account name") }
             let publicBytes = try reader.bytes(PublicKey.serializedSize)
@@ -127,11 +143,20 @@ public struct ProvisioningPayload: Sendable {
                 identities.append(ArchivedIdentity(address: address, identityKey: key, verified: verified, firstSeen: firstSeen))
             }
             let archive = try HistoryArchive.decode(from: &reader)
+            var historyUpload: HistoryUploadHeader? = nil
+            if version == Self.versionWithHistoryUpload {
+                let header = HistoryUploadHeader(
+                    messageCount: try reader.u32(), plaintextBytes: UInt64(bitPattern: try reader.i64()), chunkBytes: try reader.u32(),
+                    digest: try reader.bytes(HistoryUpload.digestBytes))
+                guard header.chunkBytes > 0, header.plaintextBytes > 0, header.plaintextBytes <= UInt64(HistoryUpload.maxSealedBytes)
+                else { throw .payloadMalformed("history archive header out of range") }
+                historyUpload = header
+            }
             guard reader.isAtEnd else { throw .payloadMalformed("trailing bytes") }
             return ProvisioningPayload(
                 accountName: account, identity: IdentityKeyPair(privateKey: privateKey), existingDeviceId: existingDeviceId,
                 contacts: contacts, identities: identities,
-                archive: archive)
+                archive: archive, historyUpload: historyUpload)
         }
     }
 }

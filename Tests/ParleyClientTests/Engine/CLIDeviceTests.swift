@@ -1,5 +1,6 @@
 import Foundation
 import ParleyClient
+import ParleyProtocol
 import ParleyRelay
 import ParleyTestSupport
 import ParleyWire
@@ -41,6 +42,34 @@ struct CLIDeviceTests {
         #expect(laptopSync.contains("still here"), "\(laptopSync)")
         let (_, devices) = try await homes.run("phone", ["devices"])
         #expect(!devices.contains("device \(credentials.deviceId) "), "\(devices)")
+        await harness.finish()
+    }
+
+    /// Issue 12: `parley link join` brings the whole history (2,000 messages, ~500 KB of archive: twice the blob
+    /// that cut it on main) and ends with "imported N of M messages"; its output is a pipe here, so no progress
+    /// line is drawn.
+    @Test func linkJoinImportsTheWholeHistoryAndSaysHowMany() async throws {
+        let harness = try await EngineHarness()
+        let homes = CLIHomes(harness)
+        #expect(try await homes.run("phone", ["register", homes.name("alice"), "--server", harness.baseURL]).0 == 0)
+        let store = try DeviceStore.open(at: homes.home("phone") + "/device.sqlite")
+        let conversation = try store.directConversation(with: "carol")
+        let body = String(repeating: "history ", count: 25)
+        try store.transaction { store in
+            for index in 0..<2_000 {
+                _ = try store.insertMessage(
+                    NewMessage(
+                        conversation: conversation.id, serverId: UUID(), sender: ProtocolAddress(name: "carol", deviceId: 1),
+                        outgoing: false, sentAt: Int64(index), receivedAt: Int64(index), body: "\(index) \(body)"))
+            }
+        }
+        try store.close()
+        let output = try await homes.link(from: "phone", to: "laptop")
+        #expect(output.contains("imported 2000 of 2000 messages"), "\(output)")
+        #expect(!output.contains("history:") && !output.contains("\r"), "\(output)")
+        let (status, history) = try await homes.run("laptop", ["history", "carol", "--limit", "1"])
+        #expect(status == 0, "\(history)")
+        #expect(history.contains("1999 history"), "\(history)")
         await harness.finish()
     }
 
@@ -110,8 +139,9 @@ struct CLIHomes {
         try await CLI.run(CLI.binary, home: home(label), arguments)
     }
 
-    /// `parley link start --yes` on `from`, `parley link join` on `to`.
-    func link(from: String, to: String) async throws {
+    /// `parley link start --yes` on `from`, `parley link join` on `to`; returns what `link join` printed.
+    @discardableResult
+    func link(from: String, to: String) async throws -> String {
         let start = try ChildProcess.spawn(
             CLI.binary, ["link", "start", "--yes", "--json"], environment: CLI.environment(home: home(from)), captureOutput: true)
         var linkString: String? = nil
@@ -131,5 +161,6 @@ struct CLIHomes {
             start.signal(SIGKILL)
             throw CLIFailure("link \(from) -> \(to): \(output) / \(start.output())")
         }
+        return output
     }
 }

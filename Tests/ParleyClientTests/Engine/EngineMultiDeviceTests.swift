@@ -21,10 +21,11 @@ struct EngineMultiDeviceTests {
         let join = Task { try await ParleyDevice.join(linkString: link.linkString, serverURL: harness.baseURL, storePath: laptopPath, deviceName: "laptop") }
         let claim = try await phone.awaitClaim(link, timeout: .seconds(30))
         try await phone.approve(link, claim: claim)
-        let (laptop, imported) = try await join.value
+        let (laptop, imported, archivedCount) = try await join.value
         #expect(laptop.account.name == phone.account.name)
         #expect(laptop.account.deviceId != phone.account.deviceId)
         #expect(imported >= 1)
+        #expect(imported == archivedCount)
         #expect(try laptop.store.identityKeyPair().identityKey == (try phone.store.identityKeyPair().identityKey))
         let archived = try laptop.store.messages(in: try laptop.store.directConversation(with: bob.account.name).id, limit: 10).messages
         #expect(archived.map(\.body) == ["before the laptop"])

@@ -111,6 +111,7 @@ extension PostgresRelayStore {
         try await rows(
             connection,
             "DELETE FROM link_code WHERE (state IN ('open', 'claimed') AND expires_at < \(now)) OR expires_at < \(now - day)")
+        try await deleteStaleLinkHistory(connection, now: now)
     }
 
     func linkStatus(_ address: DeviceAddress) async throws -> LinkStatusResponse {

@@ -26,6 +26,7 @@ enum PostgresSchema {
         Migration(name: "relay-pg-v5-ack-function", statements: v5AckFunction()),
         Migration(name: "relay-pg-v6-account-recovery", statements: v6AccountRecovery()),
         Migration(name: "relay-pg-v7-queue-release", statements: v7QueueRelease()),
+        Migration(name: "relay-pg-v8-history-archive", statements: v8HistoryArchive()),
     ]
 
     /// `relay-pg-v7-queue-release` (no SQLite counterpart: one SQLite writer has no lock conflicts to avoid). Acks no
@@ -164,6 +165,33 @@ enum PostgresSchema {
             END
             $fn$
             """
+        ]
+    }
+
+    /// `relay-pg-v8-history-archive`, the counterpart of SQLite's `relay-v8-history-archive`: a link's history
+    /// archive in pieces of at most 1 MiB (BYTEA, TOASTed), one `link_history` row per link. Tables rather than
+    /// files so that every node serves the archive, whichever node received it.
+    private static func v8HistoryArchive() -> [String] {
+        [
+            """
+            CREATE TABLE link_history (
+                code_hash BYTEA PRIMARY KEY,
+                account_id BIGINT NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                bytes BIGINT NOT NULL,
+                pieces BIGINT NOT NULL,
+                complete BOOLEAN NOT NULL,
+                created_at BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX link_history_by_account ON link_history(account_id)",
+            """
+            CREATE TABLE link_history_piece (
+                code_hash BYTEA NOT NULL REFERENCES link_history(code_hash) ON DELETE CASCADE,
+                seq BIGINT NOT NULL,
+                data BYTEA NOT NULL,
+                PRIMARY KEY (code_hash, seq)
+            )
+            """,
         ]
     }
 
