@@ -48,13 +48,13 @@ struct Register: AsyncParsableCommand {
                 device = try await CLIError.wrap {
                     try await ParleyDevice.recover(
                         name: name, recoveryCode: code, serverURL: server, storePath: options.storePath, passphrase: passphrase,
-                        deviceName: deviceName, rateLimit: GlobalOptions.rateLimit)
+                        deviceName: deviceName, http: GlobalOptions.http, rateLimit: GlobalOptions.rateLimit)
                 }
             } else {
                 do {
                     device = try await ParleyDevice.register(
                         name: name, serverURL: server, storePath: options.storePath, passphrase: passphrase, deviceName: deviceName,
-                        rateLimit: GlobalOptions.rateLimit)
+                        http: GlobalOptions.http, rateLimit: GlobalOptions.rateLimit)
                 } catch RelayClientError.rejected(_, .nameTaken?, _) {
                     throw CLIError(
                         "the name \(name) is taken at \(server); if it is yours and every device of it is lost, recover it with "

@@ -62,7 +62,8 @@ struct Link: AsyncParsableCommand {
                     defer { progress.end() }
                     return try await ParleyDevice.join(
                         linkString: link, serverURL: server, storePath: options.storePath, passphrase: passphrase,
-                        deviceName: deviceName, timeout: .seconds(timeout), linker: DeviceLinker(onHistoryProgress: progress.callback))
+                        deviceName: deviceName, timeout: .seconds(timeout), linker: DeviceLinker(onHistoryProgress: progress.callback),
+                        http: GlobalOptions.http)
                 }
                 options.output.emit(
                     "linked: \(device.account.name), device \(device.account.deviceId)\nimported \(imported) of \(archived) messages",

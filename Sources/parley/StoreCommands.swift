@@ -105,7 +105,7 @@ enum StoreAccess {
     static func open(storePath: String, passphraseFile: String?) throws -> ParleyDevice {
         if let key = SessionKeyring.lookup(forStore: storePath) {
             do {
-                return try ParleyDevice.open(storePath: storePath, unlock: .key(key), rateLimit: GlobalOptions.rateLimit)
+                return try ParleyDevice.open(storePath: storePath, unlock: .key(key), http: GlobalOptions.http, rateLimit: GlobalOptions.rateLimit)
             } catch DeviceStoreError.storeKeyMismatch {
                 SessionKeyring.forget(forStore: storePath)  // the store was replaced: the key is of no use
             } catch DeviceStoreError.notSealed {
@@ -113,10 +113,10 @@ enum StoreAccess {
             }
         }
         do {
-            return try ParleyDevice.open(storePath: storePath, unlock: nil, rateLimit: GlobalOptions.rateLimit)
+            return try ParleyDevice.open(storePath: storePath, unlock: nil, http: GlobalOptions.http, rateLimit: GlobalOptions.rateLimit)
         } catch DeviceStoreError.passphraseRequired {
             guard let passphrase = try PassphraseInput.read(file: passphraseFile, confirm: false) else { throw CLIError(sealedHelp) }
-            return try ParleyDevice.open(storePath: storePath, unlock: .passphrase(passphrase), rateLimit: GlobalOptions.rateLimit)
+            return try ParleyDevice.open(storePath: storePath, unlock: .passphrase(passphrase), http: GlobalOptions.http, rateLimit: GlobalOptions.rateLimit)
         }
     }
 
