@@ -89,10 +89,12 @@ final class EngineChurnRun: @unchecked Sendable {
             do {
                 try await step()
             } catch {
-                if let process = relayProcess, let exit = process.termination {
+                if let process = relayProcess {
+                    // The reaper may record an exit a moment after the failed request saw it.
+                    let exit = await process.wait(timeout: .seconds(2))
                     throw CLIFailure(
-                        "the relay process had exited (\(exit)) while the run took it for up; the step failed with \(error). "
-                            + "Its output: \(process.output().suffix(2_000))")
+                        "\(error); the relay process \(exit.map { "had exited (\($0))" } ?? "is running"). "
+                            + "Its output: \(process.output().suffix(3_000))")
                 }
                 throw error
             }
@@ -138,6 +140,14 @@ final class EngineChurnRun: @unchecked Sendable {
             ("link", linked < config.linkedDevices ? 2 : 0), ("relay", relayUp ? 2 : 0),
         ])
         count(operation)
+        do {
+            try await perform(operation)
+        } catch {
+            throw CLIFailure("operation \(report.operations.values.reduce(0, +)) (\(operation), relay \(relayUp ? "up" : "down")) failed: \(error)")
+        }
+    }
+
+    private func perform(_ operation: String) async throws {
         switch operation {
         case "direct": try await sendDirect()
         case "group": try await sendGroup()
