@@ -52,7 +52,7 @@ struct CLIDeviceTests {
         let harness = try await EngineHarness()
         let homes = CLIHomes(harness)
         #expect(try await homes.run("phone", ["register", homes.name("alice"), "--server", harness.baseURL]).0 == 0)
-        let store = try DeviceStore.open(at: homes.home("phone") + "/device.sqlite")
+        let store = try DeviceStore.open(at: homes.home("phone") + "/device.sqlite", passphrase: Passphrase(CLI.passphrase))
         let conversation = try store.directConversation(with: "carol")
         let body = String(repeating: "history ", count: 25)
         try store.transaction { store in

@@ -92,8 +92,15 @@ final class EngineChurnRun: @unchecked Sendable {
                 if let process = relayProcess {
                     // The reaper may record an exit a moment after the failed request saw it.
                     let exit = await process.wait(timeout: .seconds(2))
+                    let health: String
+                    do {
+                        _ = try await RelayClient(baseURL: harness.baseURL).health()
+                        health = "answers /healthz now"
+                    } catch {
+                        health = "does not answer /healthz now (\(error))"
+                    }
                     throw CLIFailure(
-                        "\(error); the relay process \(exit.map { "had exited (\($0))" } ?? "is running"). "
+                        "\(error); the relay process \(process.pid) \(exit.map { "had exited (\($0))" } ?? "is running") and \(health). "
                             + "Its output: \(process.output().suffix(3_000))")
                 }
                 throw error
