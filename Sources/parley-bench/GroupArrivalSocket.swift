@@ -45,15 +45,7 @@ final class GroupArrivalSocket: ChannelInboundHandler, @unchecked Sendable {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
         case .text, .continuation:
-            var data = frame.unmaskedData
-            if !frame.fin || fragments != nil {
-                if fragments == nil { fragments = data } else { fragments?.writeBuffer(&data) }
-                guard frame.fin, let whole = fragments else { return }
-                fragments = nil
-                handle(whole, context: context)
-            } else {
-                handle(data, context: context)
-            }
+            if let whole = wholeText(frame, fragments: &fragments) { handle(whole, context: context) }
         case .ping:
             context.writeAndFlush(
                 wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)), promise: nil)

@@ -279,19 +279,7 @@ final class BenchSocket: ChannelInboundHandler, @unchecked Sendable {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
         case .text, .continuation:
-            var data = frame.unmaskedData
-            if !frame.fin || fragments != nil {
-                if fragments == nil {
-                    fragments = data
-                } else {
-                    fragments?.writeBuffer(&data)
-                }
-                guard frame.fin, let whole = fragments else { return }
-                fragments = nil
-                handleText(whole)
-            } else {
-                handleText(data)
-            }
+            if let whole = wholeText(frame, fragments: &fragments) { handleText(whole) }
         case .ping:
             let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
@@ -442,6 +430,16 @@ final class BenchSocket: ChannelInboundHandler, @unchecked Sendable {
         }
         return index > start ? value : nil
     }
+}
+
+/// The whole text message once `frame` completes it (fragments collected in `fragments` until then), else nil.
+func wholeText(_ frame: WebSocketFrame, fragments: inout ByteBuffer?) -> ByteBuffer? {
+    var data = frame.unmaskedData
+    guard !frame.fin || fragments != nil else { return data }
+    if fragments == nil { fragments = data } else { fragments?.writeBuffer(&data) }
+    guard frame.fin, let whole = fragments else { return nil }
+    fragments = nil
+    return whole
 }
 
 /// Writes the upgrade request when the connection is up; fails `ready` if the relay refuses the upgrade.
