@@ -160,7 +160,12 @@ import Testing
         defer { SessionKeyring.forget(forStore: device.path) }
         // /proc/keys lists the key with its permissions: possessor all (3f), user view (01), group and other none.
         let description = SessionKeyring.description(forStore: device.path)
-        let line = try String(contentsOfFile: "/proc/keys", encoding: .utf8).split(separator: "\n").first { $0.contains(description) }
+        // Read to the end: `String(contentsOfFile:)` stops after the first 4 KiB of a /proc file, and with the keys of
+        // other tests running at the same time this one's line is often further down.
+        let keys = try #require(FileHandle(forReadingAtPath: "/proc/keys"))
+        defer { try? keys.close() }
+        let listing = String(decoding: try keys.readToEnd() ?? Data(), as: UTF8.self)
+        let line = listing.split(separator: "\n").first { $0.contains(description) }
         #expect(line?.contains("3f010000") == true, "\(line.map(String.init) ?? "(no line)")")
     }
 }
