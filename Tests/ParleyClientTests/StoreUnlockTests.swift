@@ -24,12 +24,18 @@ import Testing
             && store.messages(in: conversation.id, limit: 10).messages.compactMap(\.body) == ["sealed words"]
     }
 
+    /// A filled sealed store, closed, and its store key (what `parley unlock` would keep).
+    static func closedFilledStore(in dir: TemporaryDirectory) throws -> (device: TestDevice, key: StoreKey) {
+        let device = try filledStore(in: dir)
+        let key = try #require(device.store.storeKey)
+        try device.store.close()
+        return (device, key)
+    }
+
     @Test func theStoreKeyOpensTheStoreWithoutThePassphraseAndOnlyThatStore() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let device = try Self.filledStore(in: dir)
-        let key = try #require(device.store.storeKey)
-        try device.store.close()
+        let (device, key) = try Self.closedFilledStore(in: dir)
 
         let reopened = try DeviceStore.open(at: device.path, unlock: .key(key))
         #expect(try Self.contents(reopened, identity: device.identity))
@@ -123,9 +129,7 @@ import Testing
         guard Self.keyringUsable() else { return }
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let device = try Self.filledStore(in: dir)
-        let key = try #require(device.store.storeKey)
-        try device.store.close()
+        let (device, key) = try Self.closedFilledStore(in: dir)
 
         // Miss, then hit under another spelling of the same path, then lock.
         #expect(SessionKeyring.lookup(forStore: device.path) == nil)
@@ -153,9 +157,7 @@ import Testing
         guard Self.keyringUsable() else { return }
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let device = try Self.filledStore(in: dir)
-        let key = try #require(device.store.storeKey)
-        try device.store.close()
+        let (device, key) = try Self.closedFilledStore(in: dir)
         try SessionKeyring.store(key, forStore: device.path)
         defer { SessionKeyring.forget(forStore: device.path) }
         // /proc/keys lists the key with its permissions: possessor all (3f), user view (01), group and other none.

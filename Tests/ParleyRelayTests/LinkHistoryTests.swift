@@ -16,6 +16,13 @@ struct LinkHistoryTests {
         let newDevice: DeviceCredentials
     }
 
+    /// A relay, its client, alice and a link of hers claimed by a new device.
+    static func relayWithClaimedLink() async throws -> (TestRelay, HTTPTestClient, DeviceCredentials, Link) {
+        let relay = try await TestRelay.start()
+        let alice = try await relay.http.register(Fixtures.uniqueName("alice"))
+        return (relay, relay.http, alice, try await claimedLink(relay.http, from: alice))
+    }
+
     /// A code created by `existing` and claimed by a new device (not approved).
     static func claimedLink(_ http: HTTPTestClient, from existing: DeviceCredentials) async throws -> Link {
         let code = try await http.call(.POST, "/v1/devices/links", existing).decode(LinkCodeResponse.self)
@@ -74,10 +81,7 @@ struct LinkHistoryTests {
 
     /// A `Content-Length` over the bound is refused from the head alone (the test never sends the body).
     @Test func uploadOverTheBoundIsRefusedBeforeItsBody() async throws {
-        let relay = try await TestRelay.start()
-        let http = relay.http
-        let alice = try await http.register(Fixtures.uniqueName("alice"))
-        let link = try await Self.claimedLink(http, from: alice)
+        let (relay, http, alice, link) = try await Self.relayWithClaimedLink()
         let client = try RawHTTP(port: relay.port)
         let length = RelayLimits.defaultMaxLinkHistoryBytes + 1
         #expect(await client.write(
@@ -94,10 +98,7 @@ struct LinkHistoryTests {
     /// Without a length (chunked), the upload is cut off with 413 once it passes the bound, and nothing of it is
     /// left to download.
     @Test func chunkedUploadIsCutOffPastTheBound() async throws {
-        let relay = try await TestRelay.start()
-        let http = relay.http
-        let alice = try await http.register(Fixtures.uniqueName("alice"))
-        let link = try await Self.claimedLink(http, from: alice)
+        let (relay, http, alice, link) = try await Self.relayWithClaimedLink()
         let client = try RawHTTP(port: relay.port)
         #expect(await client.write(
             "PUT /v1/devices/links/\(link.code)/history HTTP/1.1\r\nHost: relay\r\nAuthorization: \(alice.authorizationHeader)\r\n"
