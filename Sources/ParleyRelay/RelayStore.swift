@@ -1,11 +1,6 @@
 import Foundation
 import ParleyWire
 
-/// All persistent state of the relay, behind one protocol so that a PostgreSQL backend can implement it later.
-///
-/// Implementations must make each method atomic (one transaction), and `commit(_:)` must validate every
-/// submission against the device lists and queue limits *inside* the transaction that stores it.
-/// Errors meant for the client are thrown as `RelayError`; anything else is an internal failure.
 /// A complete link history archive, as `RelayStore.linkHistory` finds it.
 struct LinkHistoryInfo: Sendable {
     /// The hash of its link code (the archive's key).
@@ -14,6 +9,13 @@ struct LinkHistoryInfo: Sendable {
     let pieces: Int
 }
 
+/// All persistent state of the relay, behind one protocol with two implementations: `SQLiteRelayStore`
+/// (Store/SQLite, the embedded default) and `PostgresRelayStore` (Store/Postgres, several nodes on one database).
+/// Routes, sessions and the group committers see only this protocol.
+///
+/// Implementations must make each method atomic (one transaction), and `commit(_:)` must validate every
+/// submission against the device lists and queue limits *inside* the transaction that stores it.
+/// Errors meant for the client are thrown as `RelayError`; anything else is an internal failure.
 protocol RelayStore: Sendable {
     /// Releases the storage (after the server stopped); no method may be called afterwards. Must not block a
     /// thread of Swift's cooperative pool while it waits for work in flight (run blocking waits elsewhere).
