@@ -99,9 +99,9 @@ struct GlobalOptions: ParsableArguments {
         return device
     }
 
-    /// The relay connection of one-shot commands: a refused connection fails at once ("cannot reach the relay"),
-    /// instead of after the 10 s connect timeout (ParleyHTTP.interactive).
-    static let http = ParleyHTTP.interactive
+    /// The relay connection of every command: a refused connection fails at once ("cannot reach the relay"),
+    /// instead of after the 10 s connect timeout (see `ParleyHTTP`).
+    static let http = ParleyHTTP.shared
 
     /// The relay's rate limits are waited out (bounded) with a line on standard error per wait, so that a
     /// slow command says why it is slow; it is never reported as an unreachable relay.

@@ -6,20 +6,19 @@ import NIOCore
 /// distribution to large groups). The connect timeout also bounds how long a request may wait for one of
 /// those 16 connections, so it is not shorter than a busy moment of a large fan-out (3 s failed requests
 /// queued behind 16 slow ones on a loaded 2-core machine).
+///
+/// A connection the relay refuses fails the request at once; the pool does not retry it. With retries, each
+/// refusal during an outage lengthened the pool's own backoff (100 ms x 1.25^n, capped at 60 s), the slots
+/// backing off stayed counted against the 16, and a request made after the relay came back could wait for one
+/// of them until the connect timeout and fail with the outage's last refusal (`RelayComebackTests`). Retrying is
+/// the caller's: the outbox, the connection loop's own backoff (`ParleyDevice.Backoff`), a command run again.
+/// A relay that accepts connections slowly still gets the full connect timeout.
 public enum ParleyHTTP {
-    public static let shared = makeClient(retryRefusedConnections: true)
-
-    /// For one-shot commands (the CLI): the same, except that a connection the relay refuses fails the request at
-    /// once instead of being tried again with backoff until the connect timeout (which made every command wait
-    /// 10 s before saying "cannot reach the relay" when the relay was down). What could not be sent stays in the
-    /// outbox either way; a relay that accepts connections slowly still has the full connect timeout.
-    public static let interactive = makeClient(retryRefusedConnections: false)
-
-    private static func makeClient(retryRefusedConnections: Bool) -> HTTPClient {
+    public static let shared: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(30))
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 16
-        configuration.connectionPool.retryConnectionEstablishment = retryRefusedConnections
+        configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }
+    }()
 }
