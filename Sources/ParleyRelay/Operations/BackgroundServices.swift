@@ -29,6 +29,8 @@ struct ExpiryService: Service {
                 core.logger.notice("expired undelivered messages", metadata: ["count": "\(total)"])
             }
             core.metrics.queueDepth.set(Int64(try await core.store.totalQueued()))
+        } catch is CancellationError {
+            // The relay is stopping (a sweep cut short then is not a failure; the next start sweeps again).
         } catch {
             core.logger.error("expiry sweep failed", metadata: ["error": "\(type(of: error))"])
         }
