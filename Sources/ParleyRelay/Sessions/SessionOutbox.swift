@@ -251,6 +251,9 @@ final class SessionOutbox: Sendable {
                     }
                     delivery.live.insert(queued.seq)
                     write(FastWire.messageFrame(queued.envelope, allocator: Self.allocator))
+                    if DeliveryTrace.isEnabled {
+                        DeliveryTrace.line("W \(DeliveryTrace.id(device.address, queued.seq)) \(DeliveryTrace.clock())")
+                    }
                     envelopesOut += 1
                     written += 1
                     if delivery.live.count > Self.maxRememberedLive {
@@ -377,6 +380,9 @@ final class SessionOutbox: Sendable {
                 pageBytes += item.envelope.content.count
                 if delivery.live.contains(item.seq) { continue }
                 frames.append(FastWire.messageFrame(item.envelope, allocator: Self.allocator))
+                if DeliveryTrace.isEnabled {
+                    DeliveryTrace.line("D \(DeliveryTrace.id(device.address, item.seq)) \(DeliveryTrace.clock())")
+                }
             }
             if !frames.isEmpty {
                 writeOnLoop(frames)

@@ -42,6 +42,8 @@ struct MessageSubmission: Sendable {
     let clientTimestamp: Int64?
     let serverTimestamp: Int64
     let expiresAt: Int64
+    /// When the relay made it (monotonic nanoseconds, `DeliveryTrace`; 0 unless tracing is on).
+    var receivedAt: UInt64 = DeliveryTrace.now()
 }
 
 /// The result of a committed submission.

@@ -529,6 +529,10 @@ final class PostgresCluster: RelayCluster {
     private func handle(_ payload: String, core: RelayCore) async {
         switch ClusterMessage.parse(payload) {
         case .entries(let entries):
+            if DeliveryTrace.isEnabled {
+                let now = DeliveryTrace.clock()
+                for (address, seq) in entries { DeliveryTrace.line("N \(DeliveryTrace.id(address, seq)) \(now)") }
+            }
             announce(entries, core: core)
         case .supersede(let items):
             for (address, id) in items {
@@ -571,7 +575,14 @@ final class PostgresCluster: RelayCluster {
                 }
                 if batch.isEmpty { return }
                 do {
+                    let readStarted = DeliveryTrace.now()
                     let deliveries = try await store.entries(batch)
+                    if DeliveryTrace.isEnabled {
+                        let now = DeliveryTrace.clock()
+                        for delivery in deliveries {
+                            DeliveryTrace.line("R \(DeliveryTrace.id(delivery.address, delivery.queued.seq)) \(readStarted) \(now)")
+                        }
+                    }
                     _ = await core.hub.deliverRemote(deliveries)
                 } catch {
                     await core.hub.wake(Array(Set(batch.map(\.0))))

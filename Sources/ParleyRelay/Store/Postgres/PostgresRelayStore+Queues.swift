@@ -30,6 +30,8 @@ extension PostgresRelayStore {
         let clientTimestamp: Int64?
         let expiresAt: Int64
         let targets: [DeviceAddress]
+        /// When the submission was made (`DeliveryTrace`; 0 unless tracing is on).
+        var receivedAt: UInt64 = 0
 
         var envelope: Envelope {
             Envelope(
@@ -133,7 +135,9 @@ extension PostgresRelayStore {
     /// locked), every submission is validated against that state plus what the batch itself added, the valid
     /// ones are stored with one multi-row insert per table, and the nodes holding recipients are notified.
     func commit(_ submissions: [MessageSubmission], limits: RelayLimits) async throws -> [Result<SubmissionReceipt, RelayError>] {
-        let (results, contacts) = try await transaction { [self] connection in
+        let called = DeliveryTrace.now()
+        let (results, contacts, traced) = try await transaction { [self] connection in
+            let bodyStarted = DeliveryTrace.now()
             var names = Set<String>()
             var groupIds = Set<UUID>()
             var accountIds = Set<Int64>()
@@ -264,7 +268,7 @@ extension PostgresRelayStore {
                                 senderId: submission.sender.accountId, senderAccount: submission.sender.account, senderDevice: submission.sender.deviceId,
                                 conversation: conversation, groupId: groupId, type: type, content: content,
                                 serverTimestamp: submission.serverTimestamp, clientTimestamp: submission.clientTimestamp,
-                                expiresAt: submission.expiresAt, targets: targets))
+                                expiresAt: submission.expiresAt, targets: targets, receivedAt: submission.receivedAt))
                     }
                     planned.append((index, first..<copies.count))
                     results.append(.failure(.internalError))  // replaced below
@@ -272,7 +276,8 @@ extension PostgresRelayStore {
                     results.append(.failure(error))
                 }
             }
-            let seqs = try await insertCopies(connection, copies, devices: &devices)
+            var announced: [(DeviceAddress, Int64, UInt64)] = []
+            let seqs = try await insertCopies(connection, copies, devices: &devices, announced: &announced)
             try await recordContacts(connection, contacts)
             for (index, range) in planned {
                 var ids: [UUID] = []
@@ -293,9 +298,17 @@ extension PostgresRelayStore {
                         serverTimestamp: submissions[index].serverTimestamp, ids: ids, recipients: recipients,
                         deliveries: deliveries))
             }
-            return (results, contacts)
+            let written = DeliveryTrace.now()
+            return (results, contacts, (bodyStarted, written, announced))
         }
         knownContacts.insert(contacts)
+        if DeliveryTrace.isEnabled {
+            let end = DeliveryTrace.clock()
+            DeliveryTrace.line("B \(called) \(traced.0) \(traced.1) \(end) \(submissions.count)")
+            for (address, seq, receivedAt) in traced.2 {
+                DeliveryTrace.line("S \(DeliveryTrace.id(address, seq)) \(receivedAt) \(called) \(end)")
+            }
+        }
         return results
     }
 
@@ -372,6 +385,16 @@ extension PostgresRelayStore {
     /// advances the targets' counters and sequence numbers (their rows must be locked, in `devices`), and
     /// notifies the nodes the targets are connected to. Returns each copy's sequence numbers, in target order.
     func insertCopies(_ connection: PostgresConnection, _ copies: [Copy], devices: inout [DeviceAddress: LockedDevice]) async throws -> [[Int64]] {
+        var announced: [(DeviceAddress, Int64, UInt64)] = []
+        return try await insertCopies(connection, copies, devices: &devices, announced: &announced)
+    }
+
+    /// `insertCopies`, also collecting, while `DeliveryTrace` is on, the entries announced to other nodes (device,
+    /// sequence number, when its submission was made).
+    func insertCopies(
+        _ connection: PostgresConnection, _ copies: [Copy], devices: inout [DeviceAddress: LockedDevice],
+        announced: inout [(DeviceAddress, Int64, UInt64)]
+    ) async throws -> [[Int64]] {
         guard !copies.isEmpty else { return [] }
         var messageIds: [UUID] = []
         var kinds: [String] = []
@@ -391,6 +414,7 @@ extension PostgresRelayStore {
         var entrySizes: [Int32] = []
         var entryExpiries: [Int64] = []
         var entrySenders: [Int64] = []
+        var entryReceived: [UInt64] = []
         var first: [DeviceAddress: Int64] = [:]
         var seqs: [[Int64]] = []
         seqs.reserveCapacity(copies.count)
@@ -428,6 +452,7 @@ extension PostgresRelayStore {
                 entrySizes.append(Int32(copy.content.count))
                 entryExpiries.append(copy.expiresAt)
                 entrySenders.append(copy.senderId)
+                if DeliveryTrace.isEnabled { entryReceived.append(copy.receivedAt) }
             }
             seqs.append(copySeqs)
         }
@@ -493,6 +518,12 @@ extension PostgresRelayStore {
         try await notifyNodes(connection, remote, entries: zip(entryAccounts.indices, entryAccounts).map { index, account in
             (DeviceAddress(accountId: account, deviceId: UInt32(truncatingIfNeeded: entryDevices[index])), entrySeqs[index])
         })
+        if DeliveryTrace.isEnabled, !remote.isEmpty {
+            for (index, account) in entryAccounts.enumerated() {
+                let address = DeviceAddress(accountId: account, deviceId: UInt32(truncatingIfNeeded: entryDevices[index]))
+                if remote[address] != nil { announced.append((address, entrySeqs[index], entryReceived[index])) }
+            }
+        }
         return seqs
     }
 
