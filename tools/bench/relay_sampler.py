@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 # The relay's side of the relay-abuse soak (tools/bench/relay-abuse-pinned.sh SAMPLE=1). Every 100 ms, one line:
-#   s UNIXTIME ticks CPU_TICKS R RUNNABLE_THREADS D DISK_WAITING_THREADS slow SLOWLORIS_PROCESSES wait RUNQUEUE_WAIT_NS [thread:wchan ...]
+#   s UNIXTIME ticks CPU_TICKS R RUNNABLE_THREADS D DISK_WAITING_THREADS slow SLOWLORIS_PROCESSES wait RUNQUEUE_WAIT_NS wal WAL_BYTES [thread:wchan ...]
 # (CPU ticks of the relay, 100 a second; run-queue wait summed over its threads from /proc/PID/task/*/schedstat: time
 # its threads were ready to run but had no CPU). Every 200 ms a thread writes 4 KiB and fdatasyncs a file next to
-# OUTFILE:  fsync UNIXTIME MILLISECONDS. Benchmark tooling only.
-# usage: relay_sampler.py RELAYPID OUTFILE
+# OUTFILE:  fsync UNIXTIME MILLISECONDS. WAL_BYTES: the size of the SQLite write-ahead log file WALFILE (-1 without it
+# or while it does not exist). Benchmark tooling only.
+# usage: relay_sampler.py RELAYPID OUTFILE [WALFILE]
 import os, sys, time, threading
 pid = int(sys.argv[1]); out = open(sys.argv[2], 'w', buffering=1)
+wal_path = sys.argv[3] if len(sys.argv) > 3 else None
+def wal_bytes():
+    try: return os.stat(wal_path).st_size if wal_path else -1
+    except OSError: return -1
 fsync_log = []
 def prober():
     fd = os.open(os.path.join(os.path.dirname(os.path.abspath(sys.argv[2])), 'fsync-probe.dat'), os.O_WRONLY | os.O_CREAT, 0o600)
@@ -44,5 +49,5 @@ while os.path.exists('/proc/%d' % pid):
                 if b'relay-abuse-slowloris' in open('/proc/%s/cmdline' % p, 'rb').read(): slow += 1
             except Exception: pass
       globals()['slow'] = slow
-    out.write('s %.3f ticks %d R %d D %d slow %d wait %d %s\n' % (now, ticks, states.get('R', 0), states.get('D', 0), slow, waitns, ' '.join(dw)))
+    out.write('s %.3f ticks %d R %d D %d slow %d wait %d wal %d %s\n' % (now, ticks, states.get('R', 0), states.get('D', 0), slow, waitns, wal_bytes(), ' '.join(dw)))
     time.sleep(0.1)
