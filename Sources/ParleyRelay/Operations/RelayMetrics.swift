@@ -18,6 +18,10 @@ final class RelayMetrics: Sendable {
     let pushFailures: Counter
     let outboxFolds: Counter
     let outboxDrops: Counter
+    let walCheckpoints: Gauge
+    let walCheckpointMaxMicros: Gauge
+    let walCheckpointTotalMicros: Gauge
+    let walMaxFrames: Gauge
 
     init() {
         func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -54,5 +58,14 @@ final class RelayMetrics: Sendable {
             descriptor: name(
                 "outbox_drops", "total",
                 "Ephemeral frames (presence, typing, pong) dropped for a connection whose outbox is full"))
+        // SQLite only (`SQLiteCheckpointer`): set when /metrics is read.
+        walCheckpoints = registry.makeGauge(
+            descriptor: name("wal_checkpoints", "", "SQLite write-ahead log checkpoints run on the writer between transactions"))
+        walCheckpointMaxMicros = registry.makeGauge(
+            descriptor: name("wal_checkpoint_max", "microseconds", "The longest SQLite write-ahead log checkpoint"))
+        walCheckpointTotalMicros = registry.makeGauge(
+            descriptor: name("wal_checkpoint_time", "microseconds", "All SQLite write-ahead log checkpoints together"))
+        walMaxFrames = registry.makeGauge(
+            descriptor: name("wal_max_frames", "", "The most frames (pages) the SQLite write-ahead log held after a commit"))
     }
 }

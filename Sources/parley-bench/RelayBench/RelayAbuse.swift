@@ -241,7 +241,7 @@ struct RelayAbuse: AsyncParsableCommand {
         print("    256 KiB messages to the non-reading devices: \(await Self.largeCounters.line)")
         print("relay refusals and deadlines (metrics):")
         for (name, value) in metrics.sorted(by: { $0.key < $1.key })
-        where ["refused", "evicted", "timed_out", "folds", "drops", "limited", "rejected", "bad_frames"].contains(where: { name.contains($0) }) {
+        where ["refused", "evicted", "timed_out", "folds", "drops", "limited", "rejected", "bad_frames", "wal_"].contains(where: { name.contains($0) }) {
             print("    \(name) \(Int(value))")
         }
 

@@ -10,8 +10,12 @@ final class SQLiteRelayStore: RelayStore {
     let lookups = SQLiteLookupCache()
     /// Contact pairs already stored (`SQLiteRelayStore+Contacts`).
     let knownContacts = KnownContacts()
+    /// WAL checkpoints on the writer between transactions, not inside commits (`SQLiteCheckpointer`).
+    let checkpointer: SQLiteCheckpointer
 
     init(path: String) throws {
+        let checkpointer = SQLiteCheckpointer()
+        self.checkpointer = checkpointer
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
@@ -21,9 +25,11 @@ final class SQLiteRelayStore: RelayStore {
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
             // 32 MiB of page cache per connection (SQLite's default is 2 MiB): the queue indexes stay cached.
             try db.execute(sql: "PRAGMA cache_size = -32768")
+            try checkpointer.prepare(db)
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try SQLiteSchema.migrator().migrate(pool)
+        checkpointer.attach(pool)
     }
 
     /// A write transaction that may add, remove, activate or change accounts and devices (every write but the
