@@ -11,7 +11,7 @@ import Testing
 ///
 /// (`PARLEY_CHURN_OPS` sets an operation count instead of minutes; `longRunCLI` is the CLI variant.)
 /// Every seed that ever failed is kept: the small configuration's in `regressionSeeds` (they run in CI), the
-/// long configuration's in `longRunRegressionSeeds` (each with its own deterministic test in CI).
+/// long configuration's in the comment below them (each with its own deterministic test in CI).
 @Suite(.serialized)
 struct ChurnRandomizedTests {
     /// Seeds that once went wrong (kept so that they keep passing): 5 and 8 left group messages
@@ -19,11 +19,10 @@ struct ChurnRandomizedTests {
     /// queued for it).
     static let regressionSeeds: [UInt64] = [5, 8]
 
-    /// Seeds of the long configuration (`longRun`, 30 minutes, 8 users, 4 linked devices, relay kills) that once
-    /// failed, to run again after any change to the client's transport or the relay's restart path: 11 (operation
-    /// 1057) and 7 (operation 1633) stopped on a request refused after the relay was back, which was the HTTP pool's
-    /// backoff outliving the outage (its regression case in CI: `RelayComebackTests`).
-    static let longRunRegressionSeeds: [UInt64] = [7, 11]
+    // Seeds of the long configuration (`longRun` with the 30-minute command above) that once failed, to run again
+    // (`PARLEY_CHURN_SEED=7`, `=11`) after any change to the client's transport or the relay's restart path: 11
+    // (operation 1057) and 7 (operation 1633) stopped on a request refused after the relay was back, which was the
+    // HTTP pool's backoff outliving the outage (their regression case in CI: `RelayComebackTests`).
 
     static let small = ChurnConfiguration(seed: 20_250_601, users: 4, operations: 90, duration: nil, linkedDevices: 1, relayKills: false)
 
