@@ -237,6 +237,28 @@ struct StoreMigrationTests {
         #expect(orphanedInfo.epoch == 1)
     }
 
+    /// `relay-pg-v9-ack-plans` leaves `parley_ack` planned by key: no sequential scans inside it (the fast-churning
+    /// `message` table's statistics made one look cheapest, and it read every dead row three times per ack batch) and
+    /// one generic plan per session. Acks still remove what they name (the store suite runs them on this schema).
+    @Test(.enabled(if: TestBackend.available.contains(.postgres)))
+    func postgresAckFunctionIsPlannedByKey() async throws {
+        let names = PostgresSchema.migrations.map(\.name)
+        #expect(names.last == "relay-pg-v9-ack-plans")
+        let database = try TestBackend.freshPostgresDatabase(prefix: "m")
+        let store = try #require(try await TestBackend.openStore(database) as? PostgresRelayStore)
+        defer { TestBackend.closeLater(store) }
+        let settings = try await store.read { connection in
+            try await store.rows(
+                connection,
+                """
+                SELECT unnest(p.proconfig) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                WHERE p.proname = 'parley_ack' AND n.nspname = \(store.location.schema)
+                """
+            ).map { try $0.decode(String.self) }
+        }
+        #expect(Set(settings) == ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"])
+    }
+
     /// Message ids are RFC 9562 version 7: the timestamp in the first 48 bits, so ids of later milliseconds
     /// sort after earlier ones byte-wise (the order SQLite compares blobs in).
     @Test func messageIdsAreTimeOrderedVersion7() {

@@ -102,18 +102,23 @@ final class PostgresCluster: RelayCluster {
         try await registrations.submit(.disconnect(device, connection))
     }
 
+    /// Which of the devices (`$1`, `$2`) have a session on a live node.
+    enum ConnectedSQL: PreparedSQL {
+        static let name = "parley_connected"
+        static let sql = """
+            SELECT c.account_id, c.device_id FROM device_connection c
+            JOIN unnest($1::bigint[], $2::bigint[]) AS t(a, v) ON c.account_id = t.a AND c.device_id = t.v
+            JOIN relay_node n ON n.id = c.node_id AND n.lease_until > \(PostgresCluster.nowSQL)
+            """
+    }
+
     func connectedNowhere(_ devices: [DeviceAddress]) async -> [DeviceAddress] {
         guard !devices.isEmpty else { return [] }
         do {
             let connected = try await store.read { [self] connection in
                 try await store.rows(
-                    connection,
-                    """
-                    SELECT c.account_id, c.device_id FROM device_connection c
-                    JOIN unnest(\(devices.map(\.accountId)), \(devices.map { Int64($0.deviceId) })) AS t(a, v)
-                        ON c.account_id = t.a AND c.device_id = t.v
-                    JOIN relay_node n ON n.id = c.node_id AND n.lease_until > \(unescaped: Self.nowSQL)
-                    """
+                    connection, ConnectedSQL.self,
+                    try PostgresRelayStore.bindings(devices.map(\.accountId), devices.map { Int64($0.deviceId) })
                 ).map { row in
                     let (accountId, deviceId) = try row.decode((Int64, Int64).self)
                     return DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))

@@ -168,7 +168,7 @@ extension PostgresRelayStore {
             }
             var idsByName: [String: Int64] = [:]
             if !names.isEmpty {
-                for row in try await rows(connection, "SELECT id, name FROM account WHERE name = ANY(\(Array(names)))") {
+                for row in try await rows(connection, AccountIdsSQL.self, try Self.bindings(Array(names))) {
                     let (id, name) = try row.decode((Int64, String).self)
                     idsByName[name] = id
                     accountIds.insert(id)
@@ -210,25 +210,7 @@ extension PostgresRelayStore {
                 // for this transaction. A queue's size is its counters less what acks released (not locked: see
                 // relay-pg-v7-queue-release).
                 let sharedOnly = Array(accountIds.subtracting(targetAccounts))
-                for row in try await rows(
-                    connection,
-                    """
-                    WITH targets AS (
-                        SELECT d.account_id, d.device_id, d.registration_id, d.state, d.queue_count, d.queue_bytes, d.queue_seq
-                        FROM device d WHERE d.account_id = ANY(\(Array(targetAccounts)))
-                        ORDER BY d.account_id, d.device_id FOR NO KEY UPDATE OF d
-                    ), senders AS (
-                        SELECT d.account_id, d.device_id, d.registration_id, d.state, d.queue_count, d.queue_bytes, d.queue_seq
-                        FROM device d WHERE d.account_id = ANY(\(sharedOnly))
-                        ORDER BY d.account_id, d.device_id FOR KEY SHARE OF d
-                    )
-                    SELECT x.account_id, x.device_id, x.registration_id, x.state, x.queue_count - COALESCE(r.count, 0),
-                        x.queue_bytes - COALESCE(r.bytes, 0), x.queue_seq, a.name, x.target
-                    FROM (SELECT *, TRUE AS target FROM targets UNION ALL SELECT *, FALSE FROM senders) x
-                    JOIN account a ON a.id = x.account_id
-                    LEFT JOIN queue_release r ON r.account_id = x.account_id AND r.device_id = x.device_id
-                    """)
-                {
+                for row in try await rows(connection, LockDevicesSQL.self, try Self.bindings(Array(targetAccounts), sharedOnly)) {
                     let (accountId, deviceId, registrationId, state, count, bytes, seq, name, target) =
                         try row.decode((Int64, Int64, Int64, String, Int64, Int64, Int64, String, Bool).self)
                     let address = DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))
@@ -310,6 +292,34 @@ extension PostgresRelayStore {
             }
         }
         return results
+    }
+
+    /// Account ids by name.
+    enum AccountIdsSQL: PreparedSQL {
+        static let name = "parley_account_ids"
+        static let sql = "SELECT id, name FROM account WHERE name = ANY($1)"
+    }
+
+    /// A send batch's device rows: the devices that get copies (`$1`, their accounts) locked for update, in key order;
+    /// the senders' other devices (`$2`) locked only against their deletion. Queue sizes less what acks released.
+    enum LockDevicesSQL: PreparedSQL {
+        static let name = "parley_lock_devices"
+        static let sql = """
+            WITH targets AS (
+                SELECT d.account_id, d.device_id, d.registration_id, d.state, d.queue_count, d.queue_bytes, d.queue_seq
+                FROM device d WHERE d.account_id = ANY($1)
+                ORDER BY d.account_id, d.device_id FOR NO KEY UPDATE OF d
+            ), senders AS (
+                SELECT d.account_id, d.device_id, d.registration_id, d.state, d.queue_count, d.queue_bytes, d.queue_seq
+                FROM device d WHERE d.account_id = ANY($2)
+                ORDER BY d.account_id, d.device_id FOR KEY SHARE OF d
+            )
+            SELECT x.account_id, x.device_id, x.registration_id, x.state, x.queue_count - COALESCE(r.count, 0),
+                x.queue_bytes - COALESCE(r.bytes, 0), x.queue_seq, a.name, x.target
+            FROM (SELECT *, TRUE AS target FROM targets UNION ALL SELECT *, FALSE FROM senders) x
+            JOIN account a ON a.id = x.account_id
+            LEFT JOIN queue_release r ON r.account_id = x.account_id AND r.device_id = x.device_id
+            """
     }
 
     private static func conversation(of submission: MessageSubmission) -> (EnvelopeKind, String, UUID?) {
@@ -480,37 +490,15 @@ extension PostgresRelayStore {
         // trip while the devices' rows are locked, not five.
         var remote: [DeviceAddress: Int64] = [:]
         for row in try await rows(
-            connection,
-            """
-            WITH stored_messages AS (
-                INSERT INTO message (id, kind, sender_account, sender_device, conversation, group_id, type, content, server_ts,
-                    client_ts, ref_count)
-                SELECT i, k, sa, sd, c, NULLIF(g, \(Self.noGroup)), t, b, st, NULLIF(ct, \(Self.noClientTimestamp)), r
-                FROM unnest(\(messageIds), \(kinds), \(senderAccounts), \(senderDevices), \(conversations), \(groupIds), \(types),
-                    \(contents), \(serverTimestamps), \(clientTimestamps), \(referenceCounts)) AS m(i, k, sa, sd, c, g, t, b, st, ct, r)
-            ), stored_entries AS (
-                INSERT INTO queue_entry (account_id, device_id, seq, message_id, size, expires_at, sender_id)
-                SELECT * FROM unnest(\(entryAccounts), \(entryDevices), \(entrySeqs), \(entryMessages), \(entrySizes),
-                    \(entryExpiries), \(entrySenders))
-            ), stored_shares AS (
-                INSERT INTO queue_share (account_id, device_id, sender_id, count, bytes)
-                SELECT * FROM unnest(\(shareKeys.map(\.address.accountId)), \(shareKeys.map { Int64($0.address.deviceId) }),
-                    \(shareKeys.map(\.senderId)), \(shareKeys.map { Int64(shareAdded[$0]?.count ?? 0) }),
-                    \(shareKeys.map { Int64(shareAdded[$0]?.bytes ?? 0) }))
-                ON CONFLICT (account_id, device_id, sender_id)
-                DO UPDATE SET count = queue_share.count + excluded.count, bytes = queue_share.bytes + excluded.bytes
-            ), counters AS (
-                UPDATE device d SET queue_count = d.queue_count + t.c, queue_bytes = d.queue_bytes + t.b, queue_seq = t.s
-                FROM unnest(\(targets.map(\.accountId)), \(targets.map { Int64($0.deviceId) }),
-                    \(targets.map { added[$0]?.count ?? 0 }), \(targets.map { added[$0]?.bytes ?? 0 }),
-                    \(targets.map { devices[$0]?.seq ?? 0 })) AS t(a, v, c, b, s)
-                WHERE d.account_id = t.a AND d.device_id = t.v
-            )
-            SELECT c.account_id, c.device_id, c.node_id FROM device_connection c
-            JOIN unnest(\(targets.map(\.accountId)), \(targets.map { Int64($0.deviceId) })) AS t(a, v)
-                ON c.account_id = t.a AND c.device_id = t.v
-            WHERE c.node_id <> \(nodeId)
-            """)
+            connection, StoreCopiesSQL.self,
+            try Self.bindings(
+                messageIds, kinds, senderAccounts, senderDevices, conversations, groupIds, types, contents, serverTimestamps,
+                clientTimestamps, referenceCounts, Self.noGroup, Self.noClientTimestamp,
+                entryAccounts, entryDevices, entrySeqs, entryMessages, entrySizes, entryExpiries, entrySenders,
+                shareKeys.map(\.address.accountId), shareKeys.map { Int64($0.address.deviceId) }, shareKeys.map(\.senderId),
+                shareKeys.map { Int64(shareAdded[$0]?.count ?? 0) }, shareKeys.map { Int64(shareAdded[$0]?.bytes ?? 0) },
+                targets.map(\.accountId), targets.map { Int64($0.deviceId) }, targets.map { added[$0]?.count ?? 0 },
+                targets.map { added[$0]?.bytes ?? 0 }, targets.map { devices[$0]?.seq ?? 0 }, nodeId))
         {
             let (accountId, deviceId, node) = try row.decode((Int64, Int64, Int64).self)
             remote[DeviceAddress(accountId: accountId, deviceId: UInt32(truncatingIfNeeded: deviceId))] = node
@@ -525,6 +513,38 @@ extension PostgresRelayStore {
             }
         }
         return seqs
+    }
+
+    /// Every write of a send batch (messages `$1`-`$11` with the stand-ins for NULL `$12`, `$13`; queue entries
+    /// `$14`-`$20`; shares added `$21`-`$25`; the targets' counters and last sequence numbers `$26`-`$30`), answering
+    /// which targets have a session on a node other than this one (`$31`).
+    enum StoreCopiesSQL: PreparedSQL {
+        static let name = "parley_store_copies"
+        static let sql = """
+            WITH stored_messages AS (
+                INSERT INTO message (id, kind, sender_account, sender_device, conversation, group_id, type, content, server_ts,
+                    client_ts, ref_count)
+                SELECT i, k, sa, sd, c, NULLIF(g, $12), t, b, st, NULLIF(ct, $13), r
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::uuid[], $7::int[], $8::bytea[],
+                    $9::bigint[], $10::bigint[], $11::int[]) AS m(i, k, sa, sd, c, g, t, b, st, ct, r)
+            ), stored_entries AS (
+                INSERT INTO queue_entry (account_id, device_id, seq, message_id, size, expires_at, sender_id)
+                SELECT * FROM unnest($14::bigint[], $15::bigint[], $16::bigint[], $17::uuid[], $18::int[], $19::bigint[],
+                    $20::bigint[])
+            ), stored_shares AS (
+                INSERT INTO queue_share (account_id, device_id, sender_id, count, bytes)
+                SELECT * FROM unnest($21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[])
+                ON CONFLICT (account_id, device_id, sender_id)
+                DO UPDATE SET count = queue_share.count + excluded.count, bytes = queue_share.bytes + excluded.bytes
+            ), counters AS (
+                UPDATE device d SET queue_count = d.queue_count + t.c, queue_bytes = d.queue_bytes + t.b, queue_seq = t.s
+                FROM unnest($26::bigint[], $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[]) AS t(a, v, c, b, s)
+                WHERE d.account_id = t.a AND d.device_id = t.v
+            )
+            SELECT c.account_id, c.device_id, c.node_id FROM device_connection c
+            JOIN unnest($26::bigint[], $27::bigint[]) AS t(a, v) ON c.account_id = t.a AND c.device_id = t.v
+            WHERE c.node_id <> $31
+            """
     }
 
     /// Tells the other nodes that have a session of these devices (`remote`: device -> its node) which entries were
@@ -550,10 +570,32 @@ extension PostgresRelayStore {
 
     // MARK: reading queues
 
-    private static let envelopeColumns = """
+    static let envelopeColumns = """
         q.seq, m.id, m.kind, m.server_ts, m.client_ts, m.sender_account, m.sender_device, m.conversation, m.group_id,
         m.type, m.content
         """
+
+    /// A page of a device's queue after a sequence number.
+    enum PendingSQL: PreparedSQL {
+        static let name = "parley_pending"
+        static let sql = """
+            SELECT \(PostgresRelayStore.envelopeColumns)
+            FROM queue_entry q JOIN message m ON m.id = q.message_id
+            WHERE q.account_id = $1 AND q.device_id = $2 AND q.seq > $3 ORDER BY q.seq LIMIT $4
+            """
+    }
+
+    /// The entries other nodes announced, by device and sequence number.
+    enum EntriesSQL: PreparedSQL {
+        static let name = "parley_entries"
+        static let sql = """
+            SELECT q.account_id, q.device_id, \(PostgresRelayStore.envelopeColumns)
+            FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(a, v, s)
+            JOIN queue_entry q ON q.account_id = t.a AND q.device_id = t.v AND q.seq = t.s
+            JOIN message m ON m.id = q.message_id
+            ORDER BY q.account_id, q.device_id, q.seq
+            """
+    }
 
     static func queued(_ row: PostgresRow) throws -> QueuedEnvelope {
         let columns = try row.decode(
@@ -571,14 +613,7 @@ extension PostgresRelayStore {
             // Once the page holds `maxBytes` of ciphertext the rest of the rows is not decoded (`limit` bounds what
             // the statement returns). Through `rows`: no wait outlives the connection.
             let stream = try await rows(
-                connection,
-                PostgresQuery(
-                    unsafeSQL: """
-                        SELECT \(Self.envelopeColumns)
-                        FROM queue_entry q JOIN message m ON m.id = q.message_id
-                        WHERE q.account_id = $1 AND q.device_id = $2 AND q.seq > $3 ORDER BY q.seq LIMIT $4
-                        """,
-                    binds: try Self.bindings(address.accountId, Int64(address.deviceId), afterSeq, Int64(limit))))
+                connection, PendingSQL.self, try Self.bindings(address.accountId, Int64(address.deviceId), afterSeq, Int64(limit)))
             var page: [QueuedEnvelope] = []
             var bytes = 0
             for row in stream {
@@ -596,17 +631,8 @@ extension PostgresRelayStore {
         guard !wanted.isEmpty else { return [] }
         return try await read { [self] connection in
             try await rows(
-                connection,
-                PostgresQuery(
-                    unsafeSQL: """
-                        SELECT q.account_id, q.device_id, \(Self.envelopeColumns)
-                        FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(a, v, s)
-                        JOIN queue_entry q ON q.account_id = t.a AND q.device_id = t.v AND q.seq = t.s
-                        JOIN message m ON m.id = q.message_id
-                        ORDER BY q.account_id, q.device_id, q.seq
-                        """,
-                    binds: try Self.bindings(
-                        wanted.map(\.0.accountId), wanted.map { Int64($0.0.deviceId) }, wanted.map(\.1)))
+                connection, EntriesSQL.self,
+                try Self.bindings(wanted.map(\.0.accountId), wanted.map { Int64($0.0.deviceId) }, wanted.map(\.1))
             ).map { row in
                 let (accountId, deviceId) = try row.decode((Int64, Int64).self)
                 let rest = try Self.queuedSkippingTwo(row)
