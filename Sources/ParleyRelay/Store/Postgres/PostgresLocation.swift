@@ -77,13 +77,17 @@ public struct PostgresLocation: Sendable, Equatable {
     }
 
     /// Settings every relay connection starts with: every commit waits for its WAL flush (an acknowledged
-    /// message is durable on the primary), the relay's schema first on the search path.
+    /// message is durable on the primary), the relay's schema first on the search path, and prepared statements
+    /// planned once (generic plans: every statement the relay prepares looks rows up by key, and a custom plan of a
+    /// statement on the partitioned `queue_entry` looks cheaper, as it prunes partitions while planning, so
+    /// PostgreSQL would plan it again on every call: 1.85 ms per queue page read, measured).
     var startupParameters: [(String, String)] {
         [
             ("synchronous_commit", "on"),
             ("search_path", schema),
             ("application_name", "parley-relay"),
             ("statement_timeout", "\(PostgresStoreLimits.statementTimeoutMilliseconds)"),
+            ("plan_cache_mode", "force_generic_plan"),
         ]
     }
 
