@@ -155,7 +155,7 @@ final class PostgresCluster: RelayCluster {
     func forwardClose(_ reason: CloseReason, to address: DeviceAddress) {
         let store = self.store
         Task {
-            try? await store.read { [self] connection in
+            try? await store.read { connection in
                 try await store.rows(
                     connection,
                     """

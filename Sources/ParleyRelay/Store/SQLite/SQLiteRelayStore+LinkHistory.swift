@@ -68,7 +68,7 @@ extension SQLiteRelayStore {
 
     func abortLinkHistory(code: String) async throws {
         let codeHash = Credentials.hash(code)
-        try await pool.write { db in try Self.dropLinkHistory(db, codeHash) }
+        _ = try await pool.write { db in try Self.dropLinkHistory(db, codeHash) }
     }
 
     func linkHistory(_ device: DeviceAddress) async throws -> LinkHistoryInfo {
