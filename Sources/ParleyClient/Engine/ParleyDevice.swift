@@ -101,10 +101,14 @@ public actor ParleyDevice {
         deviceName: String? = nil, cost: KeyDerivationCost = .standard, http: HTTPClient = ParleyHTTP.shared,
         rateLimit: RateLimitPolicy = RateLimitPolicy()
     ) async throws -> ParleyDevice {
-        try await establish(
+        let device = try await establish(
             serverURL: serverURL, storePath: storePath, passphrase: passphrase, deviceName: deviceName, cost: cost, http: http,
             rateLimit: rateLimit
         ) { relay, device in try await relay.recover(name: name, recoveryCode: recoveryCode, device: device) }
+        // The store is new, the account's groups are not: the relay lists them (members, admins, version), as for a
+        // linked device. If that fails the device learns each group at its next event, as before.
+        try? await device.refreshGroups()
+        return device
     }
 
     /// A new store with a new identity, enrolled at the relay as a first device by `enroll` (registration or

@@ -52,6 +52,37 @@ struct EngineRecoveryTests {
         await harness.finish()
     }
 
+    /// Recovery starts from an empty store, but the account's groups are the relay's: the recovered device lists
+    /// them with their members and admins at once (not only after the next group event) and can post to them.
+    @Test func aRecoveredAccountKnowsItsGroupsAndPostsToThem() async throws {
+        let harness = try await EngineHarness()
+        let (alice, bob) = try await EngineIdentityChangeTests.pair(harness)
+        let carol = try await harness.register("carol")
+        let aliceName = alice.account.name
+        let groupId = try await alice.createGroup(title: "hikers", members: [bob.account.name, carol.account.name])
+        #expect(await bob.syncOnce())
+        let view = try await alice.groupView(groupId)
+        let code = try #require(alice.recoveryCode)
+        await alice.close()  // the phone is lost
+
+        let recovered = try await ParleyDevice.recover(
+            name: aliceName, recoveryCode: code, serverURL: harness.baseURL,
+            storePath: harness.dir.appendingPathComponent("alice-new.sqlite").path)
+        let groups = try await recovered.groups()
+        #expect(groups.count == 1)
+        #expect(groups.first?.members.sorted() == view.members)
+        let recoveredView = try await recovered.groupView(groupId)
+        #expect(recoveredView.members == view.members && recoveredView.admins == view.admins)
+        #expect(recoveredView.epoch == view.epoch)
+
+        let bobLog = await EventLog(bob)
+        _ = try await recovered.sendGroup("back on a new phone", to: groupId)
+        #expect(await bob.syncOnce())
+        await bobLog.wait(for: "the group post from the recovered device") { $0.messageBody == "back on a new phone" }
+        await recovered.close(); await bob.close(); await carol.close()
+        await harness.finish()
+    }
+
     @Test func aWrongCodeLeavesTheAccountAndNoStore() async throws {
         let harness = try await EngineHarness()
         let alice = try await harness.register("alice")
