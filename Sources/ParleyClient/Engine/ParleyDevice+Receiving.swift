@@ -25,6 +25,9 @@ extension ParleyDevice {
             return true
         } catch {
             if Self.isTransient(error) { return false }
+            // The device closed (its store with it) while the envelope was handled: it stays queued for the next
+            // run, and the store's "closed connection" error says nothing wrong.
+            if closed { return false }
             // A store failure is not the sender's fault: keep the envelope queued.
             if error is DeviceStoreError {
                 logger.error("envelope \(envelope.id) kept queued, the store failed: \(error)")
