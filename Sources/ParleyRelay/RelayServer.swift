@@ -17,6 +17,7 @@ public enum RelayServer {
         var groupConfiguration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.limits.gracefulShutdownSeconds)
+        defer { DeliveryTrace.flush() }
         try await ServiceGroup(configuration: groupConfiguration).run()
     }
 

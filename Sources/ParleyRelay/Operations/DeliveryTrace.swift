@@ -55,6 +55,11 @@ enum DeliveryTrace {
         sink.append(text())
     }
 
+    /// Writes out what is buffered (at a graceful stop; a killed process loses its last lines).
+    static func flush() {
+        sink?.flush()
+    }
+
     static func id(_ address: DeviceAddress, _ seq: Int64) -> String {
         "\(address.accountId).\(address.deviceId).\(seq)"
     }
@@ -70,16 +75,24 @@ enum DeliveryTrace {
                 buffer.append(contentsOf: text.utf8)
                 buffer.append(UInt8(ascii: "\n"))
                 guard buffer.count >= DeliveryTrace.flushBytes else { return }
-                buffer.withUnsafeBytes { bytes in
-                    var offset = 0
-                    while offset < bytes.count {
-                        let written = write(fd, bytes.baseAddress.map { $0 + offset }, bytes.count - offset)
-                        if written <= 0 { break }
-                        offset += written
-                    }
-                }
-                buffer.removeAll(keepingCapacity: true)
+                writeOut(&buffer)
             }
+        }
+
+        func flush() {
+            buffer.withLockedValue { writeOut(&$0) }
+        }
+
+        private func writeOut(_ buffer: inout [UInt8]) {
+            buffer.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = write(fd, bytes.baseAddress.map { $0 + offset }, bytes.count - offset)
+                    if written <= 0 { break }
+                    offset += written
+                }
+            }
+            buffer.removeAll(keepingCapacity: true)
         }
     }
 }
