@@ -25,6 +25,9 @@ protocol RelayStore: Sendable {
     /// fail at once with `RelayError.unavailable` then, and `/healthz` answers 503 "degraded".
     var isAvailable: Bool { get }
 
+    /// Sets the backend's own gauges before `/metrics` answers (SQLite: its write-ahead log checkpoints).
+    func reportMetrics(to metrics: RelayMetrics)
+
     // MARK: accounts and devices
     /// Creates the account and its device 1, with the hash of its recovery code (`RecoveryCode.hash`) if given. Throws
     /// `.nameTaken`.
@@ -220,4 +223,8 @@ extension RelayStore {
 struct RecoveryChallenge: Sendable, Equatable {
     let accountId: Int64
     let codeHash: String
+}
+
+extension RelayStore {
+    func reportMetrics(to metrics: RelayMetrics) {}
 }

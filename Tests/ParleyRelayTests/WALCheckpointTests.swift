@@ -71,6 +71,10 @@ struct WALCheckpointTests {
             #expect(statistics.completeCheckpoints > 0, "the log never restarted: \(statistics)")
             #expect(statistics.failures == 0)
             #expect(statistics.maxLogFrames <= boundFrames, "\(statistics)")
+            // The same figures on /metrics (the backend reports its own gauges).
+            let metrics = try await relay.metricsText()
+            let line = metrics.split(separator: "\n").first { $0.hasPrefix("parley_relay_wal_checkpoints ") }
+            #expect(line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 > 0 } == true, "\(line ?? "no line")")
         } else {
             Issue.record("the relay does not run on SQLite")
         }

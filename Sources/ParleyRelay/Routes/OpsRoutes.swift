@@ -32,13 +32,7 @@ struct OpsRoutes {
         router.get("/metrics") { _, _ in
             core.metrics.connections.set(Int64(await core.hub.count))
             core.metrics.databaseUp.set(Int64(core.store.isAvailable ? 1 : 0))
-            if let sqlite = core.store as? SQLiteRelayStore {
-                let checkpoints = sqlite.checkpointer.statistics
-                core.metrics.walCheckpoints.set(Int64(checkpoints.checkpoints))
-                core.metrics.walCheckpointMaxMicros.set(Int64(checkpoints.maxCheckpointMicros))
-                core.metrics.walCheckpointTotalMicros.set(Int64(checkpoints.totalCheckpointMicros))
-                core.metrics.walMaxFrames.set(Int64(checkpoints.maxLogFrames))
-            }
+            core.store.reportMetrics(to: core.metrics)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: core.metrics.registry.emitToBuffer())))

@@ -92,7 +92,7 @@ struct EngineMultiDeviceTests {
         // After comparing numbers anew, alice trusts the new key; the safety number changed.
         try await alice.trustNewIdentity(of: bob.account.name)
         try await alice.send("now?", to: bob.account.name)
-        let after = try await alice.safetyNumber(with: bob.account.name)
+        let after = try alice.safetyNumber(with: bob.account.name)
         #expect(after.displayString != before.displayString)
         #expect(try alice.store.outboxCount() == 0)
         await alice.close(); await bob.close()

@@ -139,3 +139,13 @@ private func sqliteCheckpointerWALHook(
     Unmanaged<SQLiteCheckpointer>.fromOpaque(context).takeUnretainedValue().committed(logFrames: Int(frames))
     return SQLITE_OK
 }
+
+extension SQLiteRelayStore {
+    func reportMetrics(to metrics: RelayMetrics) {
+        let checkpoints = checkpointer.statistics
+        metrics.walCheckpoints.set(Int64(checkpoints.checkpoints))
+        metrics.walCheckpointMaxMicros.set(Int64(checkpoints.maxCheckpointMicros))
+        metrics.walCheckpointTotalMicros.set(Int64(checkpoints.totalCheckpointMicros))
+        metrics.walMaxFrames.set(Int64(checkpoints.maxLogFrames))
+    }
+}
