@@ -75,9 +75,9 @@ struct EngineMultiDeviceTests {
         let alice = try await harness.register("alice")
         let bob = try await harness.register("bob")
         try await alice.send("hi", to: bob.account.name)
-        let before = try await alice.safetyNumber(with: bob.account.name)
-        try await alice.verify(bob.account.name)
-        #expect(try await alice.isVerified(bob.account.name))
+        let before = try alice.safetyNumber(with: bob.account.name)
+        try alice.verify(bob.account.name)
+        #expect(try alice.isVerified(bob.account.name))
 
         // Bob reinstalls: a new identity and registration id on the same device.
         let aliceLog = await EventLog(alice)
