@@ -73,14 +73,10 @@ run "$PHONE" register "$ALICE" --server "$NODE1" --device-name phone
 run "$BOB" register "$BOBNAME" --server "$NODE2" --device-name bob-phone
 for home in "$PHONE" "$BOB"; do PARLEY_HOME="$home" "$PARLEY" unlock >/dev/null; done
 
-step "bob goes online on node 2 (a listener in the background); alice, on node 1, sees him online"
+step "bob goes online on node 2 (a listener in the background); alice sends through node 1; node 2 wakes bob's connection at once (LISTEN/NOTIFY, ids only)"
 PARLEY_HOME="$BOB" "$PARLEY" listen >"$WORK/bob-listen.out" 2>&1 &
 LISTEN_PID=$!
 sleep 2
-run "$PHONE" presence "$BOBNAME" | tee "$WORK/presence.out"
-expect_in "$WORK/presence.out" "online"
-
-step "alice sends through node 1; node 2 wakes bob's connection at once (LISTEN/NOTIFY, ids only)"
 run "$PHONE" send "$BOBNAME" "Hi Bob, dinner at 8?"
 for _ in $(seq 1 100); do grep -qF "dinner at 8" "$WORK/bob-listen.out" && break; sleep 0.1; done
 kill "$LISTEN_PID" 2>/dev/null; wait "$LISTEN_PID" 2>/dev/null || true; LISTEN_PID=""
@@ -93,6 +89,14 @@ run "$BOB" read "$ALICE"
 run "$BOB" send "$ALICE" "Sounds good, see you there"
 run "$PHONE" sync | tee "$WORK/phone-sync.out"
 expect_in "$WORK/phone-sync.out" "Sounds good, see you there"
+
+step "bob is online on node 2 again; alice, on node 1, sees it (presence is shown between contacts: they have written each way)"
+PARLEY_HOME="$BOB" "$PARLEY" listen >"$WORK/bob-listen2.out" 2>&1 &
+LISTEN_PID=$!
+sleep 2
+run "$PHONE" presence "$BOBNAME" | tee "$WORK/presence.out"
+expect_in "$WORK/presence.out" "online"
+kill "$LISTEN_PID" 2>/dev/null; wait "$LISTEN_PID" 2>/dev/null || true; LISTEN_PID=""
 
 step "alice links her laptop through node 2: the phone (node 1) approves, the laptop gets her history"
 PARLEY_HOME="$PHONE" "$PARLEY" link start --yes >"$WORK/link.out" 2>&1 &

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: one debug build, then the unit, vector and integration tests from it,
-# then the conformance runner over TestVectors/, the live round trip with python-axolotl, and
-# every libFuzzer target for a bounded time (a separate instrumented build of the I/O-free modules).
+# then the conformance runner over TestVectors/, the live round trip with python-axolotl, the two
+# demos (scripts/demo.sh and scripts/cluster.sh, from the same debug build), and every libFuzzer target
+# for a bounded time (a separate instrumented build of the I/O-free modules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -31,6 +32,12 @@ echo "== conformance: parley-conformance TestVectors"
 .build/debug/parley-conformance TestVectors
 echo "== live interop with python-axolotl (tools/interop/run.sh)"
 PARLEY_CONFORMANCE=.build/debug/parley-conformance tools/interop/run.sh
+echo "== the end-to-end demo (scripts/demo.sh: one relay on SQLite, the CLI clients)"
+scripts/demo.sh >/tmp/parley-test-demo.log 2>&1 || { tail -40 /tmp/parley-test-demo.log; echo "scripts/demo.sh failed"; exit 1; }
+echo "   passed"
+echo "== the two-node deployment (scripts/cluster.sh: PostgreSQL, two relay nodes, alice and bob on different nodes)"
+scripts/cluster.sh >/tmp/parley-test-cluster.log 2>&1 || { tail -40 /tmp/parley-test-cluster.log; echo "scripts/cluster.sh failed"; exit 1; }
+echo "   passed"
 echo "== fuzzing: every libFuzzer target for 20 s (tools/fuzz/run.sh)"
 # A defect found in code another branch is fixing can be tolerated meanwhile by listing its tag
 # (FuzzTargets.knownIssues) in PARLEY_FUZZ_KNOWN_ISSUES="tag;tag"; none is today.
