@@ -15,6 +15,8 @@ final class RelayCore: Sendable {
     let oneTimePreKeyLimiter: RateLimiter
     let vapid: VAPIDSigner
     let tickets = WebSocketTicketMap()
+    /// The tasks serving connections (`ConnectionTasks`).
+    let connectionTasks = ConnectionTasks()
     let connections: ConnectionGovernor
     let push: PushNotifier
     /// Which push endpoints are accepted and where pushes may connect (`PushEndpointPolicy`).

@@ -125,11 +125,14 @@ public enum RelayServer {
                 onPort(port)
             },
             logger: logger)
-        var services: [any Service] = [StoreCloser(core: core), ClusterService(core: core), app]
+        var services: [any Service] = [
+            StoreCloser(core: core), ClusterService(core: core), ConnectionDrainer(tasks: core.connectionTasks), app,
+        ]
         if let metrics = configuration.metrics {
             services.append(Self.metricsApplication(metrics, core: core, logger: logger, onPort: onMetricsPort))
         }
-        // ServiceGroup stops services in reverse order: sessions first, then the cluster membership, the store last.
+        // ServiceGroup stops services in reverse order: sessions first, then the server, the connections still being
+        // served, the cluster membership, the store last.
         return (services + [ExpiryService(core: core), MemoryReturnService(logger: logger), SessionCloser(core: core)], core)
     }
 

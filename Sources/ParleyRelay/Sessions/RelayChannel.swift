@@ -167,7 +167,13 @@ struct RelayChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
+    /// Hands the connection to `RelayCore.connectionTasks` and returns (see `ConnectionTasks`: Hummingbird's task
+    /// group per server is quadratic in a burst of closes).
     func handle(value: Value, logger: Logger) async {
+        core.connectionTasks.run { await serve(value, logger: logger) }
+    }
+
+    private func serve(_ value: Value, logger: Logger) async {
         do {
             switch try await value.upgrade.get() {
             case .session(let ended):
