@@ -10,7 +10,8 @@ protocol PreparedSQL {
 }
 
 /// A `PreparedSQL` as postgres-nio runs it: parsed and planned by PostgreSQL on a connection's first use, then only
-/// bound and executed (once its generic plan is chosen, after five runs, no planning at all). Planning a join over
+/// bound and executed (the relay's connections start with `plan_cache_mode = force_generic_plan`,
+/// `PostgresLocation.startupParameters`: one generic plan, no planning per call). Planning a join over
 /// the hash-partitioned queue tables costs more than running it: measured with `pg_stat_statements`, the remote
 /// entries read spent 2.2 ms planning and 0.8 ms running per call (BENCHMARKS.md, "Scale-out").
 struct PreparedQuery<SQL: PreparedSQL>: PostgresPreparedStatement {
